@@ -1,0 +1,72 @@
+"""``blockmgr-manage``: the operator CLI.
+
+Each command family lives in its own module under ``blockmgr.cmd.manage_*`` and exposes
+``add_parser(subparsers)``; the handler it registers receives ``(conf, args)`` and returns the
+process exit code. Config files are given with ``--config-file`` / ``--config-dir`` before the
+command, as for every blockmgr program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from oslo_config import cfg
+
+from blockmgr import exception
+
+COMMAND_MODULES = (
+    "blockmgr.cmd.manage_db",
+    "blockmgr.cmd.manage_quota",
+    "blockmgr.cmd.manage_driver",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blockmgr-manage",
+                                     description="blockmgr operator commands")
+    parser.add_argument("--config-file", action="append", default=[],
+                        help="configuration file (may be repeated)")
+    parser.add_argument("--config-dir", help="directory of *.conf files to read as well")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def load_config(args, needs_backends: bool = True) -> cfg.ConfigOpts:
+    """Build and validate the global config from the command line's config files."""
+    from blockmgr import conf as bm_conf
+    from blockmgr.conf import backend, validation
+
+    conf = cfg.CONF
+    bm_conf.register_all(conf)
+    oslo_args = []
+    for path in args.config_file:
+        oslo_args += ["--config-file", path]
+    if args.config_dir:
+        oslo_args += ["--config-dir", args.config_dir]
+    conf(oslo_args, project="blockmgr", default_config_files=[], validate_default_values=True)
+    if needs_backends:
+        backend.register_enabled_backends(conf)
+    validation.validate(conf)
+    return conf
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        conf = load_config(args, needs_backends=getattr(args, "needs_backends", True))
+        return int(args.handler(conf, args) or 0)
+    except exception.BlockmgrError as exc:
+        print("ERROR: %s" % exc, file=sys.stderr)
+        return 2
+    except cfg.Error as exc:
+        print("ERROR: configuration: %s" % exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""``blockmgr-manage quota ...`` (being built; see the foundation and driver issues)."""
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("quota", help="quota commands (not available yet)")
+    parser.set_defaults(handler=_unavailable)
+
+
+def _unavailable(conf, args):
+    raise SystemExit("blockmgr-manage quota is not available in this build yet")

@@ -1,0 +1,19 @@
+"""Entry point for ``oslo-config-generator`` (namespace ``blockmgr``): every option we own."""
+
+from blockmgr.conf import backend
+from blockmgr.conf import database
+from blockmgr.conf import default
+from blockmgr.conf import quota
+
+
+def list_opts():
+    from blockmgr.drivers import loader
+
+    groups = default.list_opts() + database.list_opts() + quota.list_opts()
+    backend_opts = list(backend.GENERIC_OPTS)
+    for _name, driver_cls in loader.known_driver_classes():
+        for opt in driver_cls.list_opts():
+            if all(opt.dest != seen.dest for seen in backend_opts):
+                backend_opts.append(opt)
+    groups.append(("backend", backend_opts))
+    return groups

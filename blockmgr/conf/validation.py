@@ -1,0 +1,63 @@
+"""Start-up validation: unknown options and invalid values fail before anything runs.
+
+oslo.config ignores options it does not know and only parses a value when it is first read,
+so a typo or a bad value would otherwise surface late (or never). ``validate`` reads every
+config file again, rejects options that no registered group declares, and reads every
+registered option once so a bad value raises now, naming its section and option.
+"""
+
+from oslo_config import cfg
+
+from blockmgr import exception
+
+#: Sections owned by libraries that register their options lazily (at transport or
+#: middleware creation); their contents are validated by those libraries.
+LIBRARY_SECTION_PREFIXES = ("oslo_", "keystone_authtoken", "coordination", "profiler",
+                            "cors", "healthcheck", "ssl")
+
+
+def _parsed_sections(conf: cfg.ConfigOpts) -> dict:
+    sections: dict = {}
+    for path in conf.config_file or []:
+        cfg.ConfigParser(path, sections).parse()
+    return sections
+
+
+def validate(conf: cfg.ConfigOpts) -> None:
+    for section, values in _parsed_sections(conf).items():
+        if section == "DEFAULT":
+            known = {opt.dest for opt in _group_opts(conf, None)}
+        elif section in conf:
+            known = {opt.dest for opt in _group_opts(conf, section)}
+        elif section.startswith(LIBRARY_SECTION_PREFIXES):
+            continue
+        else:
+            raise exception.ConfigurationError(
+                section=section, option="*",
+                reason="unknown section; backend sections must be listed in "
+                       "[DEFAULT] enabled_backends")
+        for key in values:
+            if key.replace("-", "_") not in known:
+                raise exception.ConfigurationError(
+                    section=section, option=key, reason="unknown option")
+    for group_name in [None] + sorted(conf.list_all_sections()):
+        if group_name is not None and group_name not in conf:
+            continue
+        for opt in _group_opts(conf, group_name):
+            try:
+                conf[group_name][opt.dest] if group_name else conf[opt.dest]
+            except (cfg.ConfigFileValueError, ValueError) as exc:
+                raise exception.ConfigurationError(
+                    section=group_name or "DEFAULT", option=opt.dest,
+                    reason="invalid value: %s" % exc) from None
+            except cfg.RequiredOptError:
+                raise exception.ConfigurationError(
+                    section=group_name or "DEFAULT", option=opt.dest,
+                    reason="a value is required") from None
+
+
+def _group_opts(conf: cfg.ConfigOpts, group_name):
+    if group_name is None:
+        return [info["opt"] for info in conf._opts.values()]  # noqa: SLF001 (no public API)
+    group = conf._get_group(group_name)  # noqa: SLF001
+    return [info["opt"] for info in group._opts.values()]  # noqa: SLF001

@@ -1,0 +1,1 @@
+"""Persistence: typed SQLAlchemy models, sessions through oslo.db, query-only repositories."""

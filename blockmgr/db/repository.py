@@ -1,0 +1,164 @@
+"""Query functions over the models. Queries only: no policy, no quota, no transactions.
+
+Every function takes the caller's ``Session``; the caller owns the (short) transaction.
+Status changes that must not race (a flow moving a resource on while an API request moves it
+elsewhere) use :func:`transition`, a compare-and-swap ``UPDATE ... WHERE status IN (...)``
+checked against the same transition table the models enforce.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from blockmgr import exception
+from blockmgr import states
+from blockmgr.db import models
+
+M = TypeVar("M", bound=models.Base)
+
+_NOT_FOUND = {
+    models.Volume: (exception.VolumeNotFound, "volume_id"),
+    models.Snapshot: (exception.SnapshotNotFound, "snapshot_id"),
+    models.Group: (exception.GroupNotFound, "group_id"),
+    models.GroupSnapshot: (exception.GroupSnapshotNotFound, "group_snapshot_id"),
+}
+
+
+def get(session: Session, model: type[M], resource_id: str, *, project_id: str | None = None,
+        read_deleted: bool = False, for_update: bool = False) -> M:
+    """Return the row or raise the model's typed NotFound.
+
+    ``project_id`` restricts the lookup to one project (a row of another project is reported as
+    not found, never as forbidden, so ids of other projects do not leak).
+    """
+    stmt = sa.select(model).where(model.id == resource_id)
+    if project_id is not None:
+        stmt = stmt.where(model.project_id == project_id)
+    if not read_deleted and hasattr(model, "deleted"):
+        stmt = stmt.where(model.deleted.is_(False))
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).first()
+    if row is None:
+        exc_cls, kwarg = _NOT_FOUND.get(model, (exception.NotFound, "id"))
+        raise exc_cls(**{kwarg: resource_id})
+    return row
+
+
+def create(session: Session, model: type[M], **values) -> M:
+    row = model(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update(session: Session, row: models.Base, **values) -> models.Base:
+    """Apply ``values`` to a loaded row (status goes through the model's validator)."""
+    for key, value in values.items():
+        if not hasattr(type(row), key):
+            raise exception.InvalidInput(
+                reason="%s has no field %r" % (type(row).__name__, key))
+        setattr(row, key, value)
+    session.flush()
+    return row
+
+
+def transition(session: Session, model: type[M], resource_id: str, new_status: str, *,
+               expected: Iterable[str] | None = None, **values) -> M:
+    """Atomically move a row to ``new_status`` if its current status allows it.
+
+    ``expected`` narrows the allowed current statuses further (e.g. only ``deleting``).
+    Raises the typed NotFound if the row is gone and InvalidStatusTransition if the current
+    status does not allow the move; in both cases nothing is written.
+    """
+    kind = model.__status_kind__
+    sources = set(states.allowed_sources(kind, new_status))
+    if expected is not None:
+        sources &= {str(s) for s in expected}
+    values = {**values, "status": str(new_status)}
+    stmt = (sa.update(model)
+            .where(model.id == resource_id, model.deleted.is_(False),
+                   model.status.in_(sorted(sources)))
+            .values(**values)
+            .execution_options(synchronize_session=False))
+    if session.execute(stmt).rowcount != 1:
+        current = get(session, model, resource_id)
+        states.check_transition(kind, current.status, new_status, resource_id=resource_id)
+        raise exception.InvalidStatusTransition(
+            resource=kind, resource_id=resource_id, current=current.status,
+            requested=new_status, allowed="only from " + ", ".join(sorted(sources)))
+    row = get(session, model, resource_id)
+    session.refresh(row)
+    return row
+
+
+def soft_delete(session: Session, row: models.SoftDeleteMixin) -> None:
+    """Mark a resource deleted (status ``deleted`` for resources that have a status)."""
+    if isinstance(row, models.StatusMixin):
+        row.status = "deleted"
+    row.deleted = True
+    row.deleted_at = models.utcnow()
+    session.flush()
+
+
+def list_by_host_and_status(session: Session, model: type[M], host: str,
+                            statuses: Iterable[str]) -> Sequence[M]:
+    """Rows of one host in the given statuses, served by the ``(host, status)`` index.
+
+    ``host`` matches ``host@backend`` exactly and any ``host@backend#pool`` under it.
+    """
+    stmt = (sa.select(model)
+            .where(model.deleted.is_(False), model.status.in_(list(statuses)),
+                   sa.or_(model.host == host, model.host.like(host + "#%"))))
+    return session.scalars(stmt).all()
+
+
+def list_snapshots_by_host_and_status(session: Session, host: str,
+                                      statuses: Iterable[str]) -> Sequence[models.Snapshot]:
+    """Snapshots (which have no host of their own) whose parent volume lives on ``host``."""
+    stmt = (sa.select(models.Snapshot)
+            .join(models.Volume, models.Volume.id == models.Snapshot.volume_id)
+            .where(models.Snapshot.deleted.is_(False),
+                   models.Snapshot.status.in_(list(statuses)),
+                   sa.or_(models.Volume.host == host, models.Volume.host.like(host + "#%"))))
+    return session.scalars(stmt).all()
+
+
+def list_for_project(session: Session, model: type[M], project_id: str | None, *,
+                     limit: int | None = None, marker: str | None = None,
+                     filters: dict | None = None) -> Sequence[M]:
+    """Live rows of a project (all projects when ``project_id`` is None), ordered by id."""
+    stmt = sa.select(model).where(model.deleted.is_(False))
+    if project_id is not None:
+        stmt = stmt.where(model.project_id == project_id)
+    for key, value in (filters or {}).items():
+        stmt = stmt.where(getattr(model, key) == value)
+    if marker is not None:
+        stmt = stmt.where(model.id > marker)
+    stmt = stmt.order_by(model.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return session.scalars(stmt).all()
+
+
+def volumes_in_group(session: Session, group_id: str) -> Sequence[models.Volume]:
+    stmt = sa.select(models.Volume).where(models.Volume.group_id == group_id,
+                                          models.Volume.deleted.is_(False))
+    return session.scalars(stmt.order_by(models.Volume.id)).all()
+
+
+def snapshots_of_group_snapshot(session: Session,
+                                group_snapshot_id: str) -> Sequence[models.Snapshot]:
+    stmt = sa.select(models.Snapshot).where(
+        models.Snapshot.group_snapshot_id == group_snapshot_id,
+        models.Snapshot.deleted.is_(False))
+    return session.scalars(stmt.order_by(models.Snapshot.id)).all()
+
+
+def snapshots_of_volume(session: Session, volume_id: str) -> Sequence[models.Snapshot]:
+    stmt = sa.select(models.Snapshot).where(models.Snapshot.volume_id == volume_id,
+                                            models.Snapshot.deleted.is_(False))
+    return session.scalars(stmt.order_by(models.Snapshot.id)).all()

@@ -1,0 +1,1 @@
+"""Storage drivers. Reference drivers live in sub-packages; discovery is in ``loader``."""
