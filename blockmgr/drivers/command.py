@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import subprocess
 from typing import Mapping, Sequence
 
 from oslo_concurrency import processutils
@@ -49,6 +50,10 @@ class CommandRunner:
             raise exception.CommandExecutionError(
                 cmd=printable, exit_code=exc.exit_code,
                 stderr=(exc.stderr or exc.description or "").strip()) from None
+        except subprocess.TimeoutExpired as exc:
+            raise exception.CommandExecutionError(
+                cmd=printable, exit_code=None,
+                stderr="timed out after %ss" % exc.timeout) from None
         except OSError as exc:  # e.g. the binary is not installed
             raise exception.CommandExecutionError(
                 cmd=printable, exit_code=None, stderr=str(exc)) from None
