@@ -249,3 +249,14 @@ class NoValidBackend(BlockmgrError):
 class MetadataUpdateFailure(DriverError):
     msg_fmt = "Failed to update metadata for %(resource_id)s: %(reason)s"
     reschedulable = False
+
+
+# --- flows ----------------------------------------------------------------------------------
+
+class FlowInterrupted(BlockmgrError):
+    """Recorded as the failure of a task that a worker crash interrupted and that recovery
+    reverts instead of running again (see ``docs/flows.md``)."""
+
+    msg_fmt = ("Flow %(flow_id)s was interrupted by a worker restart during %(task)s and "
+               "was reverted.")
+    reschedulable = False

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from oslo_config import cfg
+from oslo_db import exception as db_exception
 
 from blockmgr import exception
 
@@ -41,6 +42,9 @@ def load_config(args, needs_backends: bool = True) -> cfg.ConfigOpts:
     from blockmgr.conf import backend, validation
 
     conf = cfg.CONF
+    # Forget an earlier parse (a second ``main()`` in one process): command-line options can
+    # only be registered while the command line is unparsed.
+    conf.clear()
     bm_conf.register_all(conf)
     oslo_args = []
     for path in args.config_file:
@@ -65,6 +69,10 @@ def main(argv=None) -> int:
         return 2
     except cfg.Error as exc:
         print("ERROR: configuration: %s" % exc, file=sys.stderr)
+        return 2
+    except db_exception.DBError as exc:
+        print("ERROR: database (check [database] connection): %s"
+              % (exc.inner_exception or exc), file=sys.stderr)
         return 2
 
 

@@ -8,18 +8,24 @@ sections are dynamic (named by ``enabled_backends``) and are registered by
 """
 
 from oslo_config import cfg
+from oslo_log import log
 
 from blockmgr.conf import database
 from blockmgr.conf import default
+from blockmgr.conf import flows
 from blockmgr.conf import quota
 
-_STATIC_GROUP_MODULES = (default, database, quota)
+_STATIC_GROUP_MODULES = (default, database, quota, flows)
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
     """Register every static option group on ``conf`` and return it."""
     for module in _STATIC_GROUP_MODULES:
         module.register_opts(conf)
+    # oslo.log's options ([DEFAULT] debug, log_file, log_dir, ...) are valid in every
+    # blockmgr config file, so they are known before validation runs. Some are CLI options,
+    # which oslo.config only accepts before the command line is parsed.
+    log.register_options(conf)
     return conf
 
 

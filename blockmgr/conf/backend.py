@@ -33,18 +33,19 @@ def register_backend(conf: cfg.ConfigOpts, name: str) -> None:
     """Register the generic and the driver-specific options of backend section ``name``."""
     from blockmgr.drivers import loader
 
-    if name in ("DEFAULT", "database", "quota"):
+    if name in ("DEFAULT", "database", "quota", "flows"):
         raise exception.ConfigurationError(
             section="DEFAULT", option="enabled_backends",
             reason="%r is a reserved section name and cannot be a backend" % name)
     conf.register_opts(GENERIC_OPTS, group=name)
-    try:
-        driver_name = conf[name].volume_driver
-    except cfg.RequiredOptError:
+    # oslo.config enforces ``required`` only for options registered before parsing, and a
+    # backend's options are registered after it; so the check is made here.
+    driver_name = conf[name].volume_driver
+    if not driver_name:
         raise exception.ConfigurationError(
             section=name, option="volume_driver",
-            reason="backend %r is enabled but its section does not name a driver" % name
-        ) from None
+            reason="backend %r is listed in [DEFAULT] enabled_backends but its section "
+                   "does not set volume_driver" % name)
     driver_cls = loader.find_driver_class(driver_name, section=name)
     conf.register_opts(list(driver_cls.list_opts()), group=name)
 

@@ -6,6 +6,9 @@ config file again, rejects options that no registered group declares, and reads 
 registered option once so a bad value raises now, naming its section and option.
 """
 
+import glob
+import os
+
 from oslo_config import cfg
 
 from blockmgr import exception
@@ -16,28 +19,50 @@ LIBRARY_SECTION_PREFIXES = ("oslo_", "keystone_authtoken", "coordination", "prof
                             "cors", "healthcheck", "ssl")
 
 
+def _config_files(conf: cfg.ConfigOpts) -> list[str]:
+    """The files oslo.config read: ``--config-file`` ones, then ``--config-dir``'s ``*.conf``."""
+    paths = list(conf.config_file or [])
+    config_dir = conf.config_dir
+    if config_dir and os.path.isdir(config_dir):
+        paths += sorted(glob.glob(os.path.join(config_dir, "*.conf")))
+    return paths
+
+
 def _parsed_sections(conf: cfg.ConfigOpts) -> dict:
     sections: dict = {}
-    for path in conf.config_file or []:
+    for path in _config_files(conf):
         cfg.ConfigParser(path, sections).parse()
     return sections
 
 
+def _known_keys(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
+    """section -> option names oslo.config accepts there, deprecated aliases included."""
+    known: dict[str, set[str]] = {}
+    groups = [None] + [name for name in conf
+                       if isinstance(conf[name], cfg.ConfigOpts.GroupAttr)]
+    for group_name in groups:
+        section = group_name or "DEFAULT"
+        for opt in _group_opts(conf, group_name):
+            known.setdefault(section, set()).add(opt.dest)
+            for old in opt.deprecated_opts:
+                old_section = old.group or section
+                old_name = (old.name or opt.dest).replace("-", "_")
+                known.setdefault(old_section, set()).add(old_name)
+    return known
+
+
 def validate(conf: cfg.ConfigOpts) -> None:
+    known = _known_keys(conf)
     for section, values in _parsed_sections(conf).items():
-        if section == "DEFAULT":
-            known = {opt.dest for opt in _group_opts(conf, None)}
-        elif section in conf:
-            known = {opt.dest for opt in _group_opts(conf, section)}
-        elif section.startswith(LIBRARY_SECTION_PREFIXES):
-            continue
-        else:
+        if section not in known:
+            if section.startswith(LIBRARY_SECTION_PREFIXES):
+                continue
             raise exception.ConfigurationError(
                 section=section, option="*",
                 reason="unknown section; backend sections must be listed in "
                        "[DEFAULT] enabled_backends")
         for key in values:
-            if key.replace("-", "_") not in known:
+            if key.replace("-", "_") not in known[section]:
                 raise exception.ConfigurationError(
                     section=section, option=key, reason="unknown option")
     for group_name in [None] + sorted(conf.list_all_sections()):

@@ -162,3 +162,15 @@ def snapshots_of_volume(session: Session, volume_id: str) -> Sequence[models.Sna
     stmt = sa.select(models.Snapshot).where(models.Snapshot.volume_id == volume_id,
                                             models.Snapshot.deleted.is_(False))
     return session.scalars(stmt.order_by(models.Snapshot.id)).all()
+
+
+def list_group_snapshots_by_host_and_status(session: Session, host: str,
+                                            statuses: Iterable[str]
+                                            ) -> Sequence[models.GroupSnapshot]:
+    """Group snapshots (no host of their own) whose group lives on ``host``."""
+    stmt = (sa.select(models.GroupSnapshot)
+            .join(models.Group, models.Group.id == models.GroupSnapshot.group_id)
+            .where(models.GroupSnapshot.deleted.is_(False),
+                   models.GroupSnapshot.status.in_(list(statuses)),
+                   sa.or_(models.Group.host == host, models.Group.host.like(host + "#%"))))
+    return session.scalars(stmt).all()

@@ -67,8 +67,8 @@ class Database:
     def from_config(cls, conf: cfg.ConfigOpts) -> "Database":
         db = conf.database
         url = db.connection
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            path = url[len("sqlite:///"):]
+        if url.startswith("sqlite:///"):  # relative (sqlite:///x) and absolute (sqlite:////x)
+            path = url[len("sqlite:///"):].split("?", 1)[0]
             if path and path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         return cls(url, max_pool_size=db.max_pool_size, max_overflow=db.max_overflow,

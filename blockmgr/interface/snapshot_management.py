@@ -1,4 +1,9 @@
-"""Adopting existing backend snapshots (seed ``003``: Cinder's snapshot management interface)."""
+"""Adopting existing backend snapshots (seed ``003``: Cinder's snapshot management interface).
+
+``existing_ref`` rules are those of :class:`~blockmgr.interface.volume_management.
+VolumeManagementDriver`. The manager calls these methods with keyword arguments
+(``snapshot=``, ``existing_ref=``), so argument names are part of the contract.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +17,31 @@ class SnapshotManagementDriver(DriverBase):
     @abc.abstractmethod
     def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
         """Bind the backend snapshot to ``snapshot`` (rename to ``snapshot.name`` or record
-        a pointer in the returned model update).
+        a pointer in the returned model update). Data is never changed.
+
+        :param snapshot: SnapshotView of the record being created (its ``volume_name`` is
+            the parent volume).
+        :param existing_ref: ``{'source-name': ...}`` and/or ``{'source-id': ...}``.
+        :returns: model update or None.
+        :raises ManageExistingInvalidReference: bad or unknown reference, or an object that
+            is not a snapshot of ``snapshot.volume_name``.
+        """
+
+    @abc.abstractmethod
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+        """Size of the referenced snapshot in GiB, rounded UP (an ``int``). Changes nothing.
 
         :raises ManageExistingInvalidReference: bad or unknown reference.
         """
 
     @abc.abstractmethod
-    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
-        """Size of the referenced snapshot in GiB, rounded UP."""
-
-    @abc.abstractmethod
     def unmanage_snapshot(self, snapshot) -> None:
-        """Forget the snapshot. Never deletes the backend object."""
+        """Forget the snapshot. Never deletes the backend object: afterwards it is listed by
+        ``get_manageable_snapshots`` as safe to manage and can be managed again."""
 
     @abc.abstractmethod
     def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
                                  sort_dirs) -> list[dict]:
-        """Like ``get_manageable_volumes``; entries add ``source_reference`` (the parent)."""
+        """Like ``get_manageable_volumes`` (same entry fields, ownership rule via
+        ``cinder_snapshots``, sorting and paging); entries add ``source_reference``, the
+        reference dict of the parent volume (e.g. ``{'source-name': 'volume-<id>'}``)."""

@@ -10,88 +10,170 @@ from blockmgr.interface.base import DriverBase
 class VolumeDriver(DriverBase):
     """Core volume operations (Cinder's ``VolumeDriverCore`` names and argument order).
 
+    Objects: ``volume`` / ``snapshot`` / ``src_vref`` are read-only views
+    (:mod:`blockmgr.interface.objects`); ``volume.name`` (``volume-<id>``) and
+    ``snapshot.name`` (``snapshot-<id>``) are the backend names drivers traditionally use, and
+    ``provider_location`` / ``provider_id`` carry whatever a previous model update recorded.
+
     Model updates: methods documented as returning ``dict | None`` return the columns the
-    manager should write on the resource (e.g. ``provider_location``) or None for nothing.
-    Drivers raise :mod:`blockmgr.exception` errors (``VolumeBackendAPIException`` /
-    ``VolumeDriverException`` for backend failures).
+    manager should write on the resource (e.g. ``{'provider_location': ...}``) or None for
+    nothing. Drivers never touch the database.
+
+    Errors: drivers raise :mod:`blockmgr.exception` errors: ``VolumeBackendAPIException`` /
+    ``VolumeDriverException`` (or ``CommandExecutionError``) for backend failures,
+    ``VolumeIsBusy`` / ``SnapshotIsBusy`` for dependents, ``Unsupported`` for a request this
+    backend cannot honour.
+
+    Idempotency: flows run tasks at least once (a task interrupted by a crash runs again), so
+    every create succeeds when the object already exists as requested and every delete /
+    remove / terminate succeeds when there is nothing left to remove.
     """
 
     @abc.abstractmethod
     def do_setup(self, context) -> None:
         """Prepare the backend (connect, create directories, check tools).
 
+        Called once at service start, before anything else.
+
+        :param context: admin :class:`~blockmgr.context.RequestContext` (may be None in tools).
         :raises ConfigurationError: the backend is misconfigured.
         :raises VolumeBackendAPIException: the backend cannot be reached.
         """
 
     @abc.abstractmethod
     def check_for_setup_error(self) -> None:
-        """Raise if the backend is not usable; the service then stays down and retries."""
+        """Raise if the backend is not usable; the service then stays down and retries.
+
+        :raises ConfigurationError: a configuration problem an operator must fix.
+        :raises VolumeBackendAPIException: the backend is not usable now.
+        """
 
     @abc.abstractmethod
     def get_volume_stats(self, refresh: bool = False) -> dict:
-        """Capacity report: top level ``volume_backend_name``, ``vendor_name``,
-        ``driver_version``, ``storage_protocol`` and a ``pools`` list whose entries carry
-        ``pool_name``, ``total_capacity_gb``, ``free_capacity_gb``, ``provisioned_capacity_gb``,
-        ``reserved_percentage``, ``max_over_subscription_ratio``,
-        ``thin_provisioning_support``, ``thick_provisioning_support``.
+        """Capacity report.
 
-        ``refresh=False`` may return a cached report; it must be cheap.
+        Top level: ``volume_backend_name``, ``vendor_name``, ``driver_version``,
+        ``storage_protocol`` and a non-empty ``pools`` list whose entries carry ``pool_name``,
+        ``total_capacity_gb``, ``free_capacity_gb`` (numbers in GiB, or ``'unknown'`` /
+        ``'infinite'``; ``0 <= free <= total``), ``provisioned_capacity_gb`` (sum of the sizes
+        of the volumes on the pool, in GiB), ``reserved_percentage`` (0-100),
+        ``max_over_subscription_ratio`` (>= 1), ``thin_provisioning_support``,
+        ``thick_provisioning_support``.
+
+        :param refresh: True: measure now. False: a cached report is fine; must be cheap.
+        :returns: the report dict.
+        :raises VolumeBackendAPIException: the backend cannot be queried (refresh only).
         """
 
     @abc.abstractmethod
     def create_volume(self, volume) -> dict | None:
-        """Allocate ``volume.size`` GiB named for ``volume``. No export.
+        """Allocate ``volume.size`` GiB for ``volume``, reading as zeros. No export.
 
         Idempotent: if the object already exists with the requested size, succeed.
+
+        :param volume: VolumeView of the new volume.
+        :returns: model update (e.g. ``provider_location``) or None.
+        :raises VolumeBackendAPIException: allocation failed (nothing is left behind).
         """
 
     @abc.abstractmethod
     def delete_volume(self, volume) -> None:
-        """Delete the volume's backend object. Succeeds if it is already gone.
+        """Delete the volume's backend object and its data.
 
+        Idempotent: succeeds if the object is already gone (or never existed).
+
+        :param volume: VolumeView.
         :raises VolumeIsBusy: it has dependents (e.g. snapshots) and nothing was deleted.
+        :raises VolumeBackendAPIException: the backend failed.
         """
 
     @abc.abstractmethod
     def create_snapshot(self, snapshot) -> dict | None:
-        """Take a point-in-time copy of ``snapshot.volume_name``. Idempotent."""
+        """Take a point-in-time copy of volume ``snapshot.volume_name`` (later writes to the
+        volume never show in the snapshot).
+
+        Idempotent: an existing snapshot of that name is success.
+
+        :param snapshot: SnapshotView of the new snapshot.
+        :returns: model update or None.
+        :raises VolumeBackendAPIException: the backend failed.
+        """
 
     @abc.abstractmethod
     def delete_snapshot(self, snapshot) -> None:
-        """Delete a snapshot. Succeeds if already gone.
+        """Delete a snapshot. Idempotent: succeeds if already gone.
 
-        :raises SnapshotIsBusy: volumes still depend on it.
+        :param snapshot: SnapshotView.
+        :raises SnapshotIsBusy: volumes still depend on it and nothing was deleted.
         """
 
     @abc.abstractmethod
     def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
-        """Create ``volume`` holding the snapshot's data, grown to ``volume.size``."""
+        """Create ``volume`` holding the snapshot's data, grown to ``volume.size`` (the new
+        space reads as zeros). The new volume is independent of the snapshot's later fate.
+
+        :param volume: VolumeView of the new volume (``volume.size >= snapshot.volume_size``).
+        :param snapshot: SnapshotView of the source.
+        :returns: model update or None.
+        :raises SnapshotNotFound: the snapshot's backend object does not exist.
+        """
 
     @abc.abstractmethod
     def create_cloned_volume(self, volume, src_vref) -> dict | None:
-        """Create ``volume`` as a copy of volume ``src_vref``, grown to ``volume.size``."""
+        """Create ``volume`` as a copy of volume ``src_vref``, grown to ``volume.size``.
+        Later writes to either volume do not show in the other.
+
+        :param volume: VolumeView of the new volume.
+        :param src_vref: VolumeView of the source volume.
+        :returns: model update or None.
+        :raises VolumeNotFound: the source's backend object does not exist.
+        """
 
     @abc.abstractmethod
     def extend_volume(self, volume, new_size: int) -> None:
-        """Grow the volume to ``new_size`` GiB, keeping its data."""
+        """Grow the volume to ``new_size`` GiB, keeping its data; the new space reads as zeros.
+
+        Idempotent: a volume already of ``new_size`` is success.
+
+        :param volume: VolumeView (``volume.size`` is the current size).
+        :param new_size: the new size in GiB.
+        :raises VolumeBackendAPIException: not enough space or the backend failed.
+        """
 
     @abc.abstractmethod
     def create_export(self, context, volume, connector) -> dict | None:
-        """Make the volume reachable for ``connector``; returns a model update or None."""
+        """Make the volume reachable for ``connector``.
+
+        :param context: RequestContext.
+        :param volume: VolumeView.
+        :param connector: os-brick connector properties dict (``host``, ``initiator``...).
+        :returns: model update (e.g. ``provider_location``/``provider_auth``) or None.
+        """
 
     @abc.abstractmethod
     def ensure_export(self, context, volume) -> dict | None:
-        """Re-create an export after a restart (for volumes in use)."""
+        """Re-create an export after a restart (for volumes in use). Idempotent.
+
+        :returns: model update or None.
+        """
 
     @abc.abstractmethod
     def remove_export(self, context, volume) -> None:
-        """Tear the export down. Succeeds if there is none."""
+        """Tear the export down. Idempotent: succeeds if there is none."""
 
     @abc.abstractmethod
     def initialize_connection(self, volume, connector) -> dict:
-        """Return ``{'driver_volume_type': ..., 'data': {...}}`` for os-brick's connector."""
+        """Attach ``volume`` for ``connector``.
+
+        :returns: ``{'driver_volume_type': str, 'data': dict}``, the connection info an
+            os-brick connector of that type consumes (e.g. ``'local'`` with
+            ``{'device_path': ...}``).
+        :raises VolumeBackendAPIException: the attachment could not be made.
+        """
 
     @abc.abstractmethod
     def terminate_connection(self, volume, connector, **kwargs) -> None:
-        """Undo ``initialize_connection`` for ``connector`` (None: every connector)."""
+        """Undo ``initialize_connection`` for ``connector`` (None: every connector).
+
+        Idempotent: succeeds if there is no connection.
+        """

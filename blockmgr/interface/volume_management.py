@@ -10,34 +10,61 @@ from blockmgr.interface.base import DriverBase
 class VolumeManagementDriver(DriverBase):
     """Manage / unmanage existing volumes and list what could be managed.
 
-    ``existing_ref`` is a dict with ``source-name`` and/or ``source-id``; anything else raises
-    ``ManageExistingInvalidReference`` saying what was wrong.
+    ``existing_ref`` is a dict with ``source-name`` and/or ``source-id`` (driver-specific
+    values). Anything else -- not a dict, neither key, a value of the wrong type, an empty
+    name, a name that could be an option or a path (``-x``, ``../x``), an object that does not
+    exist -- raises ``ManageExistingInvalidReference`` saying what was wrong, and changes
+    nothing.
     """
 
     @abc.abstractmethod
     def manage_existing(self, volume, existing_ref) -> dict | None:
-        """Bind the backend object to ``volume`` (rename it to ``volume.name`` or record a
-        pointer in the returned model update).
+        """Bind the backend object to ``volume``: rename it to ``volume.name`` (then the old
+        reference no longer resolves) or record a pointer (``provider_id`` /
+        ``provider_location``) in the returned model update. Data is never changed.
 
+        :param volume: VolumeView of the volume record being created for the object.
+        :param existing_ref: ``{'source-name': ...}`` and/or ``{'source-id': ...}``.
+        :returns: model update or None.
         :raises ManageExistingInvalidReference: bad or unknown reference.
         :raises ManageExistingAlreadyManaged: the object already belongs to a volume.
         """
 
     @abc.abstractmethod
     def manage_existing_get_size(self, volume, existing_ref) -> int:
-        """Size of the referenced object in GiB, rounded UP to a whole GiB."""
+        """Size of the referenced object in GiB, rounded UP to a whole GiB (1 GiB + 1 byte
+        -> 2). Changes nothing.
+
+        :returns: an ``int``.
+        :raises ManageExistingInvalidReference: bad or unknown reference.
+        """
 
     @abc.abstractmethod
     def unmanage(self, volume) -> None:
-        """Forget the volume. Never deletes or changes its data."""
+        """Forget the volume. Never deletes or changes its data: afterwards the object is
+        listed by ``get_manageable_volumes`` as safe to manage (when ``volume`` is no longer
+        among ``cinder_volumes``) and can be managed again.
+        """
 
     @abc.abstractmethod
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
                                sort_dirs) -> list[dict]:
-        """Backend objects that could be managed, each
-        ``{'reference': {'source-name': ...}, 'size': int, 'safe_to_manage': bool,
-        'reason_not_safe': str | None, 'cinder_id': str | None, 'extra_info': ...}``;
-        sorted by ``sort_keys`` (``identifier`` | ``size``) and ``sort_dirs`` (``asc`` |
-        ``desc``), then paged by ``marker`` (a reference), ``offset`` and ``limit``.
-        ``cinder_volumes`` are the views of volumes already managed on this backend.
+        """Backend objects that could be managed, each ``{'reference': {'source-name': ...},
+        'size': int (GiB, rounded up), 'safe_to_manage': bool, 'reason_not_safe': str | None,
+        'cinder_id': str | None, 'extra_info': ...}``.
+
+        Objects belonging to a volume in ``cinder_volumes`` are either omitted or listed with
+        ``safe_to_manage=False``, a reason and ``cinder_id`` set to that volume's id. Every
+        other volume-like object the driver could manage (including one left by
+        ``unmanage``) is listed; objects that are not volumes (snapshots, pools, metadata)
+        are not.
+
+        :param cinder_volumes: VolumeViews of the volumes already managed on this backend.
+        :param marker: a ``reference`` dict; the page starts after that entry (None: start).
+        :param limit: maximum entries (None: no limit).
+        :param offset: entries to skip after the marker (None or 0: none).
+        :param sort_keys: list of ``'identifier'`` (the reference's name/id) or ``'size'``.
+        :param sort_dirs: list of ``'asc'`` / ``'desc'``, one per key.
+        :returns: the sorted page (a list).
+        :raises InvalidInput: an unknown sort key/direction or a marker that is not listed.
         """

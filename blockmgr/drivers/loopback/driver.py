@@ -1,0 +1,709 @@
+"""``LoopbackDriver``: volumes as sparse files in a directory, attached as loop devices.
+
+Decisions a driver author or operator should know (also in ``docs/driver-loopback.md``):
+
+- The directory *is* the state: ``volume-<id>`` / ``snapshot-<id>`` files (see
+  :mod:`.layout`). Every file appears under its final name only once complete and fsynced,
+  so an operation interrupted by a crash and run again finds either nothing or the finished
+  file, and create/snapshot/clone are idempotent.
+- Snapshots and clones are independent files (reflink or sparse copy), so deleting a volume
+  that has snapshots is allowed and leaves the snapshots usable: ``delete_volume`` raises
+  ``VolumeIsBusy`` only while the volume is attached to a loop device.
+- ``unmanage`` renames ``volume-<id>`` to ``unmanaged-volume-<id>`` (and a snapshot to
+  ``<volume name>@snapshot-<id>``): the data stays, the name is no longer ours, so a later
+  manage-existing can adopt it again and it shows in the manageable listings.
+- Consistency-group snapshots copy every member in one tight pass (all reflinks back to back,
+  then all renames). With reflink each member is an atomic point in time and the members are
+  milliseconds apart; that is crash-consistent for the group only if nothing writes to the
+  members during the pass. Files are not frozen together.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import stat
+import threading
+
+from blockmgr import exception
+from blockmgr.drivers.command import CommandRunner
+from blockmgr.drivers.loopback import capacity
+from blockmgr.drivers.loopback import filecopy
+from blockmgr.drivers.loopback import layout
+from blockmgr.drivers.loopback import loopdev
+from blockmgr.drivers.loopback import manageable
+from blockmgr.drivers.loopback import options
+from blockmgr.interface import ConsistencyGroupDriver
+from blockmgr.interface import SnapshotManagementDriver
+from blockmgr.interface import VolumeDriver
+from blockmgr.interface import VolumeManagementDriver
+
+LOG = logging.getLogger(__name__)
+
+GiB = layout.GiB
+
+
+class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
+                     ConsistencyGroupDriver):
+    """Sparse files in ``loopback_directory``; all four capability interfaces."""
+
+    VERSION = "1.0.0"
+
+    def __init__(self, configuration, backend_name: str, host: str | None = None, *,
+                 command_runner: CommandRunner | None = None, privileged: bool | None = None):
+        """:param command_runner: runs ``losetup`` (tests pass a recording runner).
+        :param privileged: whether this process may attach loop devices; defaults to
+            "running as root".
+        """
+        super().__init__(configuration, backend_name, host)
+        self._runner = command_runner or CommandRunner()
+        self._loop = loopdev.LoopDevices(self._runner)
+        self._privileged = (os.geteuid() == 0) if privileged is None else privileged
+        self._directory = layout.VolumeDirectory(self._configured_directory())
+        self._use_reflink = False
+        self._reflink_note = "not probed: do_setup has not run"
+        self._set_up = False
+        self._stats: dict | None = None
+        self._stats_lock = threading.Lock()
+
+    @classmethod
+    def list_opts(cls):
+        return options.list_opts()
+
+    # --- configuration and setup ----------------------------------------------------------
+
+    def _configured_directory(self) -> str:
+        raw = self.configuration.loopback_directory
+        if not raw:
+            raise exception.ConfigurationError(section=self.backend_name,
+                                               option="loopback_directory",
+                                               reason="must name a directory")
+        path = raw.replace(options.BACKEND_PLACEHOLDER, self.backend_name)
+        if not os.path.isabs(path):
+            raise exception.ConfigurationError(
+                section=self.backend_name, option="loopback_directory",
+                reason="%r is not an absolute path (it would depend on the working "
+                       "directory of the service)" % path)
+        return path
+
+    @property
+    def directory(self) -> str:
+        """Absolute path of the volume directory."""
+        return self._directory.path
+
+    @property
+    def uses_reflink(self) -> bool:
+        """Whether snapshots and clones are reflinks (decided by ``do_setup``)."""
+        return self._use_reflink
+
+    def _generic_option(self, name: str, default):
+        # Generic backend options live in the same section; a bare configuration object
+        # (standalone use of the driver) may not carry them.
+        return getattr(self.configuration, name, default)
+
+    def do_setup(self, context) -> None:
+        """Create the directory, drop temp files a crash left, decide on reflink."""
+        try:
+            self._directory.ensure_exists()
+        except OSError as exc:
+            raise exception.ConfigurationError(
+                section=self.backend_name, option="loopback_directory",
+                reason="cannot create %s: %s" % (self.directory, exc.strerror)) from None
+        if not os.path.isdir(self.directory):
+            raise exception.ConfigurationError(
+                section=self.backend_name, option="loopback_directory",
+                reason="%s exists and is not a directory" % self.directory)
+        removed = self._directory.remove_leftover_temp_files()
+        if removed:
+            LOG.warning("Removed %d unfinished file(s) an earlier run left in %s: %s",
+                        len(removed), self.directory, ", ".join(sorted(removed)))
+        mode = self.configuration.loopback_use_reflink
+        if mode == options.REFLINK_NEVER:
+            self._use_reflink, self._reflink_note = False, "disabled by loopback_use_reflink"
+        else:
+            self._use_reflink, self._reflink_note = filecopy.probe_reflink(self.directory)
+            if mode == options.REFLINK_ALWAYS and not self._use_reflink:
+                raise exception.ConfigurationError(
+                    section=self.backend_name, option="loopback_use_reflink",
+                    reason="'always' but %s; put loopback_directory on btrfs or xfs "
+                           "(mkfs.xfs -m reflink=1) or set it to 'auto'" % self._reflink_note)
+        LOG.info("Loopback backend %s in %s: %s", self.backend_name, self.directory,
+                 self._reflink_note)
+        self._set_up = True
+
+    def check_for_setup_error(self) -> None:
+        if not self._set_up:
+            raise exception.DriverNotInitialized(driver=type(self).__name__,
+                                                 reason="do_setup has not run")
+        if not os.path.isdir(self.directory):
+            raise exception.ConfigurationError(
+                section=self.backend_name, option="loopback_directory",
+                reason="%s does not exist or is not a directory" % self.directory)
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise exception.ConfigurationError(
+                section=self.backend_name, option="loopback_directory",
+                reason="%s is not writable by uid %d" % (self.directory, os.geteuid()))
+        if (self.configuration.loopback_attach == options.ATTACH_LOOP_DEVICE
+                and not self._privileged):
+            LOG.warning("Backend %s is not running as root: volumes can be created, copied "
+                        "and deleted, but attaching them (losetup) will fail. Set "
+                        "loopback_attach = file to hand out file paths instead.",
+                        self.backend_name)
+
+    # --- capacity -------------------------------------------------------------------------
+
+    def get_volume_stats(self, refresh: bool = False) -> dict:
+        """Cached report; ``refresh=True`` measures again (one statvfs + one stat per file)."""
+        with self._stats_lock:
+            if refresh or self._stats is None:
+                self._stats = capacity.build_report(
+                    capacity.measure(self._directory),
+                    backend_name=(self._generic_option("volume_backend_name", None)
+                                  or self.backend_name),
+                    pool_name=self.backend_name,
+                    driver_version=self.VERSION,
+                    reserved_percentage=self._generic_option("reserved_percentage", 0),
+                    max_over_subscription_ratio=self._generic_option(
+                        "max_over_subscription_ratio", 20.0),
+                    location_info="LoopbackDriver:%s:%s" % (self.host or "", self.directory),
+                    reflink=self._use_reflink)
+            return copy.deepcopy(self._stats)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        return self._directory.path_of(name)
+
+    def _existing_size(self, name: str) -> int | None:
+        """Size of the regular file ``name``, None if absent; Conflict if not a file."""
+        st = self._directory.stat(name)
+        if st is None:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            raise exception.Conflict(reason="%s in %s exists but is not a regular file"
+                                     % (name, self.directory))
+        return st.st_size
+
+    def _already_there(self, name: str, size_bytes: int) -> bool:
+        """True when a previous run already created ``name`` with this size; Conflict when
+        a file of that name exists with another size (it is never overwritten)."""
+        existing = self._existing_size(name)
+        if existing is None:
+            return False
+        if existing == size_bytes:
+            LOG.info("%s already exists with %d bytes; nothing to do", name, size_bytes)
+            return True
+        raise exception.Conflict(
+            reason="%s already exists in %s with %d bytes, not the requested %d; it is "
+                   "left untouched" % (name, self.directory, existing, size_bytes))
+
+    def _copy_all(self, jobs: list[tuple[str, str, int]], replace: bool) -> list[str]:
+        """Copy each ``(source_path, target_name, min_size_bytes)`` in one pass.
+
+        All copies are made into temp files back to back (phase 1), then each is grown and
+        renamed to its final name (phase 2), so the copies are as close in time as the
+        copy method allows and no final name ever shows a partial file. ``replace=False``
+        never overwrites an existing target (FileExistsError). On failure, temp files and
+        the targets published by this call are removed. Returns the copy methods used.
+        """
+        temps: list[str] = []
+        published: list[str] = []
+        methods = []
+        try:
+            for source, name, _size in jobs:
+                self._path(name)  # validate before any work
+                temp = self._directory.new_temp_path(name)
+                temps.append(temp)
+                methods.append(filecopy.copy_file(source, temp, self._use_reflink,
+                                                  layout.FILE_MODE))
+            for (_source, name, size_bytes), temp in zip(jobs, temps):
+                layout.grow_file(temp, size_bytes)
+                if replace:
+                    os.rename(temp, self._path(name))
+                else:
+                    layout.rename_noreplace(temp, self._path(name))
+                published.append(name)
+            self._directory.sync()
+        except BaseException:
+            for name in published:
+                self._directory.remove(name)
+            raise
+        finally:
+            for temp in temps:
+                layout.unlink_quietly(temp)
+        return methods
+
+    def _copy_one(self, source_path: str, name: str, size_bytes: int) -> None:
+        if self._already_there(name, size_bytes):
+            return
+        try:
+            self._copy_all([(source_path, name, size_bytes)], replace=False)
+        except FileExistsError:  # a concurrent run of the same request finished first
+            if not self._already_there(name, size_bytes):
+                raise
+
+    def _source_size(self, name: str, missing_error: exception.BlockmgrError) -> int:
+        size = self._existing_size(name)
+        if size is None:
+            raise missing_error
+        return size
+
+    # --- volumes --------------------------------------------------------------------------
+
+    def create_volume(self, volume) -> dict | None:
+        size_bytes = volume.size * GiB
+        if self._already_there(volume.name, size_bytes):
+            return None
+        try:
+            self._directory.create_sparse(volume.name, size_bytes)
+        except FileExistsError:
+            if not self._already_there(volume.name, size_bytes):
+                raise
+        return None
+
+    def delete_volume(self, volume) -> None:
+        """Deletes the file; succeeds if it is gone. Snapshots are independent files and stay.
+
+        :raises VolumeIsBusy: the file is attached to a loop device.
+        """
+        path = self._path(volume.name)
+        devices = self._loop.attached_to(path)
+        if devices:
+            raise exception.VolumeIsBusy(
+                "Volume %s is attached to %s; detach it (terminate_connection) before "
+                "deleting it." % (volume.name, ", ".join(devices)), volume_name=volume.name)
+        if not self._directory.remove(volume.name):
+            LOG.info("Volume file %s was already gone", path)
+
+    def create_snapshot(self, snapshot) -> dict | None:
+        """Copy (reflink or sparse) the volume file to ``snapshot-<id>``. Idempotent: an
+        existing snapshot file is the earlier, complete point in time and is kept."""
+        source = self._path(snapshot.volume_name)
+        if self._existing_size(snapshot.name) is not None:
+            return None
+        size = self._source_size(snapshot.volume_name,
+                                 exception.VolumeNotFound(volume_id=snapshot.volume_id))
+        self._copy_one(source, snapshot.name, size)
+        return None
+
+    def delete_snapshot(self, snapshot) -> None:
+        """Deletes the snapshot file; succeeds if gone. Nothing ever depends on a snapshot
+        file (volumes made from it are independent copies), so never SnapshotIsBusy."""
+        if not self._directory.remove(snapshot.name):
+            LOG.info("Snapshot file %s was already gone", self._path(snapshot.name))
+
+    def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
+        source_size = self._source_size(snapshot.name,
+                                         exception.SnapshotNotFound(snapshot_id=snapshot.id))
+        self._copy_one(self._path(snapshot.name), volume.name,
+                       self._target_size(volume, source_size, "snapshot %s" % snapshot.id))
+        return None
+
+    def create_cloned_volume(self, volume, src_vref) -> dict | None:
+        source_size = self._source_size(src_vref.name,
+                                        exception.VolumeNotFound(volume_id=src_vref.id))
+        self._copy_one(self._path(src_vref.name), volume.name,
+                       self._target_size(volume, source_size, "volume %s" % src_vref.id))
+        return None
+
+    @staticmethod
+    def _target_size(volume, source_size: int, what: str) -> int:
+        target = volume.size * GiB
+        if target < source_size:
+            raise exception.InvalidInput(
+                reason="volume %s of %d GiB is smaller than its source %s (%d bytes)"
+                % (volume.id, volume.size, what, source_size))
+        return target
+
+    def extend_volume(self, volume, new_size: int) -> None:
+        """Grow the file (a hole at the end) and tell attached loop devices. Never shrinks;
+        extending to the current size is a no-op (a resumed extend)."""
+        size = self._source_size(volume.name, exception.VolumeNotFound(volume_id=volume.id))
+        new_bytes = new_size * GiB
+        if new_bytes < size:
+            raise exception.InvalidInput(
+                reason="cannot shrink volume %s from %d bytes to %d GiB; extend only grows"
+                % (volume.id, size, new_size))
+        if new_bytes > size:
+            self._directory.grow(volume.name, new_bytes)
+        if self._loop.refresh_size(self._path(volume.name)):
+            LOG.info("Attached loop devices of %s now see %d GiB", volume.name, new_size)
+
+    # --- export and attach ----------------------------------------------------------------
+
+    def create_export(self, context, volume, connector) -> dict | None:
+        """Nothing to export: the volume is consumed on this host."""
+        return None
+
+    def ensure_export(self, context, volume) -> dict | None:
+        """Nothing to re-create: loop devices survive a service restart."""
+        return None
+
+    def remove_export(self, context, volume) -> None:
+        """Detach loop devices of the volume that are still attached (a consumer that never
+        called terminate_connection); does nothing when there are none."""
+        if self.configuration.loopback_attach == options.ATTACH_LOOP_DEVICE:
+            detached = self._loop.detach_all(self._path(volume.name))
+            if detached:
+                LOG.info("remove_export detached %s from %s", ", ".join(detached),
+                         volume.name)
+
+    def initialize_connection(self, volume, connector) -> dict:
+        """``{'driver_volume_type': 'local', 'data': {'device_path', 'file_path'}}`` (the
+        shape os-brick's LOCAL connector consumes). ``device_path`` is a loop device (an
+        existing attachment of the file is reused), or the file itself when
+        ``loopback_attach = file``.
+
+        :raises VolumeNotFound: no file for the volume.
+        :raises VolumeDriverException: a loop device is needed but the process is not root.
+        """
+        path = self._path(volume.name)
+        if self._existing_size(volume.name) is None:
+            raise exception.VolumeNotFound(volume_id=volume.id)
+        if self.configuration.loopback_attach == options.ATTACH_FILE:
+            device = path
+        else:
+            existing = self._loop.attached_to(path)
+            if existing:
+                device = existing[0]
+            elif not self._privileged:
+                raise exception.VolumeDriverException(
+                    reason="attaching volume %s needs root: losetup cannot attach %s as "
+                           "uid %d. Run the volume service as root, or set "
+                           "loopback_attach = file in [%s] to hand out the file path"
+                           % (volume.id, path, os.geteuid(), self.backend_name))
+            else:
+                device = self._loop.attach(path)
+        return {"driver_volume_type": "local",
+                "data": {"device_path": device, "file_path": path}}
+
+    def terminate_connection(self, volume, connector, **kwargs) -> None:
+        """Detach the volume's loop devices (all of them; there is one per file). Idempotent."""
+        if self.configuration.loopback_attach == options.ATTACH_LOOP_DEVICE:
+            self._loop.detach_all(self._path(volume.name))
+
+    # --- manage existing: shared checks ---------------------------------------------------
+
+    def _reference_name(self, existing_ref) -> str:
+        def invalid(reason):
+            return exception.ManageExistingInvalidReference(existing_ref=existing_ref,
+                                                            reason=reason)
+
+        if not isinstance(existing_ref, dict):
+            raise invalid("a reference must be a dict like {'source-name': <file name in %s>}"
+                          % self.directory)
+        unknown = sorted(set(existing_ref) - {"source-name", "source-id"})
+        if unknown:
+            raise invalid("unknown key(s) %s; the loopback driver takes 'source-name'"
+                          % ", ".join(map(repr, unknown)))
+        if "source-name" not in existing_ref:
+            raise invalid("'source-name' (a file name in %s) is required; the loopback "
+                          "driver cannot find files by 'source-id'" % self.directory)
+        name = existing_ref["source-name"]
+        problem = layout.name_problem(name)
+        if problem:
+            raise invalid(problem)
+        return name
+
+    def _foreign_file_size(self, name: str, existing_ref) -> int:
+        """Size in bytes of the foreign regular file ``name``; typed errors otherwise."""
+        if layout.is_managed_name(name):
+            raise exception.ManageExistingAlreadyManaged(
+                reason="file %s in %s (names volume-* and snapshot-* belong to blockmgr)"
+                % (name, self.directory))
+        st = self._directory.stat(name)
+        reason = None
+        if st is None:
+            reason = "there is no file named %r in %s" % (name, self.directory)
+        elif stat.S_ISLNK(st.st_mode):
+            reason = "%r is a symbolic link; only regular files can be managed" % name
+        elif not stat.S_ISREG(st.st_mode):
+            reason = "%r is not a regular file" % name
+        elif st.st_size == 0:
+            reason = "%r is empty; a volume needs at least one byte" % name
+        else:
+            devices = self._loop.attached_to(self._path(name))
+            if devices:
+                reason = "%r is attached to %s; detach it first" % (name, ", ".join(devices))
+        if reason:
+            raise exception.ManageExistingInvalidReference(existing_ref=existing_ref,
+                                                           reason=reason)
+        return st.st_size
+
+    def _resumed_manage(self, source: str, target: str) -> bool:
+        """True when a previous run already renamed ``source`` to ``target``."""
+        return self._directory.stat(source) is None and \
+            self._existing_size(target) is not None
+
+    def _adopt(self, source: str, target: str) -> None:
+        try:
+            self._directory.rename(source, target)
+        except FileExistsError:
+            raise exception.Conflict(
+                reason="cannot manage %s as %s: a file named %s already exists in %s"
+                % (source, target, target, self.directory)) from None
+
+    def _release(self, name: str, new_name: str) -> str | None:
+        """Rename ``name`` to ``new_name`` (or ``new_name-N`` if taken); None if absent."""
+        if self._directory.stat(name) is None:
+            return None
+        candidate = new_name
+        for attempt in range(2, 1000):
+            try:
+                self._directory.rename(name, candidate)
+                return candidate
+            except FileExistsError:
+                candidate = "%s-%d" % (new_name, attempt)
+        raise exception.Conflict(reason="no free name like %s in %s" % (new_name,
+                                                                         self.directory))
+
+    # --- volume management ----------------------------------------------------------------
+
+    def manage_existing(self, volume, existing_ref) -> dict | None:
+        """Rename the file ``source-name`` to ``volume.name``. The file keeps its size; the
+        volume's size is that rounded up to whole GiB (see manage_existing_get_size)."""
+        source = self._reference_name(existing_ref)
+        if self._resumed_manage(source, volume.name):
+            return None
+        self._foreign_file_size(source, existing_ref)
+        self._adopt(source, volume.name)
+        return None
+
+    def manage_existing_get_size(self, volume, existing_ref) -> int:
+        source = self._reference_name(existing_ref)
+        if self._resumed_manage(source, volume.name):
+            return layout.size_in_gib(self._existing_size(volume.name))
+        return layout.size_in_gib(self._foreign_file_size(source, existing_ref))
+
+    def unmanage(self, volume) -> None:
+        """Rename ``volume-<id>`` to ``unmanaged-volume-<id>``: data untouched, manageable."""
+        new_name = self._release(volume.name, layout.UNMANAGED_PREFIX + volume.name)
+        if new_name:
+            LOG.info("Unmanaged %s: the file is now %s", volume.name, self._path(new_name))
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
+                               sort_dirs) -> list[dict]:
+        """Foreign files (not ``volume-*``/``snapshot-*`` of this backend, not snapshot-like
+        ``a@b``). ``volume-*`` files that no volume of this backend owns are listed as not
+        safe (rename them first)."""
+        owned = {_field(v, "name") for v in (cinder_volumes or [])}
+        devices = self._loop.list_all()
+        entries = []
+        for name in self._directory.names():
+            if name in owned or name.startswith(layout.SNAPSHOT_PREFIX) \
+                    or layout.is_snapshot_like(name):
+                continue
+            entry = self._listing_entry(name, devices)
+            if name.startswith(layout.VOLUME_PREFIX) and entry["safe_to_manage"]:
+                entry.update(safe_to_manage=False,
+                             reason_not_safe="named like a blockmgr volume but no volume of "
+                                             "this backend owns it; rename the file to "
+                                             "manage it")
+            entries.append(entry)
+        return manageable.sort_and_page(entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    def _listing_entry(self, name: str, devices: list[dict]) -> dict:
+        st = self._directory.stat(name)
+        reason = None
+        size = 0
+        if st is None:
+            reason = "the file disappeared while listing"
+        elif not stat.S_ISREG(st.st_mode):
+            reason = "not a regular file (symbolic link or special file)"
+        else:
+            size = layout.size_in_gib(st.st_size)
+            attached = self._loop.attached_to(self._path(name), devices)
+            if st.st_size == 0:
+                reason = "the file is empty"
+            elif attached:
+                reason = "attached to %s" % ", ".join(attached)
+        return {"reference": {"source-name": name}, "size": size,
+                "safe_to_manage": reason is None, "reason_not_safe": reason,
+                "cinder_id": None,
+                "extra_info": None if st is None else
+                {"allocated_bytes": st.st_blocks * 512, "apparent_bytes": st.st_size}}
+
+    # --- snapshot management --------------------------------------------------------------
+
+    def _check_snapshot_parent(self, snapshot, name: str, existing_ref) -> None:
+        parent = layout.snapshot_parent(name)
+        if parent is not None and parent != snapshot.volume_name:
+            raise exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref,
+                reason="%r is a snapshot of %r, not of volume %s (%s)"
+                % (name, parent, snapshot.volume_id, snapshot.volume_name))
+
+    def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
+        """Rename the file ``source-name`` to ``snapshot.name``. A snapshot-like name
+        ``<parent>@<x>`` must have the snapshot's volume as parent; any other foreign file
+        is accepted as a snapshot of that volume."""
+        source = self._reference_name(existing_ref)
+        if self._resumed_manage(source, snapshot.name):
+            return None
+        self._check_snapshot_parent(snapshot, source, existing_ref)
+        self._foreign_file_size(source, existing_ref)
+        self._adopt(source, snapshot.name)
+        return None
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+        source = self._reference_name(existing_ref)
+        if self._resumed_manage(source, snapshot.name):
+            return layout.size_in_gib(self._existing_size(snapshot.name))
+        self._check_snapshot_parent(snapshot, source, existing_ref)
+        return layout.size_in_gib(self._foreign_file_size(source, existing_ref))
+
+    def unmanage_snapshot(self, snapshot) -> None:
+        """Rename ``snapshot-<id>`` to ``<volume name>@snapshot-<id>``: data untouched, and
+        listed by get_manageable_snapshots with its parent."""
+        new_name = self._release(snapshot.name, "%s%s%s" % (
+            snapshot.volume_name, layout.SNAPSHOT_SEPARATOR, snapshot.name))
+        if new_name:
+            LOG.info("Unmanaged %s: the file is now %s", snapshot.name, self._path(new_name))
+
+    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
+                                 sort_dirs) -> list[dict]:
+        """Snapshot-like foreign files ``<parent>@<x>``; ``source_reference`` names the
+        parent. Safe only when the parent is a volume file (``volume-*``) present here."""
+        owned = {_field(s, "name") for s in (cinder_snapshots or [])}
+        devices = self._loop.list_all()
+        present = set(self._directory.names())
+        entries = []
+        for name in sorted(present):
+            if name in owned or not layout.is_snapshot_like(name):
+                continue
+            parent = layout.snapshot_parent(name)
+            entry = self._listing_entry(name, devices)
+            entry["source_reference"] = {"source-name": parent}
+            if entry["safe_to_manage"]:
+                if not parent.startswith(layout.VOLUME_PREFIX):
+                    entry.update(safe_to_manage=False,
+                                 reason_not_safe="parent %r is not a managed volume" % parent)
+                elif parent not in present:
+                    entry.update(safe_to_manage=False,
+                                 reason_not_safe="parent volume file %r does not exist"
+                                                 % parent)
+            entries.append(entry)
+        return manageable.sort_and_page(entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    # --- consistency groups ---------------------------------------------------------------
+
+    def create_consistencygroup(self, context, group) -> dict | None:
+        """A group is a database notion here: nothing to create on disk."""
+        return {"status": "available"}
+
+    def update_consistencygroup(self, context, group, add_volumes=None, remove_volumes=None):
+        """Membership is recorded by the manager; added volumes must live on this backend.
+
+        :raises InvalidVolume: an added volume has no file here.
+        """
+        missing = [_field(v, "id") for v in (add_volumes or [])
+                   if self._existing_size(_field(v, "name")) is None]
+        if missing:
+            raise exception.InvalidVolume(
+                reason="volume(s) %s have no file in %s; only volumes of backend %s can join "
+                       "group %s" % (", ".join(missing), self.directory, self.backend_name,
+                                     _field(group, "id")))
+        return None, None, None
+
+    def delete_consistencygroup(self, context, group, volumes):
+        """Delete every member's file. Per-volume entries: ``deleted``; ``available`` for an
+        attached (busy) volume, which makes the group ``error``; ``error_deleting`` for any
+        other failure, which makes the group ``error_deleting``."""
+        model_status = "deleted"
+        updates = []
+        for volume in volumes or []:
+            try:
+                self.delete_volume(volume)
+                updates.append({"id": volume.id, "status": "deleted"})
+            except exception.VolumeIsBusy as exc:
+                LOG.warning("Group %s: %s", _field(group, "id"), exc)
+                updates.append({"id": volume.id, "status": "available"})
+                if model_status == "deleted":
+                    model_status = "error"
+            except (exception.BlockmgrError, OSError) as exc:
+                LOG.error("Group %s: deleting %s failed: %s", _field(group, "id"),
+                          volume.name, exc)
+                updates.append({"id": volume.id, "status": "error_deleting"})
+                model_status = "error_deleting"
+        return {"status": model_status}, updates
+
+    def create_cgsnapshot(self, context, cgsnapshot, snapshots):
+        """Snapshot every member in one pass (see the module docstring for the consistency
+        this gives). All or nothing: on failure no member snapshot is left and it raises."""
+        jobs = []
+        for snapshot in snapshots or []:
+            size = self._source_size(snapshot.volume_name,
+                                     exception.VolumeNotFound(volume_id=snapshot.volume_id))
+            jobs.append((self._path(snapshot.volume_name), snapshot.name, size))
+        # replace=True: a rerun after a crash retakes every member, so all of them come from
+        # the same pass (no snapshot of this group snapshot was handed out yet).
+        self._copy_all(jobs, replace=True)
+        return ({"status": "available"},
+                [{"id": snapshot.id, "status": "available"} for snapshot in snapshots or []])
+
+    def delete_cgsnapshot(self, context, cgsnapshot, snapshots):
+        model_status = "deleted"
+        updates = []
+        for snapshot in snapshots or []:
+            try:
+                self.delete_snapshot(snapshot)
+                updates.append({"id": snapshot.id, "status": "deleted"})
+            except (exception.BlockmgrError, OSError) as exc:
+                LOG.error("Group snapshot %s: deleting %s failed: %s",
+                          _field(cgsnapshot, "id"), snapshot.name, exc)
+                updates.append({"id": snapshot.id, "status": "error_deleting"})
+                model_status = "error_deleting"
+        return {"status": model_status}, updates
+
+    def create_consistencygroup_from_src(self, context, group, volumes, cgsnapshot=None,
+                                         snapshots=None, source_cg=None, source_vols=None):
+        """Create every volume from its source (member snapshot or source volume) in one
+        pass. Sources are matched to volumes by ``snapshot_id``/``source_volid`` when the
+        volumes carry them, else by position. All or nothing; raises on failure.
+
+        :raises InvalidInput: no source given, or sources and volumes do not pair up.
+        """
+        volumes = list(volumes or [])
+        if cgsnapshot is not None or snapshots:
+            sources = list(snapshots or [])
+            pairs = _pair(volumes, sources, "snapshot_id", "group snapshot")
+            jobs = [(self._path(src.name), vol.name,
+                     self._target_size(vol, self._source_size(
+                         src.name, exception.SnapshotNotFound(snapshot_id=src.id)),
+                         "snapshot %s" % src.id))
+                    for vol, src in pairs]
+        elif source_cg is not None or source_vols:
+            sources = list(source_vols or [])
+            pairs = _pair(volumes, sources, "source_volid", "source group")
+            jobs = [(self._path(src.name), vol.name,
+                     self._target_size(vol, self._source_size(
+                         src.name, exception.VolumeNotFound(volume_id=src.id)),
+                         "volume %s" % src.id))
+                    for vol, src in pairs]
+        else:
+            raise exception.InvalidInput(
+                reason="creating group %s from a source needs a group snapshot with its "
+                       "snapshots or a source group with its volumes" % _field(group, "id"))
+        # replace=True: the new volumes are still 'creating'; a rerun redoes the whole pass.
+        self._copy_all(jobs, replace=True)
+        return ({"status": "available"},
+                [{"id": vol.id, "status": "available"} for vol in volumes])
+
+
+def _pair(volumes: list, sources: list, link_field: str, what: str) -> list[tuple]:
+    if len(volumes) != len(sources):
+        raise exception.InvalidInput(
+            reason="%d volumes cannot be created from a %s with %d members"
+            % (len(volumes), what, len(sources)))
+    by_id = {src.id: src for src in sources}
+    links = [getattr(vol, link_field, None) for vol in volumes]
+    if all(link in by_id for link in links) and len(set(links)) == len(links):
+        return [(vol, by_id[link]) for vol, link in zip(volumes, links)]
+    return list(zip(volumes, sources))
+
+
+def _field(obj, name: str):
+    """A field of a view (or of a dict, for callers holding plain dicts)."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+

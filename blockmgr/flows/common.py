@@ -1,0 +1,174 @@
+"""Pieces every flow shares: the task base class, the runtime bundle, notify and quota tasks.
+
+Quota tasks follow one rule that makes them crash-safe: every reservation a flow makes is
+*owned* by the flow (``owner = flow_id``, the flow detail uuid). Reserving is idempotent (a
+re-run finds the flow's live reservations and returns them), rolling back and committing act
+on "everything this flow owns", so they do the right thing even when the task that reserved
+was interrupted before its result was recorded. Recovery resolves whatever a finished or dead
+flow still owns (``QuotaEngine.release_orphans``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable
+
+from taskflow import task as tf_task
+from taskflow.types import failure as tf_failure
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+
+LOG = logging.getLogger(__name__)
+
+#: ``FlowTask.on_crash`` values: what recovery does when the task was running at a crash.
+RESUME = "resume"
+REVERT = "revert"
+
+#: Columns a driver model update may set; anything else is ignored (and logged).
+VOLUME_MODEL_FIELDS = frozenset({"provider_location", "provider_id", "provider_auth"})
+SNAPSHOT_MODEL_FIELDS = frozenset({"provider_location", "provider_id", "provider_auth"})
+
+
+@dataclasses.dataclass
+class FlowRuntime:
+    """The non-data collaborators of a flow, injected transiently as ``runtime``.
+
+    ``reschedule(context, volume_id, request_spec, filter_properties)`` casts a create back
+    to the scheduler (None: rescheduling unavailable, e.g. during recovery).
+    """
+
+    db: Any
+    quota: Any
+    driver: Any
+    notifier: Any
+    host: str
+    conf: Any = None
+    reschedule: Callable[..., None] | None = None
+
+
+class FlowTask(tf_task.Task):
+    """Base of every blockmgr task: a stable name and a crash policy.
+
+    The TaskFlow name is ``<module>.<Class>`` (plus ``;<addon>`` when one class appears twice
+    in a flow) -- logbooks refer to tasks by it, so it must never change for a released flow.
+    ``on_crash``: ``RESUME`` (default) if running the task again after a crash is right;
+    ``REVERT`` if its side effect cannot be safely repeated, so recovery reverts the flow.
+    """
+
+    on_crash = RESUME
+
+    def __init__(self, addon: str | None = None, **kwargs):
+        name = "%s.%s" % (type(self).__module__, type(self).__name__)
+        if addon:
+            name += ";" + addon
+        super().__init__(name=name, **kwargs)
+
+
+def ctx(context: dict) -> bm_context.RequestContext:
+    return bm_context.RequestContext.from_dict(context)
+
+
+def is_failure(result) -> bool:
+    return isinstance(result, tf_failure.Failure)
+
+
+def failure_reason(flow_failures: dict | None, limit: int = 255) -> str:
+    """A short human reason from TaskFlow's ``flow_failures`` (first failure wins)."""
+    for failure in (flow_failures or {}).values():
+        names = failure.exc_type_names
+        text = "%s: %s" % (names[0].rpartition(".")[2] if names else "Error",
+                           failure.exception_str)
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+    return "unknown failure"
+
+
+def failure_reschedulable(failure: tf_failure.Failure) -> bool:
+    """Whether a failure may be fixed by another backend (``BlockmgrError.reschedulable``).
+
+    Works on failures restored from a logbook too (no live exception object): the first
+    blockmgr error class named in the failure decides; non-blockmgr errors are reschedulable,
+    as in Cinder.
+    """
+    exc = failure.exception
+    if exc is not None:
+        return bool(getattr(exc, "reschedulable", True))
+    for name in failure.exc_type_names:
+        cls = exception._REGISTRY.get(name.rpartition(".")[2])
+        if cls is not None:
+            return cls.reschedulable
+    return True
+
+
+def filter_model_update(update: dict | None, allowed: frozenset, what: str) -> dict:
+    update = dict(update or {})
+    dropped = set(update) - allowed
+    if dropped:
+        LOG.warning("Ignoring driver model update fields %s for %s", sorted(dropped), what)
+    return {k: v for k, v in update.items() if k in allowed}
+
+
+# --- notifications --------------------------------------------------------------------------
+
+class NotifyStartTask(FlowTask):
+    """Emits ``<kind>.<action>.start``; on revert emits ``<kind>.<action>.error``.
+
+    The error event is part of the flow so it is also sent when recovery reverts the flow.
+    Notification failures never fail the flow (the notifier swallows them).
+    """
+
+    def __init__(self, kind: str, action: str, id_arg: str):
+        super().__init__(addon=action + ".start", requires=("runtime", "context", id_arg))
+        self.kind, self.action, self.id_arg = kind, action, id_arg
+
+    def execute(self, runtime, context, **kwargs):
+        runtime.notifier.info(ctx(context), "%s.%s.start" % (self.kind, self.action),
+                              {self.id_arg: kwargs[self.id_arg], "host": runtime.host})
+
+    def revert(self, runtime, context, flow_failures=None, **kwargs):
+        runtime.notifier.error(ctx(context), "%s.%s.error" % (self.kind, self.action),
+                               {self.id_arg: kwargs[self.id_arg], "host": runtime.host,
+                                "reason": failure_reason(flow_failures)})
+
+
+# --- quota ----------------------------------------------------------------------------------
+
+class QuotaReserveTask(FlowTask):
+    """Reserve ``quota_request['deltas']`` for ``quota_request['project_id']``, owned by the
+    flow. Provides ``reservations`` (uuids). Revert: roll back everything the flow owns."""
+
+    default_provides = "reservations"
+
+    def execute(self, runtime, flow_id, quota_request):
+        live = list(runtime.quota.reservations_of(flow_id))
+        if live:   # this task ran before a crash; its reservations are still pending
+            return [getattr(r, "uuid", r) for r in live]
+        deltas = {k: v for k, v in quota_request["deltas"].items() if v}
+        if not deltas:
+            return []
+        return list(runtime.quota.reserve(quota_request["project_id"], owner=flow_id,
+                                          **deltas))
+
+    def revert(self, runtime, flow_id, result, **kwargs):
+        runtime.quota.rollback_owned(flow_id)
+
+
+class QuotaCommitTask(FlowTask):
+    """Commit every reservation the flow owns. Provides ``committed_quota`` (what was
+    committed), which its revert uses to give the usage back with a compensating
+    reservation (reached only if a later task fails)."""
+
+    default_provides = "committed_quota"
+
+    def execute(self, runtime, flow_id, quota_request, reservations):
+        runtime.quota.commit_owned(flow_id)
+        return {"project_id": quota_request["project_id"],
+                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+
+    def revert(self, runtime, flow_id, result, **kwargs):
+        if is_failure(result) or not result or not result["deltas"]:
+            return
+        negated = {k: -v for k, v in result["deltas"].items()}
+        runtime.quota.commit(runtime.quota.reserve(result["project_id"], owner=flow_id,
+                                                   **negated))

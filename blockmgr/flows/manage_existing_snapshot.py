@@ -1,0 +1,129 @@
+"""Bring an existing backend snapshot under management (seed 000's task order, exactly).
+
+extract snapshot ref -> notify start -> prepare for quota reservation (driver get_size) ->
+quota reserve -> manage existing -> quota commit -> on finish (``available``, notify end).
+
+The API already created the row (``creating``, ``volume_size`` = parent size) and counted
+``snapshots: +1, gigabytes: +volume_size``; this flow charges only the difference between the
+real size and that. Failure: the snapshot ends ``error``, the reservation is rolled back, the
+manage is undone by *unmanaging* (never deleting), a ``.error`` event is sent.
+Store: ``context``, ``snapshot_id``, ``manage_existing_ref``, ``flow_id``.
+"""
+
+from __future__ import annotations
+
+from taskflow.patterns import linear_flow
+
+from blockmgr import exception
+from blockmgr import states
+from blockmgr.db import models
+from blockmgr.db import repository
+from blockmgr.flows import common
+from blockmgr.interface import objects
+
+ACTION = "snapshot:manage_existing"
+S = states.SnapshotStatus
+
+
+def _view(runtime, snapshot_id: str) -> objects.SnapshotView:
+    with runtime.db.reader() as session:
+        return objects.SnapshotView.from_model(
+            repository.get(session, models.Snapshot, snapshot_id))
+
+
+def _error_out(runtime, snapshot_id: str, reason: str) -> None:
+    try:
+        with runtime.db.writer() as session:
+            repository.transition(session, models.Snapshot, snapshot_id, S.ERROR,
+                                  expected=(S.CREATING, S.ERROR), status_reason=reason[:255])
+    except exception.SnapshotNotFound:
+        common.LOG.warning("Snapshot %s vanished while reverting its import", snapshot_id)
+
+
+class ExtractSnapshotRefTask(common.FlowTask):
+    """Check the row is ours to manage; provides ``snapshot_ref`` (JSON facts about it).
+    Revert: the snapshot goes to ``error`` (whatever failed later)."""
+
+    default_provides = "snapshot_ref"
+
+    def execute(self, runtime, snapshot_id):
+        view = _view(runtime, snapshot_id)
+        return {"id": view.id, "volume_id": view.volume_id, "volume_size": view.volume_size,
+                "project_id": view.project_id}
+
+    def revert(self, runtime, snapshot_id, result, flow_failures=None, **kwargs):
+        if not common.is_failure(result):
+            _error_out(runtime, snapshot_id, common.failure_reason(flow_failures))
+
+
+class PrepareForQuotaReservationTask(common.FlowTask):
+    """Ask the driver for the snapshot's size; provides ``size`` and ``quota_request``
+    (``gigabytes: size - volume_size``, possibly negative; none with no_snapshot_gb_quota)."""
+
+    default_provides = ("size", "quota_request")
+
+    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref):
+        size = int(runtime.driver.manage_existing_snapshot_get_size(
+            _view(runtime, snapshot_id), manage_existing_ref))
+        no_gb = runtime.conf is not None and runtime.conf.quota.no_snapshot_gb_quota
+        deltas = {} if no_gb else {"gigabytes": size - snapshot_ref["volume_size"]}
+        return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas}
+
+
+class ManageExistingTask(common.FlowTask):
+    """Bind the backend snapshot; record the real size and the driver's model update.
+    Provides ``new_status``. Revert: unmanage (never delete). Interrupted by a crash, it is
+    reverted, not repeated: a half-done rename cannot be told from a bad reference."""
+
+    default_provides = "new_status"
+    on_crash = common.REVERT
+
+    def execute(self, runtime, snapshot_id, manage_existing_ref, size):
+        update = runtime.driver.manage_existing_snapshot(_view(runtime, snapshot_id),
+                                                         manage_existing_ref)
+        update = common.filter_model_update(update, common.SNAPSHOT_MODEL_FIELDS,
+                                            "snapshot %s" % snapshot_id)
+        with runtime.db.writer() as session:
+            row = repository.get(session, models.Snapshot, snapshot_id)
+            repository.update(session, row, volume_size=size, **update)
+        return S.AVAILABLE.value
+
+    def revert(self, runtime, snapshot_id, result, **kwargs):
+        if common.is_failure(result) and not result.check(
+                "blockmgr.exception.FlowInterrupted"):
+            return   # the driver refused: nothing was managed
+        try:
+            runtime.driver.unmanage_snapshot(_view(runtime, snapshot_id))
+        except Exception:  # best effort: the snapshot is in error either way
+            common.LOG.exception("Could not unmanage snapshot %s while reverting",
+                                 snapshot_id)
+
+
+class CreateSnapshotOnFinishTask(common.FlowTask):
+    """Status ``new_status`` (``available``), then the ``.end`` event."""
+
+    def __init__(self, event_suffix: str):
+        super().__init__(addon=event_suffix)
+        self.event_suffix = event_suffix
+
+    def execute(self, runtime, context, snapshot_id, new_status, size):
+        with runtime.db.writer() as session:
+            repository.transition(session, models.Snapshot, snapshot_id, new_status,
+                                  expected=(S.CREATING, new_status), progress="100%")
+        runtime.notifier.info(common.ctx(context), "snapshot.%s" % self.event_suffix,
+                              {"snapshot_id": snapshot_id, "volume_size": size,
+                               "host": runtime.host})
+
+
+def get_flow() -> linear_flow.Flow:
+    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
+    flow.blockmgr_action = ACTION
+    return flow.add(
+        ExtractSnapshotRefTask(),
+        common.NotifyStartTask("snapshot", "manage_existing_snapshot", "snapshot_id"),
+        PrepareForQuotaReservationTask(),
+        common.QuotaReserveTask(),
+        ManageExistingTask(),
+        common.QuotaCommitTask(),
+        CreateSnapshotOnFinishTask("manage_existing_snapshot.end"),
+    )

@@ -1,0 +1,1 @@
+"""The volume worker: thin manager endpoints, resource locks, capacity, crash recovery."""

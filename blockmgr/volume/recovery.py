@@ -1,0 +1,131 @@
+"""Crash recovery at worker start: nothing of this host stays in flight.
+
+Order (``recover``):
+
+1. **Unfinished flows** of this host's logbook are finished: resumed, or reverted when a task
+   that was running at the crash says its side effect cannot be repeated
+   (``FlowTask.on_crash``; see ``docs/flows.md`` for the per-task table). A flow that was
+   reverting keeps reverting.
+2. **Orphaned transitional resources** -- rows of this host in a transitional status
+   (:data:`blockmgr.states.TRANSITIONAL`) with no live flow, e.g. the worker died after the
+   API wrote ``creating`` but before the flow was persisted -- move to the error status of
+   their operation (:data:`ORPHAN_STATUS`). Later flows may register a better handler (say,
+   re-running a delete) in :data:`ORPHAN_HANDLERS`.
+3. **Reservations**: every reservation whose owner is not a live flow (of any host) is
+   resolved by the quota engine (``release_orphans``), so nothing waits for expiry.
+4. **Pruning** of finished flows older than ``[flows] finished_flow_retention``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+from blockmgr import exception
+from blockmgr import states
+from blockmgr.db import models
+from blockmgr.db import repository
+
+LOG = logging.getLogger(__name__)
+
+V, S, G, GS = (states.VolumeStatus, states.SnapshotStatus, states.GroupStatus,
+               states.GroupSnapshotStatus)
+
+#: kind -> transitional status -> where an orphan goes.
+ORPHAN_STATUS = {
+    "volume": {V.CREATING: V.ERROR, V.MANAGING: V.ERROR_MANAGING,
+               V.DELETING: V.ERROR_DELETING, V.EXTENDING: V.ERROR_EXTENDING,
+               V.UNMANAGING: V.ERROR_UNMANAGING,
+               V.ERROR_MANAGING_DELETING: V.ERROR_MANAGING},
+    "snapshot": {S.CREATING: S.ERROR, S.DELETING: S.ERROR_DELETING,
+                 S.UNMANAGING: S.ERROR_DELETING},
+    "group": {G.CREATING: G.ERROR, G.UPDATING: G.ERROR, G.DELETING: G.ERROR_DELETING},
+    "group_snapshot": {GS.CREATING: GS.ERROR, GS.UPDATING: GS.ERROR,
+                       GS.DELETING: GS.ERROR_DELETING},
+}
+
+#: (kind, status) -> handler(manager, resource_id); overrides ORPHAN_STATUS for that pair.
+ORPHAN_HANDLERS: dict[tuple[str, str], Callable] = {}
+
+_MODELS = {"volume": models.Volume, "snapshot": models.Snapshot, "group": models.Group,
+           "group_snapshot": models.GroupSnapshot}
+
+
+@dataclasses.dataclass
+class RecoveryReport:
+    resumed: list[str] = dataclasses.field(default_factory=list)
+    reverted: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    orphans: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    reservations_released: object = None
+    pruned: int = 0
+
+
+def _transitional_rows(session, host: str):
+    for kind, model in _MODELS.items():
+        wanted = sorted(states.TRANSITIONAL[kind])
+        if kind == "snapshot":
+            rows = repository.list_snapshots_by_host_and_status(session, host, wanted)
+        elif kind == "group_snapshot":
+            rows = repository.list_group_snapshots_by_host_and_status(session, host, wanted)
+        else:
+            rows = repository.list_by_host_and_status(session, model, host, wanted)
+        for row in rows:
+            yield kind, row.id, row.status
+
+
+def recover(manager) -> RecoveryReport:
+    """Run the four steps above for ``manager`` (a VolumeManager); see module docstring."""
+    report = RecoveryReport()
+    runner, runtime = manager.runner, manager.runtime(reschedule=None)
+    for detail in runner.unfinished():
+        try:
+            mode, outcome = runner.resume(detail, runtime)
+        except Exception:
+            LOG.exception("Could not recover flow %s", detail.uuid)
+            report.failed.append(detail.uuid)
+            continue
+        (report.resumed if mode == "resume" else report.reverted).append(detail.uuid)
+        if outcome.failure is not None:
+            LOG.info("Recovered flow %s ended in failure: %s", detail.uuid, outcome.failure)
+
+    live = runner.backend.unfinished_flow_uuids()
+    busy = set()
+    for uuid in live:
+        busy.update(_resource_of(runner, uuid))
+    with manager.db.reader() as session:
+        orphans = [item for item in _transitional_rows(session, manager.host)
+                   if item[1] not in busy]
+    for kind, resource_id, status in orphans:
+        handler = ORPHAN_HANDLERS.get((kind, status))
+        try:
+            if handler is not None:
+                handler(manager, resource_id)
+                target = "handled"
+            else:
+                target = ORPHAN_STATUS[kind][status]
+                with manager.db.writer() as session:
+                    repository.transition(
+                        session, _MODELS[kind], resource_id, target, expected=(status,),
+                        status_reason="worker restarted during %s" % status)
+        except (exception.NotFound, exception.InvalidStatusTransition):
+            continue   # moved on meanwhile: someone else dealt with it
+        LOG.warning("%s %s was left %s without a flow; now %s", kind, resource_id, status,
+                    target)
+        report.orphans.append((kind, resource_id, str(target)))
+
+    report.reservations_released = manager.quota.release_orphans(lambda owner: owner in live)
+    report.pruned = runner.prune(manager.conf.flows.finished_flow_retention)
+    return report
+
+
+def _resource_of(runner, flow_uuid: str) -> set[str]:
+    import contextlib
+
+    try:
+        with contextlib.closing(runner.backend.get_connection()) as conn:
+            meta = conn.get_flow_details(flow_uuid, lazy=True).meta or {}
+    except Exception:
+        return set()
+    return {meta["resource_id"]} if meta.get("resource_id") else set()

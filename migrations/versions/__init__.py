@@ -1,0 +1,1 @@
+"""Alembic revisions of blockmgr's schema, one module per revision, oldest first."""
