@@ -1,7 +1,8 @@
 # Developer entry points. Everything runs from a virtualenv in .venv (created when missing).
 #
 #   make test           install the project with its test extras and run the whole test suite
-#   make run            install, then create/upgrade the embedded SQLite database
+#   make run            install, then create/upgrade the database (embedded SQLite by
+#                       default; `make run CONFIG=/etc/blockmgr/blockmgr.conf` for another)
 #   make sample-config  regenerate etc/blockmgr/blockmgr.conf.sample
 
 PYTHON ?= python3
@@ -23,9 +24,11 @@ $(INSTALLED): pyproject.toml setup.py | $(BIN)/python
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+MANAGE = $(BIN)/blockmgr-manage $(if $(CONFIG),--config-file $(CONFIG))
+
 run: $(INSTALLED)
-	$(BIN)/blockmgr-manage db sync
-	$(BIN)/blockmgr-manage db version
+	$(MANAGE) db sync
+	$(MANAGE) db version
 
 sample-config: $(INSTALLED)
 	$(BIN)/oslo-config-generator --config-file etc/blockmgr/blockmgr-config-generator.conf

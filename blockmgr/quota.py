@@ -269,8 +269,11 @@ class QuotaEngine:
             s.flush()
             return uuids
 
-        result = work(session) if session is not None else self._run(work)
-        if isinstance(result, exception.OverQuota):
+        if session is not None:
+            return work(session)
+        self._ensure_usage_rows(project_id, deltas)
+        result = self._run(work)
+        if isinstance(result, exception.BlockmgrError):
             raise result
         return result
 
@@ -422,13 +425,7 @@ class QuotaEngine:
                      resources: Iterable[str]) -> dict[str, models.QuotaUsage]:
         """Lock (creating if needed) the usage rows of ``resources``, in resource order."""
         resources = sorted(set(resources))
-        if not self._sqlite:
-            # Create missing rows in their own short transactions first: a locking read of
-            # a missing key would leave a gap lock (MariaDB) that makes racing creators
-            # deadlock, and it must not pin the caller's snapshot either.
-            for resource in resources:
-                if (project_id, resource) not in self._known_usages:
-                    self._create_usage_row(project_id, resource)
+        self._ensure_usage_rows(project_id, resources)
         usages = _select_usages(session, project_id, resources, for_update=True)
         missing = [r for r in resources if r not in usages]
         if missing:
@@ -444,6 +441,21 @@ class QuotaEngine:
         for resource in resources:
             self._known_usages.add((project_id, resource))
         return usages
+
+    def _ensure_usage_rows(self, project_id: str, resources: Iterable[str]) -> None:
+        """Create missing usage rows, each in its own short transaction (server databases).
+
+        Done before the locking read because a locking read of a missing key leaves a gap
+        lock (MariaDB) on which racing creators deadlock, and because it must not pin the
+        caller's snapshot. SQLite needs none of this: its write lock excludes every race, so
+        :meth:`_lock_usages` simply inserts what is missing.
+        """
+        if self._sqlite:
+            return
+        for resource in sorted(set(resources)):
+            if (project_id, resource) not in self._known_usages:
+                self._create_usage_row(project_id, resource)
+                self._known_usages.add((project_id, resource))
 
     def _create_usage_row(self, project_id: str, resource: str) -> None:
         try:
@@ -583,6 +595,8 @@ class QuotaEngine:
                 projects = _all_projects(session)
         drifts: list[Drift] = []
         for project in projects:
+            if fix:
+                self._ensure_usage_rows(project, self.RESOURCES)
             drifts += self._run(lambda s, p=project: self._reconcile(s, p, fix=fix))
         return drifts
 
@@ -717,10 +731,10 @@ def _live_uuids_of(session: Session, owner: str) -> list[str]:
 
 
 def _reservation_keys(session: Session, uuids: list[str]) -> set[tuple[str, str]]:
-    return set(session.execute(
+    return {(project_id, resource) for project_id, resource in session.execute(
         sa.select(models.Reservation.project_id, models.Reservation.resource)
         .where(models.Reservation.uuid.in_(uuids), models.Reservation.deleted.is_(False))
-        .distinct()).tuples())
+        .distinct())}
 
 
 def _all_projects(session: Session) -> list[str]:

@@ -22,9 +22,12 @@ LIBRARY_SECTION_PREFIXES = ("oslo_", "keystone_authtoken", "coordination", "prof
 def _config_files(conf: cfg.ConfigOpts) -> list[str]:
     """The files oslo.config read: ``--config-file`` ones, then ``--config-dir``'s ``*.conf``."""
     paths = list(conf.config_file or [])
-    config_dir = conf.config_dir
-    if config_dir and os.path.isdir(config_dir):
-        paths += sorted(glob.glob(os.path.join(config_dir, "*.conf")))
+    config_dirs = conf.config_dir or []
+    if isinstance(config_dirs, str):  # a single string in older oslo.config releases
+        config_dirs = [config_dirs]
+    for config_dir in config_dirs:
+        if os.path.isdir(config_dir):
+            paths += sorted(glob.glob(os.path.join(config_dir, "*.conf")))
     return paths
 
 
@@ -53,7 +56,8 @@ def _known_keys(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
 
 def validate(conf: cfg.ConfigOpts) -> None:
     known = _known_keys(conf)
-    for section, values in _parsed_sections(conf).items():
+    sections = _parsed_sections(conf)
+    for section, values in sections.items():
         if section not in known:
             if section.startswith(LIBRARY_SECTION_PREFIXES):
                 continue
@@ -72,13 +76,24 @@ def validate(conf: cfg.ConfigOpts) -> None:
             try:
                 conf[group_name][opt.dest] if group_name else conf[opt.dest]
             except (cfg.ConfigFileValueError, ValueError) as exc:
+                section = group_name or "DEFAULT"
                 raise exception.ConfigurationError(
-                    section=group_name or "DEFAULT", option=opt.dest,
-                    reason="invalid value: %s" % exc) from None
+                    section=section, option=opt.dest,
+                    reason=_invalid_value_reason(sections, section, opt.dest, exc)) from None
             except cfg.RequiredOptError:
                 raise exception.ConfigurationError(
                     section=group_name or "DEFAULT", option=opt.dest,
                     reason="a value is required") from None
+
+
+def _invalid_value_reason(sections: dict, section: str, option: str, exc: Exception) -> str:
+    """``invalid value '150': Should be less than or equal to 100`` (without oslo's
+    LocationInfo noise; the section and option are named by the error itself)."""
+    why = str(exc).rpartition(" is not valid: ")[2] or str(exc)
+    raw = sections.get(section, {}).get(option)
+    if raw:
+        return "invalid value %r: %s" % (raw[-1], why)
+    return "invalid value: %s" % why
 
 
 def _group_opts(conf: cfg.ConfigOpts, group_name):

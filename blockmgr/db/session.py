@@ -30,7 +30,27 @@ from sqlalchemy.orm import Session
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
+def _pool_sqlite_file(engine: sqlalchemy.engine.Engine) -> None:
+    """Replace the NullPool oslo.db forces on SQLite files with a QueuePool.
+
+    NullPool reconnects, re-runs the pragmas and checkpoints the WAL on every transaction
+    (~3.5 ms each here). The new pool keeps the old one's creator, dialect and event
+    dispatch (so every connect listener still runs), as ``Pool.recreate`` does.
+    """
+    old = engine.pool
+    if not isinstance(old, sqlalchemy.pool.NullPool):
+        return
+    engine.pool = sqlalchemy.pool.QueuePool(
+        old._creator, pool_size=5, max_overflow=10, timeout=SQLITE_BUSY_TIMEOUT_S,
+        recycle=old._recycle, pre_ping=old._pre_ping, reset_on_return=old._reset_on_return,
+        dialect=old._dialect, _dispatch=old.dispatch)
+    old.dispose()
+
+
 def _prepare_sqlite(engine: sqlalchemy.engine.Engine) -> None:
+    if engine.url.database not in (None, "", ":memory:"):
+        _pool_sqlite_file(engine)
+
     @sqlalchemy.event.listens_for(engine, "connect")
     def _pragmas(dbapi_con, _record):
         dbapi_con.execute("PRAGMA busy_timeout = %d" % (SQLITE_BUSY_TIMEOUT_S * 1000))
@@ -39,7 +59,12 @@ def _prepare_sqlite(engine: sqlalchemy.engine.Engine) -> None:
         dbapi_con.execute("PRAGMA synchronous = NORMAL")
         dbapi_con.execute("PRAGMA foreign_keys = ON")
 
-    # Runs before oslo.db's own listener, which then sees the transaction already open.
+    # Replaces oslo.db's listener, which emits a plain (deferred) BEGIN: ``insert=True`` does
+    # not put a listener ahead of it, so it used to run first and BEGIN IMMEDIATE never ran.
+    for listener in list(engine.dispatch.begin):
+        if getattr(listener, "__name__", "") == "_sqlite_emit_begin":
+            sqlalchemy.event.remove(engine, "begin", listener)
+
     @sqlalchemy.event.listens_for(engine, "begin", insert=True)
     def _begin(conn):
         if "in_transaction" not in conn.info:

@@ -25,7 +25,9 @@ def known_driver_names() -> list[str]:
 def find_driver_class(name: str, section: str = "backend"):
     """Return the driver class for an entry-point name or a dotted ``module.Class`` path."""
     try:
-        return sd_driver.DriverManager(NAMESPACE, name, invoke_on_load=False).driver
+        return sd_driver.DriverManager(
+            NAMESPACE, name, invoke_on_load=False,
+            on_missing_entrypoints_callback=lambda names: None).driver
     except sd_exception.NoMatches:
         pass
     if "." in name:

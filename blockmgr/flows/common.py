@@ -77,7 +77,7 @@ def is_failure(result) -> bool:
 def failure_reason(flow_failures: dict | None, limit: int = 255) -> str:
     """A short human reason from TaskFlow's ``flow_failures`` (first failure wins)."""
     for failure in (flow_failures or {}).values():
-        names = failure.exc_type_names
+        names = list(failure)
         text = "%s: %s" % (names[0].rpartition(".")[2] if names else "Error",
                            failure.exception_str)
         return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -94,7 +94,7 @@ def failure_reschedulable(failure: tf_failure.Failure) -> bool:
     exc = failure.exception
     if exc is not None:
         return bool(getattr(exc, "reschedulable", True))
-    for name in failure.exc_type_names:
+    for name in failure:
         cls = exception._REGISTRY.get(name.rpartition(".")[2])
         if cls is not None:
             return cls.reschedulable

@@ -50,7 +50,10 @@ def open_persistence(conf, db=None):
     url = conf.flows.persistence_connection or conf.database.connection
     if url == "memory":
         return persistence.MemoryPersistence()
-    engine = db.engine if db is not None and db.url == url else None
+    # Share the service's pool, except on SQLite where oslo.db forces a NullPool (a
+    # connect, the pragmas and a WAL checkpoint per transaction); ours pools.
+    share = db is not None and db.url == url and not url.startswith("sqlite")
+    engine = db.engine if share else None
     backend = persistence.FlowPersistence(
         url, engine=engine, commits=conf.flows.persistence_commits,
         prune_on_finish=conf.flows.finished_flow_retention == 0)

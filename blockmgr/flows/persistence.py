@@ -114,6 +114,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._atom_flow: dict[str, str] = {}    # atom uuid -> flow uuid, for staging
         self._stored: set[str] = set()          # flow/atom uuids known to have a row
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
+        self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
 
     def get_connection(self):
         conn = _Connection(self, upgrade_lock=self._upgrade_lock)
@@ -156,7 +157,12 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 return False
             self._staged.setdefault(flow_uuid, _Staged()).atoms[atom_detail.uuid] = \
                 _atom_row(atom_detail)
-        if atom_detail.state in _COMMIT_ATOM_STATES or self.commits == "every-transition":
+            entered = self._last_state.get(atom_detail.uuid) != atom_detail.state
+            self._last_state[atom_detail.uuid] = atom_detail.state
+        # Commit on *entering* RUNNING/REVERTING; later saves in that state (progress,
+        # metadata) wait for the next boundary.
+        if (entered and atom_detail.state in _COMMIT_ATOM_STATES) \
+                or self.commits == "every-transition":
             self.flush(flow_uuid)
         return True
 
@@ -208,6 +214,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         atoms = [a for a, f in self._atom_flow.items() if f == flow_uuid]
         for uuid in atoms:
             self._atom_flow.pop(uuid, None)
+            self._last_state.pop(uuid, None)
             self._stored.discard(uuid)
         self._stored.discard(flow_uuid)
         self._parents.pop(flow_uuid, None)

@@ -869,8 +869,12 @@ class DriverConformanceTests:
     def test_consistencygroup_from_src_holds_source_data(self, driver, harness,
                                                          conformance_context, volume_io):
         group, members, cgsnap, snaps = _group_with_cgsnapshot(harness, volume_io)
-        for source_kw in ({"cgsnapshot": cgsnap, "snapshots": snaps},
-                          {"source_cg": group, "source_vols": members}):
+        if volume_io is not None:   # a copy of the cgsnapshot must not see these writes
+            for member in members:
+                harness.write_pattern(member, "member-later-%s" % member.id)
+        for source_kw, seed in (({"cgsnapshot": cgsnap, "snapshots": snaps}, "member-%s"),
+                                ({"source_cg": group, "source_vols": members},
+                                 "member-later-%s")):
             target = GroupView(id=str(uuid.uuid4()), name="conformance-copy",
                                host=driver.host)
             harness.groups[target.id] = target
@@ -885,7 +889,7 @@ class DriverConformanceTests:
             volumes = [harness.track(_apply(v, by_id.get(v.id))) for v in volumes]
             if volume_io is not None:
                 for member, copy in zip(members, volumes):
-                    harness.assert_pattern(copy, "member-%s" % member.id,
+                    harness.assert_pattern(copy, seed % member.id,
                                            "a volume of a group created from %s"
                                            % ", ".join(source_kw))
 

@@ -9,7 +9,6 @@ proven on. Modules:
 - :mod:`.filecopy`    reflink (FICLONE) and sparse-aware (SEEK_DATA/SEEK_HOLE) copies
 - :mod:`.loopdev`     loop devices through ``losetup`` (the command chokepoint)
 - :mod:`.capacity`    the capacity report
-- :mod:`.manageable`  sorting and paging of manageable listings
 - :mod:`.driver`      :class:`~.driver.LoopbackDriver`, which ties them together
 
 See ``docs/driver-loopback.md`` for the operator's view.

@@ -32,12 +32,12 @@ from blockmgr.drivers.loopback import capacity
 from blockmgr.drivers.loopback import filecopy
 from blockmgr.drivers.loopback import layout
 from blockmgr.drivers.loopback import loopdev
-from blockmgr.drivers.loopback import manageable
 from blockmgr.drivers.loopback import options
 from blockmgr.interface import ConsistencyGroupDriver
 from blockmgr.interface import SnapshotManagementDriver
 from blockmgr.interface import VolumeDriver
 from blockmgr.interface import VolumeManagementDriver
+from blockmgr.interface import manageable
 
 LOG = logging.getLogger(__name__)
 
@@ -473,8 +473,8 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
     def manage_existing_get_size(self, volume, existing_ref) -> int:
         source = self._reference_name(existing_ref)
         if self._resumed_manage(source, volume.name):
-            return layout.size_in_gib(self._existing_size(volume.name))
-        return layout.size_in_gib(self._foreign_file_size(source, existing_ref))
+            return manageable.size_in_gib_rounded_up(self._existing_size(volume.name))
+        return manageable.size_in_gib_rounded_up(self._foreign_file_size(source, existing_ref))
 
     def unmanage(self, volume) -> None:
         """Rename ``volume-<id>`` to ``unmanaged-volume-<id>``: data untouched, manageable."""
@@ -501,6 +501,7 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
                                              "this backend owns it; rename the file to "
                                              "manage it")
             entries.append(entry)
+        entries.sort(key=manageable.identifier)  # ties keep a stable, name order
         return manageable.sort_and_page(entries, marker, limit, offset, sort_keys, sort_dirs)
 
     def _listing_entry(self, name: str, devices: list[dict]) -> dict:
@@ -512,17 +513,16 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
         elif not stat.S_ISREG(st.st_mode):
             reason = "not a regular file (symbolic link or special file)"
         else:
-            size = layout.size_in_gib(st.st_size)
+            size = manageable.size_in_gib_rounded_up(st.st_size)
             attached = self._loop.attached_to(self._path(name), devices)
             if st.st_size == 0:
                 reason = "the file is empty"
             elif attached:
                 reason = "attached to %s" % ", ".join(attached)
-        return {"reference": {"source-name": name}, "size": size,
-                "safe_to_manage": reason is None, "reason_not_safe": reason,
-                "cinder_id": None,
-                "extra_info": None if st is None else
-                {"allocated_bytes": st.st_blocks * 512, "apparent_bytes": st.st_size}}
+        return manageable.manageable_entry(
+            {"source-name": name}, size, reason_not_safe=reason,
+            extra_info=None if st is None else {"allocated_bytes": st.st_blocks * 512,
+                                                "apparent_bytes": st.st_size})
 
     # --- snapshot management --------------------------------------------------------------
 
@@ -549,9 +549,9 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
         source = self._reference_name(existing_ref)
         if self._resumed_manage(source, snapshot.name):
-            return layout.size_in_gib(self._existing_size(snapshot.name))
+            return manageable.size_in_gib_rounded_up(self._existing_size(snapshot.name))
         self._check_snapshot_parent(snapshot, source, existing_ref)
-        return layout.size_in_gib(self._foreign_file_size(source, existing_ref))
+        return manageable.size_in_gib_rounded_up(self._foreign_file_size(source, existing_ref))
 
     def unmanage_snapshot(self, snapshot) -> None:
         """Rename ``snapshot-<id>`` to ``<volume name>@snapshot-<id>``: data untouched, and
@@ -584,6 +584,7 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
                                  reason_not_safe="parent volume file %r does not exist"
                                                  % parent)
             entries.append(entry)
+        entries.sort(key=manageable.identifier)  # ties keep a stable, name order
         return manageable.sort_and_page(entries, marker, limit, offset, sort_keys, sort_dirs)
 
     # --- consistency groups ---------------------------------------------------------------

@@ -58,8 +58,10 @@ def name_problem(name) -> str | None:
 
 
 def is_managed_name(name: str) -> bool:
-    """True for names the driver gives to volumes and snapshots it manages."""
-    return name.startswith(VOLUME_PREFIX) or name.startswith(SNAPSHOT_PREFIX)
+    """True for names the driver gives to volumes and snapshots it manages (a snapshot-like
+    ``volume-x@y`` is foreign)."""
+    return (name.startswith(VOLUME_PREFIX) or name.startswith(SNAPSHOT_PREFIX)) \
+        and not is_snapshot_like(name)
 
 
 def is_snapshot_like(name: str) -> bool:
@@ -71,11 +73,6 @@ def is_snapshot_like(name: str) -> bool:
 def snapshot_parent(name: str) -> str | None:
     """The ``<parent>`` of a snapshot-like name, else None."""
     return name.partition(SNAPSHOT_SEPARATOR)[0] if is_snapshot_like(name) else None
-
-
-def size_in_gib(size_bytes: int) -> int:
-    """Whole GiB, rounded UP (1 byte over a GiB counts as another GiB)."""
-    return -(-size_bytes // GiB)
 
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)

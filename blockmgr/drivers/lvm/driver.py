@@ -130,7 +130,11 @@ class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return copy.deepcopy(self._stats)
 
     def _build_stats(self) -> dict:
-        vg = self._require_vg()
+        try:
+            vg = self._require_vg()
+        except exception.ConfigurationError as exc:   # the VG vanished after setup
+            raise exception.BackendUnavailable(backend=self.backend_name,
+                                               reason=exc.msg) from None
         conf = self.configuration
         if self.thin:
             lvs = self._lvs()
