@@ -40,7 +40,8 @@ class ExtractVolumeRefTask(common.FlowTask):
         if view.status not in (V.MANAGING, V.AVAILABLE):
             raise exception.InvalidVolume(
                 reason="volume %s is %s, not managing" % (volume_id, view.status))
-        return {"id": view.id, "project_id": view.project_id, "host": view.host}
+        return {"id": view.id, "project_id": view.project_id, "host": view.host,
+                "size": view.size}
 
 
 class PrepareForQuotaReservationTask(common.FlowTask):
@@ -81,7 +82,7 @@ class ManageExistingTask(common.FlowTask):
             repository.update(session, row, size=size, **update)
         return update
 
-    def revert(self, runtime, volume_id, result, **kwargs):
+    def revert(self, runtime, volume_id, volume_ref, result, **kwargs):
         if common.is_failure(result) and not result.check(
                 "blockmgr.exception.FlowInterrupted"):
             return   # the driver refused: nothing was bound
@@ -89,6 +90,9 @@ class ManageExistingTask(common.FlowTask):
             runtime.driver.unmanage(_view(runtime, volume_id))
         except Exception:  # best effort: the volume is error_managing either way
             common.LOG.exception("Could not unmanage volume %s while reverting", volume_id)
+        with runtime.db.writer() as session:   # it no longer holds the backend's gigabytes
+            repository.update(session, repository.get(session, models.Volume, volume_id),
+                              size=volume_ref["size"])
 
 
 class ManageExistingOnFinishTask(common.FlowTask):

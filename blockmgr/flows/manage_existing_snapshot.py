@@ -88,7 +88,7 @@ class ManageExistingTask(common.FlowTask):
             repository.update(session, row, volume_size=size, **update)
         return S.AVAILABLE.value
 
-    def revert(self, runtime, snapshot_id, result, **kwargs):
+    def revert(self, runtime, snapshot_id, snapshot_ref, result, **kwargs):
         if common.is_failure(result) and not result.check(
                 "blockmgr.exception.FlowInterrupted"):
             return   # the driver refused: nothing was managed
@@ -97,6 +97,9 @@ class ManageExistingTask(common.FlowTask):
         except Exception:  # best effort: the snapshot is in error either way
             common.LOG.exception("Could not unmanage snapshot %s while reverting",
                                  snapshot_id)
+        with runtime.db.writer() as session:   # back to the size the API charged
+            repository.update(session, repository.get(session, models.Snapshot, snapshot_id),
+                              volume_size=snapshot_ref["volume_size"])
 
 
 class CreateSnapshotOnFinishTask(common.FlowTask):

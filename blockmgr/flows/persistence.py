@@ -18,7 +18,8 @@ things:
    * an atom enters ``RUNNING`` or ``REVERTING`` -- i.e. *before* each side effect, so after a
      crash the logbook names the task that may have half-happened, and holds every earlier
      task's results;
-   * the flow reaches a final state (``SUCCESS``, ``REVERTED``, ``FAILURE``, ``SUSPENDED``);
+   * the flow reaches a final state (``SUCCESS``, ``REVERTED``, ``FAILURE``) or is
+     ``SUSPENDED``;
    * the runner asks (:meth:`flush`), once after the engine is prepared, so the flow detail,
      its atoms and its store exist before the first task runs.
 
@@ -51,9 +52,10 @@ TABLES = tf_tables.fetch(_METADATA)
 
 #: Atom states whose write must be durable before the engine goes on (a side effect follows).
 _COMMIT_ATOM_STATES = frozenset({tf_states.RUNNING, tf_states.REVERTING})
-#: Flow states after which nothing else happens to the flow.
-FINAL_FLOW_STATES = frozenset({tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE,
-                               tf_states.SUSPENDED})
+#: Flow states after which nothing else happens to the flow (SUSPENDED is resumable).
+FINAL_FLOW_STATES = frozenset({tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE})
+#: Flow states written at once: the end, and a pause (an engine stops or resumes).
+_COMMIT_FLOW_STATES = FINAL_FLOW_STATES | {tf_states.SUSPENDED}
 #: Final states whose flow details may be pruned (a failed revert waits for an operator).
 PRUNABLE_FLOW_STATES = frozenset({tf_states.SUCCESS, tf_states.REVERTED})
 
@@ -145,8 +147,8 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 if ad.uuid not in self._atom_flow:
                     self._atom_flow[ad.uuid] = flow_detail.uuid
                     staged.atoms[ad.uuid] = _atom_row(ad)
-            final = flow_detail.state in FINAL_FLOW_STATES
-        if final or self.commits == "every-transition":
+            boundary = flow_detail.state in _COMMIT_FLOW_STATES
+        if boundary or self.commits == "every-transition":
             self.flush(flow_detail.uuid)
 
     def stage_atom(self, atom_detail: tf_models.AtomDetail) -> bool:

@@ -25,6 +25,7 @@ from blockmgr.conf import default as default_conf
 from blockmgr.drivers.command import CommandRunner
 from blockmgr.drivers.loopback import filecopy
 from blockmgr.drivers.loopback import layout
+from blockmgr.drivers.loopback import loopdev
 from blockmgr.drivers.loopback.driver import LoopbackDriver
 from blockmgr.interface.objects import GroupSnapshotView
 from blockmgr.interface.objects import GroupView
@@ -858,3 +859,68 @@ def test_everything_but_attach_runs_without_root():
         assert result.stdout.strip().endswith("ok")
     finally:
         shutil.rmtree(state)
+
+
+# --- loop device bookkeeping -----------------------------------------------------------------
+
+class ScriptedRunner(CommandRunner):
+    """Answers each losetup call with the next scripted (stdout or exception)."""
+
+    def __init__(self, *answers):
+        super().__init__()
+        self.answers = list(answers)
+        self.calls = []
+
+    def execute(self, *cmd, **kwargs):
+        self.calls.append(cmd)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer, ""
+
+
+class TestLoopDevices:
+
+    def test_unparseable_listing_is_a_backend_error(self, tmp_path):
+        devices = loopdev.LoopDevices(ScriptedRunner("not json"))
+        with pytest.raises(exception.VolumeBackendAPIException, match="cannot parse"):
+            devices.list_all()
+
+    def test_attach_output_that_is_not_a_device(self, tmp_path):
+        target = tmp_path / "f"
+        target.write_bytes(b"x")
+        devices = loopdev.LoopDevices(ScriptedRunner('{"loopdevices": []}', "garbage\n"))
+        with pytest.raises(exception.VolumeBackendAPIException, match="instead of a device"):
+            devices.attach(str(target))
+
+    def test_matches_by_backing_path_when_device_numbers_differ(self, tmp_path):
+        # btrfs: losetup's BACK-MAJ:MIN is not stat's st_dev; the path still identifies it.
+        target = tmp_path / "f"
+        target.write_bytes(b"x")
+        listing = json.dumps({"loopdevices": [
+            {"name": "/dev/loop1", "back-file": str(target), "back-ino": 1,
+             "back-maj:min": "0:999"},
+            {"name": "/dev/loop2", "back-file": str(target) + " (deleted)"},
+            {"name": "/dev/loop3", "back-file": str(tmp_path / "other")}]})
+        devices = loopdev.LoopDevices(ScriptedRunner(listing))
+        assert devices.attached_to(str(target)) == ["/dev/loop1"]
+
+    def test_detach_failure_other_than_gone_propagates(self, tmp_path):
+        target = tmp_path / "f"
+        target.write_bytes(b"x")
+        listing = json.dumps({"loopdevices": [{"name": "/dev/loop1",
+                                               "back-file": str(target)}]})
+        busy = exception.CommandExecutionError(cmd="losetup --detach /dev/loop1", exit_code=1,
+                                               stderr="Permission denied")
+        devices = loopdev.LoopDevices(ScriptedRunner(listing, busy))
+        with pytest.raises(exception.CommandExecutionError, match="Permission denied"):
+            devices.detach_all(str(target))
+
+    def test_missing_losetup_surfaces_as_command_error(self, tmp_path):
+        missing = exception.CommandExecutionError(cmd="losetup", exit_code=None,
+                                                  stderr="No such file or directory")
+        driver = make_driver(tmp_path, ScriptedRunner(missing))
+        driver.create_volume(vol())
+        with pytest.raises(exception.CommandExecutionError):
+            driver.delete_volume(vol())
+        assert os.path.exists(path_of(driver, "volume-v1"))

@@ -745,3 +745,15 @@ def test_cli_bad_limit_is_a_readable_error(cli_db, capsys):
 def _conf_for(args):
     from blockmgr import conf as bm_conf
     return bm_conf.new_config(args=args)
+
+
+def test_a_refused_reserve_keeps_its_usage_refresh(engine, sqlite_database, conf):
+    engine.set_limit(P, "volumes", 2)
+    engine.commit(engine.reserve(P, volumes=1))  # usage 1, but no volume exists
+    with sqlite_database.writer() as s:
+        for _ in range(2):
+            add_volume(s, 1)
+    conf.set_override("until_refresh", 1, group="quota")
+    with pytest.raises(exception.OverQuota):
+        engine.reserve(P, volumes=1)  # refreshed to 2 first, then refused
+    assert usage(engine, "volumes") == {"in_use": 2, "reserved": 0, "limit": 2}

@@ -2,9 +2,9 @@
 
 Attaching needs root (``losetup --find --show`` opens ``/dev/loop-control``); listing works
 for anyone (it reads sysfs). A file is matched to its loop devices by inode and device number
-as ``losetup`` reports them, falling back to ``stat`` of the reported backing-file path (btrfs reports
-a device number that differs from ``stat``'s; the kernel keeps that path current across
-renames).
+as ``losetup`` reports them, falling back to ``stat`` of the reported backing-file path
+(btrfs reports a device number that differs from ``stat``'s; the kernel keeps that path
+current across renames).
 """
 
 from __future__ import annotations
