@@ -121,8 +121,8 @@ class NotifyDeleteStartTask(common.NotifyStartTask):
         if volume_ref["use_quota"]:
             super().execute(runtime, context, **kwargs)
 
-    def revert(self, runtime, context, volume_ref=None, **kwargs):
-        if volume_ref is None or volume_ref.get("use_quota", True):
+    def revert(self, runtime, context, volume_ref, **kwargs):
+        if volume_ref["use_quota"]:
             super().revert(runtime, context, **kwargs)
 
 
@@ -162,7 +162,8 @@ class DestroyVolumeTask(common.FlowTask):
 
     def execute(self, runtime, context, flow_id, volume_id, volume_ref):
         def destroy(session):
-            row = repository.get(session, models.Volume, volume_id, read_deleted=True)
+            row = repository.get(session, models.Volume, volume_id, read_deleted=True,
+                                 for_update=True)
             if row.deleted:
                 return False
             snapshots = [s for s in repository.snapshots_of_volume(session, volume_id)

@@ -1,0 +1,97 @@
+"""FlowPersistence: boundary commits, resume from the committed state, pruning."""
+
+from __future__ import annotations
+
+import contextlib
+
+import sqlalchemy as sa
+from taskflow import states as tf_states
+from taskflow import task as tf_task
+from taskflow.patterns import linear_flow
+
+from blockmgr.flows import common
+from blockmgr.flows import engine as flow_engine
+from blockmgr.flows import persistence
+
+RAN: list[str] = []
+
+
+class Step(tf_task.Task):
+    def execute(self, runtime, flow_id):
+        RAN.append(self.name)
+        return self.name
+
+
+def seven_steps():
+    return linear_flow.Flow("seven").add(*[Step(name="step%d" % i) for i in range(7)])
+
+
+def _backend(tmp_path, **kwargs):
+    backend = persistence.FlowPersistence("sqlite:///%s" % (tmp_path / "fl.sqlite"), **kwargs)
+    backend.upgrade()
+    return backend
+
+
+def _runtime():
+    return common.FlowRuntime(db=None, quota=None, driver=None, notifier=None, host="h@b")
+
+
+def _count_commits(engine):
+    counter = [0]
+    sa.event.listen(engine, "commit", lambda conn: counter.__setitem__(0, counter[0] + 1))
+    return counter
+
+
+def test_seven_task_flow_commits_nine_times(tmp_path):
+    backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    commits = _count_commits(backend.engine)
+    outcome = runner.run(seven_steps, store={}, runtime=_runtime(), kind="volume",
+                         resource_id="v1")
+    assert outcome.succeeded
+    assert commits[0] == 9
+    with contextlib.closing(backend.get_connection()) as conn:
+        detail = conn.get_flow_details(outcome.flow_id)
+    assert detail.state == tf_states.SUCCESS
+    assert {ad.name: ad.state for ad in detail if ad.name.startswith("step")} == {
+        "step%d" % i: tf_states.SUCCESS for i in range(7)}
+
+
+def test_every_transition_mode_commits_more(tmp_path):
+    backend = _backend(tmp_path, commits="every-transition")
+    commits = _count_commits(backend.engine)
+    flow_engine.FlowRunner(backend, "h@b").run(seven_steps, store={}, runtime=_runtime(),
+                                               kind="volume", resource_id="v1")
+    assert commits[0] > 20
+
+
+def test_prune_on_finish_removes_rows(tmp_path):
+    backend = _backend(tmp_path, prune_on_finish=True)
+    flow_engine.FlowRunner(backend, "h@b").run(seven_steps, store={}, runtime=_runtime(),
+                                               kind="volume", resource_id="v1")
+    with backend.engine.connect() as conn:
+        for table in (persistence.TABLES.flowdetails, persistence.TABLES.atomdetails):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+
+
+def test_unfinished_flow_resumes_from_committed_state(tmp_path):
+    """A flow whose step3 was RUNNING when the process died: steps 0-2 are skipped."""
+    backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    outcome = runner.run(seven_steps, store={}, runtime=_runtime(), kind="volume",
+                         resource_id="v1")
+    atoms = persistence.TABLES.atomdetails
+    flows = persistence.TABLES.flowdetails
+    with backend.engine.begin() as conn:   # rewind the logbook to "crashed in step3"
+        conn.execute(flows.update().values(state=tf_states.RUNNING))
+        for i in range(3, 7):
+            conn.execute(atoms.update().where(atoms.c.name == "step%d" % i).values(
+                state=tf_states.RUNNING if i == 3 else tf_states.PENDING, results=None))
+    fresh = flow_engine.FlowRunner(_backend(tmp_path), "h@b")
+    [detail] = fresh.unfinished()
+    assert detail.uuid == outcome.flow_id
+    RAN.clear()
+    mode, resumed = fresh.resume(detail, _runtime())
+    assert mode == "resume" and resumed.succeeded
+    assert RAN == ["step%d" % i for i in range(3, 7)]
+    assert fresh.unfinished() == []
