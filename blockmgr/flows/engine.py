@@ -160,7 +160,7 @@ class FlowRunner:
         reverting = (flow_detail.state == tf_states.REVERTING
                      or any(ad.state in (tf_states.REVERTING, tf_states.FAILURE)
                             for ad in flow_detail if ad.name in tasks))
-        revert = reverting or any(tasks[name].on_crash == common.REVERT
+        revert = reverting or any(getattr(tasks[name], "on_crash", common.RESUME) == common.REVERT
                                   for name in interrupted)
         engine = self._load(flow, flow_detail, runtime)
         engine.compile()

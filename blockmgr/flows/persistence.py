@@ -61,6 +61,11 @@ PRUNABLE_FLOW_STATES = frozenset({tf_states.SUCCESS, tf_states.REVERTED})
 
 COMMIT_MODES = ("boundaries", "every-transition")
 
+_UPDATE_FLOW = TABLES.flowdetails.update().where(
+    TABLES.flowdetails.c.uuid == sa.bindparam("b_uuid"))
+_UPDATE_ATOM = TABLES.atomdetails.update().where(
+    TABLES.atomdetails.c.uuid == sa.bindparam("b_uuid"))
+
 
 def create_engine(url: str) -> sa.engine.Engine:
     """A pooled engine; for SQLite with the pragmas TaskFlow never sets."""
@@ -194,18 +199,22 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 conn.execute(ad_t.delete().where(ad_t.c.parent_uuid == flow_uuid))
                 conn.execute(fd_t.delete().where(fd_t.c.uuid == flow_uuid))
             else:
+                # Parameter dicts against fixed statements: compiled once, then cached
+                # (inline .values(...) would rebuild the statement's cache key every time).
                 if staged.flow is not None:
                     if flow_uuid in self._stored:
-                        conn.execute(fd_t.update().where(fd_t.c.uuid == flow_uuid)
-                                     .values(**staged.flow))
+                        conn.execute(_UPDATE_FLOW, dict(staged.flow, b_uuid=flow_uuid))
                     else:
-                        conn.execute(fd_t.insert().values(
-                            parent_uuid=self._parents.pop(flow_uuid), **staged.flow))
-                for uuid, row in staged.atoms.items():
-                    if uuid in self._stored:
-                        conn.execute(ad_t.update().where(ad_t.c.uuid == uuid).values(**row))
-                    else:
-                        conn.execute(ad_t.insert().values(parent_uuid=flow_uuid, **row))
+                        conn.execute(fd_t.insert(), dict(
+                            staged.flow, parent_uuid=self._parents.pop(flow_uuid)))
+                updates = [dict(row, b_uuid=uuid) for uuid, row in staged.atoms.items()
+                           if uuid in self._stored]
+                inserts = [dict(row, parent_uuid=flow_uuid)
+                           for uuid, row in staged.atoms.items() if uuid not in self._stored]
+                for params in updates:
+                    conn.execute(_UPDATE_ATOM, params)
+                if inserts:
+                    conn.execute(ad_t.insert(), inserts)
         if prune or state in FINAL_FLOW_STATES:
             self._forget(flow_uuid)
         else:

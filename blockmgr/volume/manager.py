@@ -17,11 +17,21 @@ from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.flows import create_group as create_group_flow
+from blockmgr.flows import create_group_from_src as group_from_src_flow
+from blockmgr.flows import create_group_snapshot as create_gsnap_flow
+from blockmgr.flows import create_snapshot as create_snap_flow
 from blockmgr.flows import create_volume as create_flow
+from blockmgr.flows import delete_group as delete_group_flow
+from blockmgr.flows import delete_group_snapshot as delete_gsnap_flow
+from blockmgr.flows import delete_snapshot as delete_snap_flow
+from blockmgr.flows import delete_volume as delete_flow
 from blockmgr.flows import engine as flow_engine
+from blockmgr.flows import extend_volume as extend_flow
 from blockmgr.flows import faults
 from blockmgr.flows import manage_existing as manage_flow
 from blockmgr.flows import manage_existing_snapshot as manage_snap_flow
+from blockmgr.flows import update_group as update_group_flow
 from blockmgr.volume import capacity as bm_capacity
 from blockmgr.volume import locks as bm_locks
 from blockmgr.volume import recovery
@@ -121,7 +131,167 @@ class VolumeManager:
             raise _map_error(outcome.failure)
         return snapshot_id
 
+    def delete_volume(self, context, volume_id: str, unmanage_only: bool = False,
+                      cascade: bool = False) -> bool:
+        """Delete (``unmanage_only``: unmanage) volume ``volume_id`` (status ``deleting``,
+        ``unmanaging`` or ``error_managing_deleting``); ``cascade`` deletes its snapshots
+        (all ``deleting``) too. True once the volume is gone (also if it already was);
+        False if the driver said it is busy: it is ``available`` again, nothing deleted."""
+        try:
+            volume = self._own_volume(volume_id)
+        except exception.VolumeNotFound:
+            LOG.info("Volume %s is already gone; nothing to delete", volume_id)
+            return True
+        names = [volume_id, "%s-delete_volume" % volume_id]
+        if cascade:
+            with self.db.reader() as session:
+                names += ["%s-delete_snapshot" % snap.id
+                          for snap in repository.snapshots_of_volume(session, volume_id)]
+        with self.locks.hold(names):
+            outcome = self.runner.run(
+                delete_flow.get_flow, factory_kwargs={"unmanage_only": bool(unmanage_only)},
+                store={"context": _context_dict(context), "volume_id": volume_id,
+                       "cascade": bool(cascade)},
+                runtime=self.runtime(), kind="volume", resource_id=volume_id)
+        if not outcome.succeeded:
+            error = _map_error(outcome.failure)
+            if isinstance(error, exception.VolumeIsBusy):
+                return False
+            raise error
+        self.capacity.subtract(volume.host, volume.size)
+        return True
+
+    def create_snapshot(self, context, snapshot_id: str) -> str:
+        """Take snapshot ``snapshot_id`` (status ``creating``) of its volume on this backend;
+        the volume's ``-delete_volume`` lock keeps the source from going away meanwhile."""
+        volume_id = self._own_snapshot(snapshot_id)
+        with self.locks.hold([snapshot_id, "%s-delete_volume" % volume_id]):
+            outcome = self._run(create_snap_flow, "snapshot", snapshot_id, {
+                "context": _context_dict(context), "snapshot_id": snapshot_id})
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        return snapshot_id
+
+    def delete_snapshot(self, context, snapshot_id: str, unmanage_only: bool = False) -> bool:
+        """Delete (``unmanage_only``: unmanage) snapshot ``snapshot_id`` (status ``deleting``
+        or ``unmanaging``). True once it is gone (also if it already was); False if the
+        driver said it is busy: it is ``available`` again, nothing deleted."""
+        try:
+            self._own_snapshot(snapshot_id)
+        except exception.SnapshotNotFound:
+            LOG.info("Snapshot %s is already gone; nothing to delete", snapshot_id)
+            return True
+        with self.locks.hold([snapshot_id, "%s-delete_snapshot" % snapshot_id]):
+            outcome = self.runner.run(
+                delete_snap_flow.get_flow,
+                factory_kwargs={"unmanage_only": bool(unmanage_only)},
+                store={"context": _context_dict(context), "snapshot_id": snapshot_id},
+                runtime=self.runtime(), kind="snapshot", resource_id=snapshot_id)
+        if not outcome.succeeded:
+            error = _map_error(outcome.failure)
+            if isinstance(error, exception.SnapshotIsBusy):
+                return False
+            raise error
+        return True
+
+    def extend_volume(self, context, volume_id: str, new_size: int,
+                      reservations: list[str] | None = None) -> None:
+        """Grow volume ``volume_id`` (status ``extending``) to ``new_size`` GiB.
+        ``reservations``: the API's ``gigabytes`` reservation uuids, adopted by the flow."""
+        if reservations is not None and (isinstance(reservations, str) or not all(
+                isinstance(r, str) for r in reservations)):
+            raise exception.InvalidInput(reason="reservations must be a list of uuids")
+        volume = self._own_volume(volume_id)
+        with self.locks.hold([volume_id]):
+            outcome = self._run(extend_flow, "volume", volume_id, {
+                "context": _context_dict(context), "volume_id": volume_id,
+                "new_size": new_size, "api_reservations": list(reservations or [])})
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        self.capacity.add(volume.host, new_size - volume.size)
+
+    # --- consistency groups (rules: blockmgr/flows/group_updates.py) --------------------
+
+    def create_group(self, context, group_id: str) -> str:
+        """Create consistency group ``group_id`` (status ``creating``) on this backend."""
+        self._own_group(group_id)
+        return self._run_group(create_group_flow, "group", group_id, [group_id],
+                               {"context": _context_dict(context), "group_id": group_id})
+
+    def delete_group(self, context, group_id: str) -> str:
+        """Delete group ``group_id`` (``deleting``) with its volumes, returning their quota."""
+        self._own_group(group_id)
+        return self._run_group(delete_group_flow, "group", group_id, [group_id],
+                               {"context": _context_dict(context), "group_id": group_id})
+
+    def update_group(self, context, group_id: str, add_volumes=None, remove_volumes=None):
+        """Add/remove volumes (id lists or comma-separated ids) to/from ``updating`` group."""
+        self._own_group(group_id)
+        add, remove = _id_list(add_volumes), _id_list(remove_volumes)
+        return self._run_group(update_group_flow, "group", group_id, [group_id, *add, *remove],
+                               {"context": _context_dict(context), "group_id": group_id,
+                                "add_volumes": add, "remove_volumes": remove})
+
+    def create_group_snapshot(self, context, group_snapshot_id: str) -> str:
+        """Snapshot every volume of the group of ``group_snapshot_id`` (``creating``)."""
+        group_id, _members = self._own_group_snapshot(group_snapshot_id)
+        return self._run_group(create_gsnap_flow, "group_snapshot", group_snapshot_id,
+                               [group_snapshot_id, group_id],
+                               {"context": _context_dict(context),
+                                "group_snapshot_id": group_snapshot_id})
+
+    def delete_group_snapshot(self, context, group_snapshot_id: str) -> str:
+        """Delete group snapshot ``group_snapshot_id`` (``deleting``) and its snapshots."""
+        _group_id, members = self._own_group_snapshot(group_snapshot_id)
+        return self._run_group(delete_gsnap_flow, "group_snapshot", group_snapshot_id,
+                               [group_snapshot_id] + ["%s-delete_snapshot" % s for s in members],
+                               {"context": _context_dict(context),
+                                "group_snapshot_id": group_snapshot_id})
+
+    def create_group_from_src(self, context, group_id: str, group_snapshot_id: str | None = None,
+                              source_group_id: str | None = None) -> str:
+        """Create group ``group_id``'s volumes from a group snapshot or a source group."""
+        self._own_group(group_id)
+        if bool(group_snapshot_id) == bool(source_group_id):
+            raise exception.InvalidInput(
+                reason="give exactly one of group_snapshot_id and source_group_id")
+        return self._run_group(group_from_src_flow, "group", group_id,
+                               [group_id, group_snapshot_id or source_group_id],
+                               {"context": _context_dict(context), "group_id": group_id,
+                                "group_snapshot_id": group_snapshot_id,
+                                "source_group_id": source_group_id})
+
     # --- helpers ------------------------------------------------------------------------
+
+    def _run_group(self, flow_module, kind: str, resource_id: str, locks: list, store: dict):
+        with self.locks.hold(locks):
+            outcome = self._run(flow_module, kind, resource_id, store)
+        with self.db.reader() as session:   # members may have been created or destroyed
+            self.capacity.load(session, self.host)
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        return resource_id
+
+    def _own_group(self, group_id: str) -> None:
+        if not isinstance(group_id, str) or not group_id:
+            raise exception.InvalidInput(reason="group id must be a non-empty string")
+        with self.db.reader() as session:
+            host = repository.get(session, models.Group, group_id).host
+        if (host or "").partition("#")[0] != self.host:
+            raise exception.InvalidGroup(reason="group %s is on %s, not on this backend %s"
+                                         % (group_id, host, self.host))
+
+    def _own_group_snapshot(self, group_snapshot_id: str) -> tuple[str, list[str]]:
+        """``(group id, member snapshot ids)``; the group must live on this backend."""
+        if not isinstance(group_snapshot_id, str) or not group_snapshot_id:
+            raise exception.InvalidInput(reason="group snapshot id must be a non-empty string")
+        with self.db.reader() as session:
+            group_id = repository.get(session, models.GroupSnapshot, group_snapshot_id).group_id
+            members = [s.id for s in repository.snapshots_of_group_snapshot(
+                session, group_snapshot_id)]
+        self._own_group(group_id)
+        return group_id, members
+
 
     def _run(self, flow_module, kind: str, resource_id: str, store: dict):
         return self.runner.run(flow_module.get_flow, store=store, runtime=self.runtime(),
@@ -140,6 +310,15 @@ class VolumeManager:
                 % (volume_id, volume.host, self.host))
         return volume
 
+    def _own_snapshot(self, snapshot_id: str) -> str:
+        """The id of the snapshot's volume, which must live on this backend."""
+        if not isinstance(snapshot_id, str) or not snapshot_id:
+            raise exception.InvalidInput(reason="snapshot id must be a non-empty string")
+        with self.db.reader() as session:
+            volume_id = repository.get(session, models.Snapshot, snapshot_id).volume_id
+        self._own_volume(volume_id)
+        return volume_id
+
 
 def _context_dict(context) -> dict:
     if isinstance(context, bm_context.RequestContext):
@@ -147,6 +326,17 @@ def _context_dict(context) -> dict:
     if isinstance(context, dict):
         return bm_context.RequestContext.from_dict(context).to_dict()
     raise exception.InvalidInput(reason="context must be a RequestContext or its dict")
+
+
+def _id_list(ids) -> list[str]:
+    """Volume ids as a list, from a list or Cinder's comma-separated string (None: [])."""
+    if ids is None:
+        return []
+    if isinstance(ids, str):
+        ids = [i.strip() for i in ids.split(",")]
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
+        raise exception.InvalidInput(reason="volume ids must be a list or comma-separated ids")
+    return list(dict.fromkeys(i for i in ids if i))
 
 
 def _check_ref(ref) -> None:

@@ -22,6 +22,7 @@ import dataclasses
 import logging
 from typing import Callable
 
+from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr import states
 from blockmgr.db import models
@@ -47,6 +48,38 @@ ORPHAN_STATUS = {
 
 #: (kind, status) -> handler(manager, resource_id); overrides ORPHAN_STATUS for that pair.
 ORPHAN_HANDLERS: dict[tuple[str, str], Callable] = {}
+
+
+def _finish_delete(kind: str, unmanage_only: bool = False) -> Callable:
+    """A handler re-running an orphaned delete/unmanage (idempotent, as in Cinder): the
+    flow leaves a final status and returns the quota; its failure is logged, not raised."""
+
+    def handler(manager, resource_id: str) -> None:
+        context = bm_context.get_admin_context()
+        try:
+            if kind == "snapshot":
+                manager.delete_snapshot(context, resource_id, unmanage_only=unmanage_only)
+                return
+            with manager.db.reader() as session:
+                snaps = repository.snapshots_of_volume(session, resource_id)
+                cascade = bool(snaps) and all(s.status == S.DELETING for s in snaps)
+            manager.delete_volume(context, resource_id, unmanage_only=unmanage_only,
+                                  cascade=cascade)
+        except exception.NotFound:
+            raise
+        except exception.BlockmgrError as exc:
+            LOG.warning("Resumed delete of %s %s failed: %s", kind, resource_id, exc)
+
+    return handler
+
+
+ORPHAN_HANDLERS.update({
+    ("volume", V.DELETING): _finish_delete("volume"),
+    ("volume", V.ERROR_MANAGING_DELETING): _finish_delete("volume"),
+    ("volume", V.UNMANAGING): _finish_delete("volume", unmanage_only=True),
+    ("snapshot", S.DELETING): _finish_delete("snapshot"),
+    ("snapshot", S.UNMANAGING): _finish_delete("snapshot", unmanage_only=True),
+})
 
 _MODELS = {"volume": models.Volume, "snapshot": models.Snapshot, "group": models.Group,
            "group_snapshot": models.GroupSnapshot}

@@ -1,0 +1,93 @@
+"""Tasks and helpers shared by the six consistency-group flows.
+
+* :class:`GroupNotifyTask` -- ``group.<action>.start|end`` (or ``group_snapshot.*``) plus one
+  ``volume.<action>.*`` / ``snapshot.<action>.*`` per member, as Cinder does; the start task
+  sends the matching ``.error`` events when the flow reverts.
+* :func:`consistency_driver` -- the typed refusal for drivers without consistency groups.
+* :func:`return_quota` -- gives usage back inside the caller's transaction, so destroyed rows
+  and their quota commit together (a crash can never separate them).
+* :func:`on_backend` -- the "this row lives on this backend" check.
+
+The model-update rules themselves live in :mod:`blockmgr.flows.group_updates`.
+"""
+
+from __future__ import annotations
+
+from blockmgr import exception
+from blockmgr.flows import common
+from blockmgr.interface import ConsistencyGroupDriver
+
+
+class GroupNotifyTask(common.FlowTask):
+    """Notify ``<kind>.<action>.<phase>`` for the resource and each member (``members``).
+
+    ``phase='start'``: its revert sends ``<kind>.<action>.error`` (and the members' errors),
+    so a flow reverted by recovery reports its failure too. Notifier failures never fail
+    the flow (the notifier swallows them).
+    """
+
+    def __init__(self, kind: str, action: str, id_arg: str, member_kind: str, phase: str):
+        super().__init__(addon="%s.%s.%s" % (kind, action, phase),
+                         requires=("runtime", "context", id_arg, "members"))
+        self.kind, self.action, self.id_arg = kind, action, id_arg
+        self.member_kind, self.phase = member_kind, phase
+
+    def _send(self, runtime, context, send, suffix, resource_id, members, extra):
+        ctx = common.ctx(context)
+        send(ctx, "%s.%s.%s" % (self.kind, self.action, suffix),
+             dict(extra, **{self.id_arg: resource_id, "host": runtime.host}))
+        for member_id in members or []:
+            send(ctx, "%s.%s.%s" % (self.member_kind, self.action, suffix),
+                 dict(extra, **{"%s_id" % self.member_kind: member_id,
+                                self.id_arg: resource_id, "host": runtime.host}))
+
+    def execute(self, runtime, context, members, **kwargs):
+        self._send(runtime, context, runtime.notifier.info, self.phase, kwargs[self.id_arg],
+                   members, {})
+
+    def revert(self, runtime, context, members, flow_failures=None, **kwargs):
+        if self.phase != "start":
+            return
+        self._send(runtime, context, runtime.notifier.error, "error", kwargs[self.id_arg],
+                   members if isinstance(members, list) else [],
+                   {"reason": common.failure_reason(flow_failures)})
+
+
+def consistency_driver(runtime, operation: str) -> ConsistencyGroupDriver:
+    """The runtime's driver if it implements :class:`ConsistencyGroupDriver`.
+
+    blockmgr groups are *consistency* groups: a per-volume fallback could not take
+    consistent snapshots, so a driver without the interface is refused rather than faked.
+
+    :raises Unsupported: the driver does not implement consistency groups.
+    """
+    if not isinstance(runtime.driver, ConsistencyGroupDriver):
+        raise exception.Unsupported(
+            operation=operation,
+            what="driver %s of backend %s (it does not implement ConsistencyGroupDriver)"
+                 % (type(runtime.driver).__name__, runtime.host))
+    return runtime.driver
+
+
+def on_backend(host: str | None, backend_host: str) -> bool:
+    """True when ``host`` (``host@backend[#pool]``) is on ``backend_host`` (``host@backend``)."""
+    return (host or "").partition("#")[0] == backend_host
+
+
+def return_quota(runtime, session, flow_id: str, deltas_by_project: dict) -> None:
+    """Give back ``{project_id: {resource: -n}}`` in ``session``'s transaction.
+
+    Reserved and committed at once, owned by the flow, joined to the caller's transaction:
+    the usage changes commit with the soft deletes or not at all.
+    """
+    for project_id in sorted(p for p in deltas_by_project if p):
+        deltas = {k: v for k, v in deltas_by_project[project_id].items() if v}
+        if deltas:
+            uuids = runtime.quota.reserve(project_id, owner=flow_id, session=session, **deltas)
+            runtime.quota.commit(uuids, session=session)
+
+
+def add_deltas(target: dict, project_id: str | None, **deltas: int) -> None:
+    bucket = target.setdefault(project_id, {})
+    for resource, delta in deltas.items():
+        bucket[resource] = bucket.get(resource, 0) + delta
