@@ -154,14 +154,15 @@ class FlowRunner:
         reverting. Returns ``("resume" | "revert", outcome)``.
         """
         flow = tf_helpers.flow_from_detail(flow_detail)
-        tasks = {name: task for name, task in _tasks_by_name(flow).items()}
+        tasks = _tasks_by_name(flow)
         interrupted = [ad.name for ad in flow_detail
                        if ad.state == tf_states.RUNNING and ad.name in tasks]
         reverting = (flow_detail.state == tf_states.REVERTING
                      or any(ad.state in (tf_states.REVERTING, tf_states.FAILURE)
                             for ad in flow_detail if ad.name in tasks))
-        revert = reverting or any(getattr(tasks[name], "on_crash", common.RESUME) == common.REVERT
-                                  for name in interrupted)
+        revert = reverting or any(
+            getattr(tasks[name], "on_crash", common.RESUME) == common.REVERT
+            for name in interrupted)
         engine = self._load(flow, flow_detail, runtime)
         engine.compile()
         engine.prepare()

@@ -9,8 +9,9 @@ Order (``recover``):
 2. **Orphaned transitional resources** -- rows of this host in a transitional status
    (:data:`blockmgr.states.TRANSITIONAL`) with no live flow, e.g. the worker died after the
    API wrote ``creating`` but before the flow was persisted -- move to the error status of
-   their operation (:data:`ORPHAN_STATUS`). Later flows may register a better handler (say,
-   re-running a delete) in :data:`ORPHAN_HANDLERS`.
+   their operation (:data:`ORPHAN_STATUS`), unless :data:`ORPHAN_HANDLERS` has a better
+   handler: an orphaned delete or unmanage (volume or snapshot) is finished by running its
+   idempotent flow, as Cinder re-runs a delete (and its quota is returned with it).
 3. **Reservations**: every reservation whose owner is not a live flow (of any host) is
    resolved by the quota engine (``release_orphans``), so nothing waits for expiry.
 4. **Pruning** of finished flows older than ``[flows] finished_flow_retention``.

@@ -10,6 +10,7 @@ soft delete) and ends with usage equal to the truth recomputed from the tables.
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import os
 import queue
@@ -258,3 +259,37 @@ def _delete(engine: QuotaEngine, session, volume_id: str, flow_id: str) -> None:
     row.deleted = True
     row.deleted_at = models.utcnow()
     session.flush()
+
+
+# --- the rest of the engine on every database ---------------------------------------------------
+
+def test_housekeeping_and_reconciliation_on_every_database(quota, db_backend):
+    """The non-concurrent paths, once per database: joined reserve, expiry, orphan release
+    by owner liveness, limit override, and check/sync against real rows."""
+    db, engine = quota
+    past = models.utcnow() - dt.timedelta(minutes=5)
+    engine.set_limit(PROJECT, "gigabytes", 50)
+    engine.set_limit(PROJECT, "gigabytes", 60)
+    with db.writer() as s:
+        engine.reserve(PROJECT, volumes=1, gigabytes=10, owner="live-flow", session=s)
+    engine.reserve(PROJECT, gigabytes=20, owner="dead-flow")
+    engine.reserve(PROJECT, gigabytes=5, expire=past)
+    with pytest.raises(exception.OverQuota):
+        engine.reserve(PROJECT, gigabytes=26)
+    assert engine.expire(is_owner_live=lambda owner: True) == 1
+    assert len(engine.release_orphans(lambda owner: owner == "live-flow")) == 1
+    assert engine.get_usages(PROJECT)["gigabytes"] == {"in_use": 0, "reserved": 10,
+                                                       "limit": 60}
+    with db.writer() as s:
+        s.add(models.Volume(project_id=PROJECT, size=10, status="available"))
+    assert engine.commit_owned("live-flow") == 2
+    assert engine.check() == []
+    with db.writer() as s:
+        s.add(models.Volume(project_id="other", size=3, status="available"))
+    drifts = engine.check()
+    assert {(d.project_id, d.resource, d.expected) for d in drifts} == {
+        ("other", "volumes", 1), ("other", "gigabytes", 3)}
+    assert engine.sync() == drifts
+    assert engine.check() == []
+    engine.reset_limit(PROJECT, "gigabytes")
+    assert engine.get_limits(PROJECT)["gigabytes"] == 1000

@@ -209,8 +209,8 @@ def test_manage_existing_failure_rolls_back(env, method):
     with pytest.raises(exception.ManageExistingInvalidReference):
         env.manage_existing(CTX, vid, ref)
     assert _get(env, models.Volume, vid).status == "error_managing"
-    assert env.quota.get_usages(PROJECT)["gigabytes"] == {"in_use": 0, "reserved": 0} \
-        or env.quota.get_usages(PROJECT)["gigabytes"]["reserved"] == 0
+    gigabytes = env.quota.get_usages(PROJECT)["gigabytes"]
+    assert (gigabytes["in_use"], gigabytes["reserved"]) == (0, 0)
     assert "lv-import" in env.driver.volumes           # backend object untouched
     types = env.notifier.types()
     assert "volume.manage_existing.end" not in types and "volume.manage_existing.error" in types

@@ -7,9 +7,9 @@ import pytest
 
 from blockmgr import exception
 from blockmgr.db import models
-from tests.unit.flows.test_delete_volume import (CTX, assert_settled, env, error_events,  # noqa: F401
-                                                 get, in_use, make_snapshot, make_volume,
-                                                 set_status)
+from tests.unit.flows.test_delete_volume import env  # noqa: F401 (the fixture)
+from tests.unit.flows.test_delete_volume import (CTX, assert_settled, error_events, get,
+                                                 in_use, make_snapshot, make_volume)
 
 
 # --- create ---------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""``[DEFAULT]`` options of the RPC services (``blockmgr-volume``, ``blockmgr-scheduler``).
+
+They sit in ``[DEFAULT]`` where a Cinder operator looks for their namesakes
+(``report_interval``, ``service_down_time``, ``backend_stats_polling_interval``).
+
+oslo.messaging registers its own ``[DEFAULT]`` options (``transport_url``,
+``control_exchange``, ``rpc_response_timeout``, ``executor_thread_pool_size``) and its tracing
+group only when a transport is created, i.e. after start-up validation has rejected a config
+file that sets them as "unknown". :func:`register_opts` registers them up front on the
+config it is given, which also spares every private ``ConfigOpts`` the
+``NoSuchOptError: oslo_messaging_tracing`` of a call or cast (``environment-notes.md``).
+"""
+
+from oslo_config import cfg
+
+opts = [
+    cfg.IntOpt("rpc_worker_threads", default=16, min=1,
+               help="Threads of a volume backend's RPC server: at most this many requests "
+                    "run at once. Further requests stay in the message broker (not in the "
+                    "process) until a thread is free, so a stopping worker holds no "
+                    "accepted-but-unstarted work. Overrides oslo.messaging's "
+                    "``executor_thread_pool_size`` for blockmgr's servers."),
+    cfg.IntOpt("report_interval", default=10, min=1,
+               help="Seconds between service heartbeats (``services.heartbeat_at``)."),
+    cfg.IntOpt("service_down_time", default=60, min=1,
+               help="A service whose last heartbeat is older than this many seconds is "
+                    "down: the scheduler does not place work on it and ``blockmgr-manage "
+                    "service list`` shows it down. Keep it well above report_interval."),
+    cfg.IntOpt("backend_stats_polling_interval", default=60, min=3,
+               help="Seconds between capacity reports a volume backend sends (fanout) to "
+                    "the schedulers. Each report measures the backend (driver stats with "
+                    "refresh) and adds the capacity this worker has allocated."),
+    cfg.IntOpt("graceful_shutdown_timeout", default=60, min=0,
+               help="On SIGTERM a worker stops taking requests and waits this many seconds "
+                    "for running operations to finish; operations still running then are "
+                    "left in their persisted flows and resumed at the next start."),
+    cfg.IntOpt("driver_setup_retries", default=-1, min=-1,
+               help="How often a volume backend retries a failed driver setup "
+                    "(do_setup + check_for_setup_error) before giving up until the next "
+                    "restart; -1 retries forever. Until setup succeeds the backend sends no "
+                    "heartbeat (it is down) and takes no requests; the process keeps "
+                    "serving its other backends."),
+    cfg.FloatOpt("driver_setup_retry_interval", default=1.0, min=0.0,
+                 help="Seconds before the first driver setup retry; each further retry "
+                      "waits twice as long, up to driver_setup_retry_max_interval."),
+    cfg.FloatOpt("driver_setup_retry_max_interval", default=60.0, min=0.0,
+                 help="Longest wait between two driver setup retries, in seconds."),
+]
+
+
+def _messaging_default_opts():
+    import oslo_messaging.opts as messaging_opts
+
+    for group, group_opts in messaging_opts.list_opts():
+        if group is None:
+            return list(group_opts)
+    return []
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    from oslo_messaging._tracing import client as tracing
+
+    conf.register_opts(opts)
+    conf.register_opts(_messaging_default_opts())
+    conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
+
+
+def list_opts():
+    return [("DEFAULT", opts)]
