@@ -44,7 +44,7 @@ def _ensure_messaging_opts(conf) -> None:
     them only on the global one (see :mod:`blockmgr.conf.rpc`)."""
     from blockmgr.conf import rpc as rpc_conf
 
-    if "oslo_messaging_tracing" not in conf or "rpc_response_timeout" not in conf:
+    if "oslo_messaging_metrics" not in conf or "rpc_response_timeout" not in conf:
         rpc_conf.register_opts(conf)
 
 
@@ -127,15 +127,14 @@ class BoundedRPCServer(rpc_server.RPCServer):
 
     def __init__(self, *args, pool_size: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pool_size = pool_size
-        self._slots: threading.BoundedSemaphore | None = None
+        self.pool_size = pool_size or self.conf.executor_thread_pool_size
+        # ``start()`` builds the executor from ``_executor_cls``; its size must equal the
+        # number of slots, or acknowledged messages would queue inside the executor.
+        executor_cls, size = self._executor_cls, self.pool_size
+        self._executor_cls = lambda **_opts: executor_cls(max_workers=size)
+        self._slots = threading.BoundedSemaphore(size)
         self._busy = 0
         self._busy_lock = threading.Lock()
-
-    def start(self, override_pool_size=None):
-        size = override_pool_size or self.pool_size or self.conf.executor_thread_pool_size
-        self._slots = threading.BoundedSemaphore(size)
-        super().start(override_pool_size=size)
 
     @property
     def busy(self) -> int:

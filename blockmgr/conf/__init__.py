@@ -14,9 +14,10 @@ from blockmgr.conf import database
 from blockmgr.conf import default
 from blockmgr.conf import flows
 from blockmgr.conf import quota
+from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
-_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc)
+_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler)
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

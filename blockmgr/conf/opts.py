@@ -5,13 +5,15 @@ from blockmgr.conf import database
 from blockmgr.conf import default
 from blockmgr.conf import flows
 from blockmgr.conf import quota
+from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
 
 def list_opts():
     from blockmgr.drivers import loader
 
-    groups = default.list_opts() + database.list_opts() + quota.list_opts() + flows.list_opts()
+    groups = (default.list_opts() + database.list_opts() + quota.list_opts() + flows.list_opts()
+              + scheduler.list_opts())
     groups += rpc.list_opts()
     backend_opts = list(backend.GENERIC_OPTS)
     for _name, driver_cls in loader.known_driver_classes():

@@ -8,7 +8,8 @@ oslo.messaging registers its own ``[DEFAULT]`` options (``transport_url``,
 group only when a transport is created, i.e. after start-up validation has rejected a config
 file that sets them as "unknown". :func:`register_opts` registers them up front on the
 config it is given, which also spares every private ``ConfigOpts`` the
-``NoSuchOptError: oslo_messaging_tracing`` of a call or cast (``environment-notes.md``).
+``NoSuchOptError: oslo_messaging_tracing`` (and ``oslo_messaging_metrics``) of a call or
+cast (``environment-notes.md``).
 """
 
 from oslo_config import cfg
@@ -58,11 +59,13 @@ def _messaging_default_opts():
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
+    from oslo_messaging._metrics import client as metrics
     from oslo_messaging._tracing import client as tracing
 
     conf.register_opts(opts)
     conf.register_opts(_messaging_default_opts())
     conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
+    conf.register_opts(metrics.oslo_messaging_metrics, group="oslo_messaging_metrics")
 
 
 def list_opts():

@@ -174,3 +174,22 @@ def list_group_snapshots_by_host_and_status(session: Session, host: str,
                    models.GroupSnapshot.status.in_(list(statuses)),
                    sa.or_(models.Group.host == host, models.Group.host.like(host + "#%"))))
     return session.scalars(stmt).all()
+
+
+def volumes_on_host(session: Session, host: str) -> Sequence[models.Volume]:
+    """Live volumes of ``host@backend`` (any ``#pool`` under it), ordered by id."""
+    stmt = (sa.select(models.Volume)
+            .where(models.Volume.deleted.is_(False),
+                   sa.or_(models.Volume.host == host, models.Volume.host.like(host + "#%")))
+            .order_by(models.Volume.id))
+    return session.scalars(stmt).all()
+
+
+def snapshots_on_host(session: Session, host: str) -> Sequence[models.Snapshot]:
+    """Live snapshots whose volume lives on ``host@backend``, ordered by id."""
+    stmt = (sa.select(models.Snapshot)
+            .join(models.Volume, models.Volume.id == models.Snapshot.volume_id)
+            .where(models.Snapshot.deleted.is_(False),
+                   sa.or_(models.Volume.host == host, models.Volume.host.like(host + "#%")))
+            .order_by(models.Snapshot.id))
+    return session.scalars(stmt).all()

@@ -1,0 +1,386 @@
+"""SchedulerManager: the scheduler's RPC endpoints.
+
+Each endpoint: read the request, pick (or check) a backend from the capacity reports
+(:mod:`~blockmgr.scheduler.host_state`, :mod:`~blockmgr.scheduler.filters`,
+:mod:`~blockmgr.scheduler.weighers`), write the chosen ``host`` on the row with a
+compare-and-swap on its status (a row deleted or moved on meanwhile is left alone), cast the
+request to that backend's volume worker. When nothing fits, the resource goes to its error
+status (``error``; ``error_managing`` for an import; an extend goes back to its previous
+status) with the reason in ``status_reason``, and a ``<kind>.<action>.error`` notification is
+sent. Every endpoint is a cast target: errors are recorded on the resource, never raised to a
+caller that is not waiting.
+
+Reschedules: a volume worker whose create failed casts ``create_volume`` back with
+``filter_properties['retry']`` = ``{num_attempts, backends, exc}``. Each scheduling attempt
+increments ``num_attempts``; past ``[scheduler] scheduler_max_attempts`` the volume goes to
+``error``. The backends already tried are filtered out. With a maximum of 1 no ``retry`` is
+added, which tells the worker not to reschedule (Cinder's convention).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import oslo_messaging
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr import rpc
+from blockmgr import states
+from blockmgr.db import models
+from blockmgr.db import repository
+from blockmgr.scheduler import filters as bm_filters
+from blockmgr.scheduler import host_state
+from blockmgr.scheduler import liveness
+from blockmgr.scheduler import weighers
+
+LOG = logging.getLogger(__name__)
+
+V, S, G = states.VolumeStatus, states.SnapshotStatus, states.GroupStatus
+
+#: Service names whose capacity reports the scheduler keeps.
+VOLUME_SERVICE = "volume"
+
+
+class SchedulerManager:
+    """Endpoints of one scheduler process.
+
+    :param volume_rpcapi: a ``blockmgr.volume.rpcapi.VolumeAPI`` (or a double with its casts).
+    :param quota: the quota engine (extend: rolls back the API's reservation on failure).
+    :param notifier: ``info/error(context, event_type, payload)``.
+    :param live: a :class:`~blockmgr.scheduler.liveness.LiveBackends`; default one on ``db``.
+    """
+
+    RPC_API_VERSION = "1.0"
+    target = oslo_messaging.Target(version=RPC_API_VERSION)
+
+    def __init__(self, conf, *, db, volume_rpcapi, quota, notifier,
+                 live: liveness.LiveBackends | None = None,
+                 backend_states: host_state.BackendStates | None = None):
+        self.conf = conf
+        self.db = db
+        self.volume_rpcapi = volume_rpcapi
+        self.quota = quota
+        self.notifier = notifier
+        self.live = live or liveness.LiveBackends(db, conf.service_down_time)
+        self.states = backend_states or host_state.BackendStates()
+        self._started = time.monotonic()
+        self._ready = threading.Event()
+        self._report_arrived = threading.Event()
+        if conf.scheduler.startup_wait == 0:
+            self._ready.set()
+
+    # --- capacity reports -----------------------------------------------------------------
+
+    def update_service_capabilities(self, context, service_name: str, host: str,
+                                    capabilities: dict, timestamp=None) -> None:
+        """Fanout target: keep ``host``'s (``host@backend``) latest capacity report."""
+        if service_name != VOLUME_SERVICE or not isinstance(host, str) or not host:
+            LOG.debug("Ignoring capabilities of service %r on %r", service_name, host)
+            return
+        if self.states.update(host, capabilities, timestamp):
+            self._report_arrived.set()
+
+    def wait_until_ready(self) -> bool:
+        """Block until every live volume service has reported, or ``[scheduler]
+        startup_wait`` seconds after start; True if every live service had reported."""
+        deadline = self._started + self.conf.scheduler.startup_wait
+        while not self._ready.is_set():
+            live = self.live.get(fresh=True)
+            if live <= self.states.backends():
+                self._ready.set()
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                LOG.warning("Placing without capacity reports from %s (no report within "
+                            "startup_wait)", ", ".join(sorted(live - self.states.backends())))
+                self._ready.set()
+                return False
+            self._report_arrived.clear()
+            self._report_arrived.wait(min(remaining, 0.5))
+        return True
+
+    # --- volumes --------------------------------------------------------------------------
+
+    def create_volume(self, context, volume_id: str, request_spec: dict | None = None,
+                      filter_properties: dict | None = None) -> None:
+        """Place volume ``volume_id`` (``creating``) and cast its creation to the backend."""
+        ctx = _ctx(context)
+        spec = dict(request_spec or {}, volume_id=volume_id)
+        props = dict(filter_properties or {})
+        try:
+            retry = self._count_attempt(props, volume_id)
+            size = self._volume_size(spec, volume_id)
+            request = self._request(spec, size, retry)
+            self.wait_until_ready()
+            chosen = self._place(request, "volume %s" % volume_id)
+        except exception.NoValidBackend as exc:
+            self._volume_failed(ctx, volume_id, V.ERROR, "create", exc, spec)
+            return
+        except exception.VolumeNotFound:
+            LOG.info("Volume %s is gone; not scheduling it", volume_id)
+            return
+        thin = request.thin_on(chosen)
+        if retry is not None:
+            retry["backends"] = list(retry.get("backends") or []) + [chosen.backend]
+        if not self._set_host(models.Volume, volume_id, V.CREATING, chosen.host):
+            self.states.charge(chosen.host, -size, thin)
+            return
+        try:
+            self.volume_rpcapi.create_volume(ctx, chosen.host, volume_id, spec, props,
+                                             allow_reschedule=True)
+        except Exception as exc:  # the transport failed: the volume must not stay creating
+            LOG.exception("Could not cast create_volume of %s to %s", volume_id, chosen.host)
+            self.states.charge(chosen.host, -size, thin)
+            self._volume_failed(ctx, volume_id, V.ERROR, "create", exc, spec)
+
+    def manage_existing(self, context, volume_id: str, ref: dict, host: str) -> None:
+        """Route the import of volume ``volume_id`` (``managing``) to ``host`` if it is up;
+        a host without ``#pool`` gets the backend's best pool."""
+        ctx = _ctx(context)
+        try:
+            target = self._manage_target(host, "volume %s" % volume_id)
+        except exception.NoValidBackend as exc:
+            self._volume_failed(ctx, volume_id, V.ERROR_MANAGING, "manage_existing", exc,
+                                {"host": host})
+            return
+        if not self._set_host(models.Volume, volume_id, V.MANAGING, target):
+            return
+        try:
+            self.volume_rpcapi.manage_existing(ctx, target, volume_id, dict(ref or {}))
+        except Exception as exc:
+            LOG.exception("Could not cast manage_existing of %s to %s", volume_id, target)
+            self._volume_failed(ctx, volume_id, V.ERROR_MANAGING, "manage_existing", exc,
+                                {"host": host})
+
+    def manage_existing_snapshot(self, context, snapshot_id: str, ref: dict,
+                                 host: str) -> None:
+        """Route the import of snapshot ``snapshot_id`` to its volume's backend if up."""
+        ctx = _ctx(context)
+        try:
+            if not self.live.is_up(host or ""):
+                raise exception.NoValidBackend(
+                    reason="the volume service of %s is down or disabled" % host)
+            self.volume_rpcapi.manage_existing_snapshot(ctx, host, snapshot_id,
+                                                        dict(ref or {}))
+        except Exception as exc:
+            LOG.warning("Cannot manage snapshot %s on %s: %s", snapshot_id, host, exc)
+            reason = _reason(exc)
+            self._error_out(models.Snapshot, snapshot_id, S.ERROR, (S.CREATING,), reason)
+            self.notifier.error(ctx, "snapshot.manage_existing_snapshot.error",
+                                {"snapshot_id": snapshot_id, "host": host, "reason": reason})
+
+    def extend_volume(self, context, volume_id: str, new_size: int,
+                      reservations: list[str] | None = None) -> None:
+        """Check the volume's pool can hold ``new_size`` GiB, charge it, cast the extend.
+        Otherwise roll the API's reservations back and restore the previous status."""
+        ctx = _ctx(context)
+        try:
+            with self.db.reader() as session:
+                volume = repository.get(session, models.Volume, volume_id)
+                host, size = volume.host, volume.size
+                previous = volume.previous_status or V.AVAILABLE
+            delta = max(0, int(new_size) - size)
+            request = bm_filters.PlacementRequest(
+                size_gb=delta, resource_backend=host, live_backends=self.live.get())
+            pool = self.states.pool(host or "")
+            if pool is None:   # no report (yet): only liveness can be judged
+                reason = bm_filters.service_up(
+                    host_state.PoolState(backend=rpc.backend_of(host) or "", pool_name=""),
+                    request)
+            else:
+                reason = next((r for r in (check(pool, request)
+                                           for check in bm_filters.DEFAULT_FILTERS) if r), None)
+            if reason is not None:
+                raise exception.NoValidBackend(reason="cannot extend volume %s to %s GiB on "
+                                               "%s: %s" % (volume_id, new_size, host, reason))
+        except exception.VolumeNotFound:
+            self.quota.rollback(reservations)
+            return
+        except exception.NoValidBackend as exc:
+            self.quota.rollback(reservations)
+            self._error_out(models.Volume, volume_id, previous, (V.EXTENDING,), exc.msg)
+            self.notifier.error(ctx, "volume.resize.error",
+                                {"volume_id": volume_id, "new_size": new_size,
+                                 "reason": exc.msg})
+            return
+        if pool is not None:
+            self.states.charge(pool.host, delta, request.thin_on(pool))
+        self.volume_rpcapi.extend_volume(ctx, host, volume_id, new_size,
+                                         reservations=list(reservations or []))
+
+    # --- groups ---------------------------------------------------------------------------
+
+    def create_group(self, context, group_id: str, request_spec: dict | None = None) -> None:
+        """Place consistency group ``group_id`` on a backend that suits every volume type
+        of the group (``request_spec['volume_types']``: dicts with ``extra_specs``)."""
+        ctx = _ctx(context)
+        spec = dict(request_spec or {})
+        types = [t for t in spec.get("volume_types") or [] if isinstance(t, dict)] or [{}]
+        try:
+            self.wait_until_ready()
+            live = self.live.get()
+            candidates = None
+            rejected: dict[str, str] = {}
+            for volume_type in types:
+                request = bm_filters.PlacementRequest(
+                    extra_specs=dict(volume_type.get("extra_specs") or {}),
+                    resource_backend=spec.get("resource_backend"), live_backends=live)
+                passed, why = bm_filters.apply(self.states.pools(), request)
+                rejected.update(why)
+                backends = {p.backend for p in passed}
+                candidates = backends if candidates is None else candidates & backends
+            if not candidates:
+                raise exception.NoValidBackend(
+                    reason="no backend suits every volume type of group %s%s"
+                    % (group_id, _explain(rejected)))
+            pools = [p for p in self.states.pools() if p.backend in candidates]
+            best = weighers.order(pools, bm_filters.PlacementRequest(),
+                                  self.conf.scheduler.capacity_weight_multiplier)[0]
+        except exception.NoValidBackend as exc:
+            self._error_out(models.Group, group_id, G.ERROR, (G.CREATING,), exc.msg)
+            self.notifier.error(ctx, "group.create.error",
+                                {"group_id": group_id, "reason": exc.msg})
+            return
+        if not self._set_host(models.Group, group_id, G.CREATING, best.backend):
+            return
+        try:
+            self.volume_rpcapi.create_group(ctx, best.backend, group_id)
+        except Exception as exc:
+            LOG.exception("Could not cast create_group of %s to %s", group_id, best.backend)
+            self._error_out(models.Group, group_id, G.ERROR, (G.CREATING,), _reason(exc))
+            self.notifier.error(ctx, "group.create.error",
+                                {"group_id": group_id, "reason": _reason(exc)})
+
+    # --- placement ------------------------------------------------------------------------
+
+    def _count_attempt(self, props: dict, volume_id: str) -> dict | None:
+        max_attempts = self.conf.scheduler.scheduler_max_attempts
+        if max_attempts == 1:
+            props.pop("retry", None)
+            return None
+        retry = dict(props.get("retry") or {})
+        retry["num_attempts"] = int(retry.get("num_attempts") or 0) + 1
+        retry.setdefault("backends", [])
+        if retry.get("exc"):
+            tried = retry["backends"][-1] if retry["backends"] else "?"
+            LOG.error("Creating volume %s failed on %s: %s", volume_id, tried, retry["exc"])
+        props["retry"] = retry
+        if retry["num_attempts"] > max_attempts:
+            raise exception.NoValidBackend(
+                reason="volume %s failed on %d backend(s) (%s); giving up after "
+                       "scheduler_max_attempts=%d"
+                       % (volume_id, len(retry["backends"]),
+                          ", ".join(retry["backends"]), max_attempts))
+        return retry
+
+    def _volume_size(self, spec: dict, volume_id: str) -> int:
+        size = spec.get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+            return size
+        with self.db.reader() as session:
+            return repository.get(session, models.Volume, volume_id).size
+
+    def _request(self, spec: dict, size: int, retry: dict | None):
+        volume_type = spec.get("volume_type") or {}
+        return bm_filters.PlacementRequest(
+            size_gb=size, extra_specs=dict(volume_type.get("extra_specs") or {}),
+            resource_backend=spec.get("resource_backend"),
+            excluded_backends=frozenset((retry or {}).get("backends") or ()),
+            live_backends=self.live.get())
+
+    def _place(self, request: bm_filters.PlacementRequest, what: str) -> host_state.PoolState:
+        multiplier = self.conf.scheduler.capacity_weight_multiplier
+
+        def choose(pools):
+            passed, rejected = bm_filters.apply(self._fresh(pools), request)
+            if not passed:
+                raise exception.NoValidBackend(
+                    reason="no pool can take %s (%g GiB)%s"
+                    % (what, request.size_gb, _explain(rejected)))
+            return weighers.order(passed, request, multiplier)[0]
+
+        return self.states.place(choose, request.size_gb, request.thin_on)
+
+    def _fresh(self, pools: list) -> list:
+        max_age = self.conf.scheduler.capabilities_max_age
+        if not max_age:
+            return pools
+        now = time.time()
+        return [p for p in pools
+                if now - (self.states.received_at(p.backend) or 0) <= max_age]
+
+    def _manage_target(self, host: str, what: str) -> str:
+        if not isinstance(host, str) or "@" not in host:
+            raise exception.NoValidBackend(reason="%r is not a host@backend[#pool]" % (host,))
+        backend = rpc.backend_of(host)
+        if not self.live.is_up(backend):
+            raise exception.NoValidBackend(
+                reason="the volume service of %s is down or disabled" % backend)
+        if "#" in host:
+            return host
+        pools = [p for p in self.states.pools() if p.backend == backend]
+        if not pools:
+            return host
+        return weighers.order(pools, bm_filters.PlacementRequest(),
+                              self.conf.scheduler.capacity_weight_multiplier)[0].host
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _set_host(self, model, resource_id: str, status: str, host: str) -> bool:
+        """Write ``host`` (and ``scheduled_at`` for volumes) while the row is still
+        ``status``; False (logged) if it was deleted or moved on meanwhile."""
+        values = {"host": host}
+        if model is models.Volume:
+            values["scheduled_at"] = models.utcnow()
+        try:
+            with self.db.writer() as session:
+                repository.transition(session, model, resource_id, status,
+                                      expected=(status,), **values)
+            return True
+        except (exception.NotFound, exception.InvalidStatusTransition) as exc:
+            LOG.info("Not placing %s %s on %s: %s", model.__tablename__, resource_id, host, exc)
+            return False
+
+    def _error_out(self, model, resource_id: str, status: str, expected, reason: str) -> None:
+        values = {"status_reason": reason[:255]} if hasattr(model, "status_reason") else {}
+        try:
+            with self.db.writer() as session:
+                repository.transition(session, model, resource_id, status, expected=expected,
+                                      **values)
+        except (exception.NotFound, exception.InvalidStatusTransition) as exc:
+            LOG.info("Could not set %s %s to %s: %s", model.__tablename__, resource_id,
+                     status, exc)
+
+    def _volume_failed(self, ctx, volume_id: str, status: str, action: str, exc, spec) -> None:
+        reason = _reason(exc)
+        LOG.warning("Volume %s: %s", volume_id, reason)
+        expected = (V.MANAGING,) if status == V.ERROR_MANAGING else (V.CREATING,)
+        self._error_out(models.Volume, volume_id, status, expected, reason)
+        self.notifier.error(ctx, "volume.%s.error" % action,
+                            {"volume_id": volume_id, "state": str(status), "reason": reason,
+                             "method": action if action != "create" else "create_volume",
+                             "request_spec": _jsonable_spec(spec)})
+
+
+def _ctx(context) -> bm_context.RequestContext:
+    if isinstance(context, bm_context.RequestContext):
+        return context
+    return bm_context.RequestContext.from_dict(context or {})
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "msg", None) or "%s: %s" % (type(exc).__name__, exc)
+
+
+def _explain(rejected: dict[str, str]) -> str:
+    if not rejected:
+        return ": no backend has reported its capacity"
+    return ": " + "; ".join("%s: %s" % item for item in sorted(rejected.items()))
+
+
+def _jsonable_spec(spec: dict) -> dict:
+    return {k: v for k, v in (spec or {}).items()
+            if isinstance(v, (str, int, float, bool, dict, list)) or v is None}

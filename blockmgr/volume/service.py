@@ -1,0 +1,333 @@
+"""The volume worker service: one :class:`BackendService` per enabled backend.
+
+Start-up of a backend, in this order (``cinder-reference.md`` §8, minus its weaknesses):
+
+1. Register the ``services`` row (``host@backend``, binary ``blockmgr-volume``), with
+   ``disabled_reason`` saying what it is waiting for. No heartbeat yet: it is down.
+2. Build the driver and run ``do_setup`` + ``check_for_setup_error``; on failure record the
+   reason, wait (``driver_setup_retry_interval``, doubling up to
+   ``driver_setup_retry_max_interval``) and retry (``driver_setup_retries``, -1: forever).
+   The backend stays down meanwhile; the process and its other backends are unaffected.
+3. ``VolumeManager.init_host()``: count allocated capacity, recover unfinished flows and
+   orphaned transitional resources, release orphaned reservations -- *before* consuming.
+4. Start the RPC server (topic ``blockmgr-volume``, server ``host@backend``; at most
+   ``rpc_worker_threads`` requests at once, the rest wait in the broker).
+5. Heartbeat at once and every ``report_interval``; publish capabilities at once and every
+   ``backend_stats_polling_interval`` (fanout ``update_service_capabilities`` to the
+   schedulers).
+
+Stopping (:meth:`BackendService.stop`): stop the timers, stop consuming, wait up to the grace
+period for running requests. Requests still running then are abandoned to their persisted
+flows; the next start resumes them (step 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr import periodic
+from blockmgr import rpc
+from blockmgr import services
+from blockmgr.db import models
+from blockmgr.volume import capabilities as bm_capabilities
+
+LOG = logging.getLogger(__name__)
+
+SCHEDULER_RPC_VERSION = "1.0"
+#: The volume RPC API version this worker serves (``services.rpc_current_version``).
+SERVICE_RPC_VERSION = "1.0"
+
+
+class SchedulerClient:
+    """What a volume worker sends to the schedulers: reschedules and capacity reports."""
+
+    def __init__(self, transport):
+        self.transport = transport
+
+    def reschedule(self, context, volume_id, request_spec, filter_properties) -> None:
+        """Cast ``create_volume`` to any scheduler (the manager's ``reschedule`` hook)."""
+        rpc.get_client(self.transport, rpc.SCHEDULER_TOPIC,
+                       version=SCHEDULER_RPC_VERSION).cast(
+            context, "create_volume", volume_id=volume_id, request_spec=request_spec,
+            filter_properties=filter_properties)
+
+    def update_service_capabilities(self, context, host: str, capabilities: dict,
+                                    timestamp: str) -> None:
+        rpc.get_client(self.transport, rpc.SCHEDULER_TOPIC, version=SCHEDULER_RPC_VERSION,
+                       fanout=True).cast(
+            context, "update_service_capabilities", service_name="volume", host=host,
+            capabilities=capabilities, timestamp=timestamp)
+
+
+class BackendService:
+    """One backend of this node; see the module docstring.
+
+    :param driver: a driver instance to use instead of building the one the backend
+        section names (tests).
+    :param manager_factory: ``manager_factory(driver) -> VolumeManager`` instead of the
+        default construction (tests).
+    """
+
+    def __init__(self, conf, backend_name: str, *, db, transport, notifier=None,
+                 driver=None, manager_factory=None):
+        self.conf = conf
+        self.backend_name = backend_name
+        self.host = "%s@%s" % (conf.host, backend_name)
+        self.db = db
+        self.transport = transport
+        self.notifier = notifier
+        self.driver = driver
+        self._driver_given = driver is not None
+        self.manager = None
+        self.server = None
+        self.service_id: int | None = None
+        self.scheduler = SchedulerClient(transport)
+        self.last_capabilities: dict | None = None
+        self.setup_attempts = 0
+        self.setup_error: str | None = None
+        self.ready = threading.Event()
+        self.ready_after: float | None = None   # seconds from start() to ready
+        self._manager_factory = manager_factory
+        self._stopping = threading.Event()
+        self._timers: list[periodic.PeriodicTimer] = []
+        self._thread: threading.Thread | None = None
+
+    # --- start --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bring the backend up in a thread of its own (driver setup may wait and retry)."""
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._bring_up, name="start-%s" % self.host,
+                                        daemon=True)
+        self._thread.start()
+
+    def _bring_up(self) -> None:
+        try:
+            self._register("starting: driver setup")
+            if not self._set_up_driver():
+                return
+            self._set_reason("starting: recovering unfinished work")
+            self.manager = self._build_manager()
+            report = self.manager.init_host()
+            LOG.info("%s recovered: %d flow(s) resumed, %d reverted, %d failed, %d orphan(s)",
+                     self.host, len(report.resumed), len(report.reverted),
+                     len(report.failed), len(report.orphans))
+            if self._stopping.is_set():
+                return
+            from blockmgr.volume import endpoint
+
+            self.server = rpc.get_server(
+                self.transport, rpc.VOLUME_TOPIC, self.host,
+                [endpoint.VolumeEndpoint(self.manager, self.capabilities)],
+                pool_size=self.conf.rpc_worker_threads)
+            self.server.start()
+            self._set_reason(None)
+            self.heartbeat()
+            self.ready_after = time.monotonic() - self._started_at
+            self.ready.set()
+            LOG.info("%s is serving (ready after %.3f s)", self.host, self.ready_after)
+            self._timers = [
+                periodic.PeriodicTimer("heartbeat-%s" % self.host, self.conf.report_interval,
+                                       self.heartbeat,
+                                       initial_delay=self.conf.report_interval).start(),
+                periodic.PeriodicTimer("capabilities-%s" % self.host,
+                                       self.conf.backend_stats_polling_interval,
+                                       self.publish_capabilities).start(),
+            ]
+        except Exception as exc:
+            # A bug or an unreachable database: keep the process (and other backends) up,
+            # keep this backend visibly down, say why.
+            LOG.exception("Backend %s failed to start", self.host)
+            self.setup_error = "start failed: %s" % exc
+            self._set_reason(self.setup_error, quiet=True)
+
+    def _build_driver(self):
+        from blockmgr.drivers import loader
+
+        section = self.conf[self.backend_name]
+        driver_cls = loader.find_driver_class(section.volume_driver, section=self.backend_name)
+        return driver_cls(section, self.backend_name, host=self.host)
+
+    def _set_up_driver(self) -> bool:
+        """Setup with retries; False if stopped or out of retries (the backend stays down)."""
+        conf = self.conf
+        delay = conf.driver_setup_retry_interval
+        while not self._stopping.is_set():
+            self.setup_attempts += 1
+            try:
+                if not self._driver_given:   # rebuilt each time: its constructor may fail
+                    self.driver = self._build_driver()
+                self.driver.do_setup(bm_context.get_admin_context())
+                self.driver.check_for_setup_error()
+                self.setup_error = None
+                return True
+            except Exception as exc:
+                self.setup_error = "driver setup failed (attempt %d): %s" % (
+                    self.setup_attempts, getattr(exc, "msg", None) or exc)
+                LOG.error("Backend %s: %s", self.host, self.setup_error,
+                          exc_info=not isinstance(exc, exception.BlockmgrError))
+                self._set_reason(self.setup_error, quiet=True)
+            retries = conf.driver_setup_retries
+            if retries >= 0 and self.setup_attempts > retries:
+                LOG.error("Backend %s stays down: driver setup failed %d time(s); fix the "
+                          "cause and restart blockmgr-volume", self.host, self.setup_attempts)
+                return False
+            if self._stopping.wait(delay):
+                return False
+            delay = min(max(delay * 2, 0.1), conf.driver_setup_retry_max_interval)
+        return False
+
+    def _build_manager(self):
+        if self._manager_factory is not None:
+            return self._manager_factory(self.driver)
+        from blockmgr.quota import QuotaEngine
+        from blockmgr.volume.manager import VolumeManager
+
+        return VolumeManager(self.conf, self.backend_name, db=self.db, driver=self.driver,
+                             quota=QuotaEngine(self.db, self.conf), notifier=self.notifier,
+                             reschedule=self.scheduler.reschedule)
+
+    # --- periodic work ------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """One heartbeat; re-registers if an operator deleted the row meanwhile."""
+        try:
+            with self.db.writer() as session:
+                services.heartbeat(session, self.service_id)
+        except exception.ServiceNotFound:
+            self._register(None)
+            with self.db.writer() as session:
+                services.heartbeat(session, self.service_id)
+
+    def publish_capabilities(self) -> dict:
+        """Measure (driver stats, refreshed), add allocated capacity, fanout to schedulers."""
+        started = time.monotonic()
+        stats = self.driver.get_volume_stats(refresh=True)
+        elapsed = time.monotonic() - started
+        if elapsed > self.conf.backend_stats_polling_interval / 2:
+            LOG.warning("get_volume_stats of %s took %.1f s, over half the polling interval",
+                        self.host, elapsed)
+        section = self.conf[self.backend_name]
+        report = bm_capabilities.build_report(
+            stats, self.manager.capacity.snapshot(),
+            backend_name=section.volume_backend_name or self.backend_name,
+            reserved_percentage=section.reserved_percentage,
+            max_over_subscription_ratio=section.max_over_subscription_ratio)
+        self.last_capabilities = report
+        self.scheduler.update_service_capabilities(
+            bm_context.get_admin_context(), self.host, report, models.utcnow().isoformat())
+        return report
+
+    def capabilities(self) -> dict:
+        """The last report sent, or a fresh one (cached driver stats) if none was yet."""
+        if self.last_capabilities is not None:
+            return self.last_capabilities
+        section = self.conf[self.backend_name]
+        return bm_capabilities.build_report(
+            self.driver.get_volume_stats(refresh=False), self.manager.capacity.snapshot(),
+            backend_name=section.volume_backend_name or self.backend_name,
+            reserved_percentage=section.reserved_percentage,
+            max_over_subscription_ratio=section.max_over_subscription_ratio)
+
+    # --- stop ---------------------------------------------------------------------------
+
+    def stop(self, grace: float) -> bool:
+        """Stop consuming and wait up to ``grace`` seconds for running requests.
+
+        :returns: True if nothing was left running (False: the rest resumes at next start).
+        """
+        self._stopping.set()
+        for timer in self._timers:
+            timer.stop(timeout=1)
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+        server = self.server
+        if server is None:
+            return True
+        drained = threading.Event()
+
+        def drain():
+            server.stop()
+            server.wait()
+            drained.set()
+
+        threading.Thread(target=drain, name="drain-%s" % self.host, daemon=True).start()
+        if drained.wait(grace):
+            LOG.info("%s stopped cleanly", self.host)
+            return True
+        LOG.warning("%s: %d request(s) still running after the %.0f s grace period; their "
+                    "flows are persisted and resume at the next start", self.host,
+                    server.busy, grace)
+        return False
+
+    # --- service row --------------------------------------------------------------------
+
+    def _register(self, reason: str | None) -> None:
+        with self.db.writer() as session:
+            self.service_id = services.register(
+                session, self.host, services.VOLUME_BINARY, rpc.VOLUME_TOPIC,
+                version=SERVICE_RPC_VERSION, reason=reason)
+
+    def _set_reason(self, reason: str | None, quiet: bool = False) -> None:
+        if self.service_id is None:
+            return
+        try:
+            with self.db.writer() as session:
+                services.set_reason(session, self.service_id, reason)
+        except Exception:
+            if not quiet:
+                raise
+            LOG.warning("Could not record the state of %s", self.host, exc_info=True)
+
+
+class VolumeDaemon:
+    """All backends of this node, sharing one database, transport and notifier."""
+
+    def __init__(self, conf, *, db=None, transport=None, notifier=None):
+        from blockmgr.db.session import Database
+        from blockmgr.notifications import Notifier
+
+        self.conf = conf
+        self.db = db or Database.from_config(conf)
+        self.transport = transport or rpc.get_transport(conf)
+        if notifier is None:
+            notifier = Notifier(conf, conf.host,
+                                transport=rpc.get_notification_transport(conf))
+        self.backends = [BackendService(conf, name, db=self.db, transport=self.transport,
+                                        notifier=notifier)
+                         for name in conf.enabled_backends]
+
+    def start(self) -> None:
+        if not self.backends:
+            raise exception.ConfigurationError(
+                section="DEFAULT", option="enabled_backends",
+                reason="blockmgr-volume needs at least one backend to serve")
+        for backend in self.backends:
+            backend.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for backend in self.backends:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not backend.ready.wait(left):
+                return False
+        return True
+
+    def stop(self, grace: float) -> bool:
+        """Stop every backend (in parallel, sharing the grace period); True if all drained."""
+        results = {}
+
+        def stop_one(backend):
+            results[backend.host] = backend.stop(grace)
+
+        threads = [threading.Thread(target=stop_one, args=(b,), daemon=True)
+                   for b in self.backends]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(grace + 5)
+        return all(results.get(b.host, False) for b in self.backends)
