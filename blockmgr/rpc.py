@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent import futures
 
 import oslo_messaging
 from oslo_messaging.rpc import server as rpc_server
@@ -127,11 +128,14 @@ class BoundedRPCServer(rpc_server.RPCServer):
 
     def __init__(self, *args, pool_size: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pool_size = pool_size or self.conf.executor_thread_pool_size
+        self.pool_size = size = pool_size or self.conf.executor_thread_pool_size
         # ``start()`` builds the executor from ``_executor_cls``; its size must equal the
-        # number of slots, or acknowledged messages would queue inside the executor.
-        executor_cls, size = self._executor_cls, self.pool_size
-        self._executor_cls = lambda **_opts: executor_cls(max_workers=size)
+        # number of slots, or acknowledged messages would queue inside the executor. The
+        # standard library's pool replaces futurist's, whose idle workers poll with a 1 s
+        # timeout and so make every stop() take a second.
+        name = "rpc-%s" % (self._target.server or self._target.topic)
+        self._executor_cls = lambda **_opts: futures.ThreadPoolExecutor(
+            max_workers=size, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(size)
         self._busy = 0
         self._busy_lock = threading.Lock()

@@ -21,8 +21,8 @@ opts = [
     cfg.IntOpt("capabilities_max_age", default=0, min=0,
                help="Seconds after which a backend's last capacity report is too old to "
                     "place volumes on it; 0 means a report stays usable as long as the "
-                    "service heartbeats (liveness comes from
-                    ``[DEFAULT] service_down_time``)."),
+                    "service heartbeats (liveness comes from "
+                    "``[DEFAULT] service_down_time``)."),
 ]
 
 

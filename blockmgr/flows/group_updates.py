@@ -6,19 +6,24 @@ the driver's return to :func:`normalize` (shape check, JSON form for the logbook
 :func:`decide` (the rules), then writes the resulting :class:`Outcome` with
 :func:`write_members`. The table, per operation (``RULES``):
 
-====================== =============== ====================== ====================== ======================
-operation              driver: None     an entry ``error``      model ``error``          driver raises
-====================== =============== ====================== ====================== ======================
-create_group           ``available``    n/a                     group ``error``, raise   group ``error``
-create_group_from_src  all available    **kept on that volume** ignored (logged)         group + volumes error
-delete_group           all destroyed    promotes -> raise,      group ``error``,         group + volumes error
-                                        entries written         members keep entries
-update_group           ``available``    written as given        group, add & remove      same
-                                                                vols ``error``, raise
-create_group_snapshot  all available    promotes -> raise       gsnap ``error``, members gsnap + snapshots error
-                                                                keep entries
-delete_group_snapshot  all destroyed    promotes -> raise       gsnap ``error``          gsnap + snapshots error
-====================== =============== ====================== ====================== ======================
+``create_group``
+    None -> ``available``; model ``error`` -> ``error``, raise; driver raises -> ``error``.
+``create_group_from_src`` ("no exception means success")
+    None -> all ``available``; an entry ``error`` is **kept** on its volume; model
+    ``error`` ignored (logged); driver raises -> group and volumes ``error``.
+``delete_group``
+    None -> everything destroyed; an ``error``/``error_deleting`` entry promotes the model
+    status -> group ``error``, entries written, raise; model error -> group ``error``,
+    members keep their entries; driver raises -> group and volumes ``error``.
+``update_group``
+    None -> ``available``, volume statuses unchanged; entries written as given (no
+    promotion); model ``error`` or driver raises -> group, add and remove volumes ``error``.
+``create_group_snapshot``
+    None -> all ``available``; an ``error`` entry promotes -> raise; model ``error`` ->
+    group snapshot ``error``, snapshots keep their entries; raises -> all ``error``.
+``delete_group_snapshot``
+    None -> all destroyed; an ``error``/``error_deleting`` entry promotes -> raise; model
+    error -> group snapshot ``error``; raises -> group snapshot and snapshots ``error``.
 
 Where blockmgr deliberately differs from Cinder (each covered by a test):
 

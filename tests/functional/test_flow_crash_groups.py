@@ -56,11 +56,12 @@ def _group(manager, session, status):
 def _volumes(manager, group_id, count=2, size=1, status="available", on_backend=True,
              **values):
     ids = []
+    per = values.pop("per", dict)
     for _ in range(count):
         with manager.db.writer() as session:
             vol = repository.create(session, models.Volume, status=status, size=size,
                                     host=manager.host + "#lb", project_id=PROJECT,
-                                    group_id=group_id, **values.pop("per", lambda: {})())
+                                    group_id=group_id, **values, **per())
             manager.quota.consume(session, PROJECT, volumes=1, gigabytes=size)
             ids.append(vol.id)
         if on_backend:

@@ -25,15 +25,19 @@ PROJECT = "p1"
 CTX = bm_context.RequestContext(project_id=PROJECT, user_id="u1")
 
 
-@pytest.fixture
-def env(sqlite_database, conf):
+def build_env(db, conf) -> VolumeManager:
     conf.set_override("host", "node1")
-    conf.set_override("connection", sqlite_database.url, group="database")
+    conf.set_override("connection", db.url, group="database")
     driver = FakeDriver(None, "fake", host="node1@fake")
-    manager = VolumeManager(conf, "fake", db=sqlite_database, driver=driver,
-                            quota=QuotaEngine(sqlite_database, conf), notifier=MemoryNotifier())
+    manager = VolumeManager(conf, "fake", db=db, driver=driver, quota=QuotaEngine(db, conf),
+                            notifier=MemoryNotifier())
     manager.init_host()
     return manager
+
+
+@pytest.fixture
+def env(sqlite_database, conf):
+    return build_env(sqlite_database, conf)
 
 
 def make_volume(env, size=2, status="available", on_backend=True, **values):
@@ -360,4 +364,22 @@ def test_init_host_orphaned_cascade_delete(env):
     env.init_host()
     assert get(env, models.Volume, vid).status == "deleted"
     assert get(env, models.Snapshot, sid).status == "deleted"
+    assert_settled(env)
+
+
+# --- the same transaction on every database ------------------------------------------------
+
+def test_delete_and_extend_keep_quota_exact_on_every_database(database, conf):
+    """The joined quota transactions (reserve + commit inside the row's transaction, and the
+    extend swap) on SQLite, MariaDB and PostgreSQL."""
+    env = build_env(database, conf)
+    vid = make_volume(env, size=2)
+    sid = make_snapshot(env, vid, status="deleting")
+    env.delete_snapshot(CTX, sid)
+    set_status(env, models.Volume, vid, "extending", previous_status="available")
+    env.extend_volume(CTX, vid, 3, reservations=env.quota.reserve(PROJECT, gigabytes=1))
+    assert in_use(env)["gigabytes"] == 3
+    set_status(env, models.Volume, vid, "deleting")
+    assert env.delete_volume(CTX, vid) is True
+    assert in_use(env) == {"volumes": 0, "snapshots": 0, "gigabytes": 0, "groups": 0}
     assert_settled(env)

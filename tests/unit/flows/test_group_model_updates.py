@@ -13,8 +13,9 @@ import pytest
 from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.flows import group_updates
-from tests.unit.flows.test_group_flows import (CTX, assert_settled, driver_returns, env,  # noqa: F401
-                                               get, in_use, make_group, make_group_snapshot,
+from tests.unit.flows.test_group_flows import env  # noqa: F401  (fixture)
+from tests.unit.flows.test_group_flows import (CTX, assert_settled, driver_returns, get,
+                                               in_use, make_group, make_group_snapshot,
                                                make_members, make_volume, set_status,
                                                statuses)
 

@@ -1,0 +1,41 @@
+"""The client library an API service imports: validate, write the row, take quota, cast.
+
+::
+
+    from blockmgr import api
+    client = api.Client(conf, db, quota, transport=transport)
+    volume = client.volumes.create_volume(ctx, 10, name="data")
+
+:class:`Client` bundles the three services (``volumes``, ``snapshots``, ``groups``), sharing
+one scheduler and one volume RPC client. Each service can also be built alone with explicit
+RPC clients (tests pass recording doubles). Contracts: ``docs/client-library.md``.
+"""
+
+from __future__ import annotations
+
+from blockmgr.api.groups import GroupService
+from blockmgr.api.snapshots import SnapshotService
+from blockmgr.api.volumes import VolumeService
+
+__all__ = ["Client", "GroupService", "SnapshotService", "VolumeService"]
+
+
+class Client:
+    """:param transport: an RPC transport (:func:`blockmgr.rpc.get_transport`); or pass
+    ``scheduler_rpcapi`` and ``volume_rpcapi`` directly."""
+
+    def __init__(self, conf, db, quota, *, transport=None, scheduler_rpcapi=None,
+                 volume_rpcapi=None):
+        if scheduler_rpcapi is None or volume_rpcapi is None:
+            if transport is None:
+                raise ValueError("give a transport, or both scheduler_rpcapi and "
+                                 "volume_rpcapi")
+            from blockmgr.scheduler.rpcapi import SchedulerAPI
+            from blockmgr.volume.rpcapi import VolumeAPI
+
+            scheduler_rpcapi = scheduler_rpcapi or SchedulerAPI(transport)
+            volume_rpcapi = volume_rpcapi or VolumeAPI(transport)
+        deps = dict(scheduler_rpcapi=scheduler_rpcapi, volume_rpcapi=volume_rpcapi)
+        self.volumes = VolumeService(conf, db, quota, **deps)
+        self.snapshots = SnapshotService(conf, db, quota, **deps)
+        self.groups = GroupService(conf, db, quota, **deps)

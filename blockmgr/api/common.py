@@ -1,0 +1,190 @@
+"""What every client-library service shares: its collaborators, scoping, input checks, casts.
+
+Rules every public method follows (``docs/client-library.md``):
+
+* **Validate first, write nothing on bad input.** Every check that can fail on the caller's
+  input runs before or inside the one transaction that writes; an error rolls it back whole.
+* **Scope by project.** A non-admin context sees only its project's rows; another project's
+  id is reported as *not found* (never "forbidden", so ids do not leak). Admins see all.
+* **Quota in the same transaction as the row** (``QuotaEngine.consume``): a row and its usage
+  commit together or not at all, so nothing can leak between a reserve and a commit.
+* **Cast after commit.** If the cast itself fails (broker unreachable), the resource is moved
+  to its error status with the reason and :class:`~blockmgr.exception.BackendUnavailable` is
+  raised, so nothing stays in a transitional status that no worker will ever move on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Callable
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr import quota as bm_quota
+from blockmgr.db import models
+from blockmgr.db import repository
+
+LOG = logging.getLogger(__name__)
+
+_HOST_RE = re.compile(r"^[^@#\s]+@[^@#\s]+(#[^@#\s]+)?$")
+MAX_NAME = 255
+
+
+class ServiceBase:
+    """Collaborators of a client-library service.
+
+    :param conf: a config with the ``[quota]`` and ``[DEFAULT]`` groups registered.
+    :param db: :class:`blockmgr.db.session.Database`.
+    :param quota: :class:`blockmgr.quota.QuotaEngine` on the same database.
+    :param scheduler_rpcapi: :class:`blockmgr.scheduler.rpcapi.SchedulerAPI` (or a double).
+    :param volume_rpcapi: :class:`blockmgr.volume.rpcapi.VolumeAPI` (or a double).
+    """
+
+    def __init__(self, conf, db, quota, *, scheduler_rpcapi, volume_rpcapi):
+        self.conf = conf
+        self.db = db
+        self.quota = quota
+        self.scheduler_rpcapi = scheduler_rpcapi
+        self.volume_rpcapi = volume_rpcapi
+
+    # --- scoping --------------------------------------------------------------------------
+
+    def _get(self, session, model, resource_id, ctx: bm_context.RequestContext, *,
+             for_update: bool = False):
+        """The live row, or the model's typed NotFound (also for another project's row)."""
+        check_id(resource_id, model.__tablename__[:-1])
+        return repository.get(session, model, resource_id,
+                              project_id=None if ctx.is_admin else ctx.project_id,
+                              for_update=for_update)
+
+    def _write(self, work: Callable):
+        """Run ``work(session)`` in one writer transaction, retried as a whole on deadlock."""
+        return self.quota.run_in_transaction(work)
+
+    # --- casts ----------------------------------------------------------------------------
+
+    def _cast(self, what: str, send: Callable[[], None], on_failure: Callable[[str], None]):
+        """Send a cast; if the transport fails, ``on_failure(reason)`` records it on the
+        resource and BackendUnavailable is raised."""
+        try:
+            send()
+        except Exception as exc:
+            reason = "could not send %s: %s: %s" % (what, type(exc).__name__, exc)
+            LOG.error("%s", reason)
+            try:
+                on_failure(reason[:255])
+            except Exception:
+                LOG.exception("Could not record the failed cast of %s", what)
+            raise exception.BackendUnavailable(backend="the message broker",
+                                               reason=reason) from exc
+
+    def _set_status(self, model, resource_id: str, status: str, expected, reason: str) -> None:
+        values = {"status_reason": reason} if hasattr(model, "status_reason") else {}
+        with self.db.writer() as session:
+            repository.transition(session, model, resource_id, status, expected=expected,
+                                  **values)
+
+
+# --- input checks ---------------------------------------------------------------------------
+
+def check_context(ctx) -> bm_context.RequestContext:
+    if not isinstance(ctx, bm_context.RequestContext):
+        raise exception.InvalidInput(reason="a RequestContext is required, not %s"
+                                     % type(ctx).__name__)
+    if not ctx.is_admin and not ctx.project_id:
+        raise exception.InvalidInput(reason="a non-admin context must name its project")
+    return ctx
+
+
+def owning_project(ctx: bm_context.RequestContext) -> str:
+    """The project new resources belong to: the context's (admins too)."""
+    if not ctx.project_id:
+        raise exception.InvalidInput(reason="the context names no project to create for")
+    return ctx.project_id
+
+
+def check_id(value, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > 36:
+        raise exception.InvalidInput(reason="%s id must be a non-empty string of at most 36 "
+                                            "characters, not %r" % (what, value))
+    return value
+
+
+def check_size(value, what: str = "size", *, minimum: int = 1) -> int:
+    """An integer number of GiB >= ``minimum`` (bool, float, str and None refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exception.InvalidInput(reason="%s must be an integer number of GiB, not %r"
+                                            % (what, value))
+    if value < minimum:
+        raise exception.InvalidInput(reason="%s must be at least %d GiB, not %d"
+                                            % (what, minimum, value))
+    if value > bm_quota.MAX_QUOTA_VALUE:
+        raise exception.InvalidInput(reason="%s %d GiB is beyond the largest supported %d"
+                                            % (what, value, bm_quota.MAX_QUOTA_VALUE))
+    return value
+
+
+def check_text(value, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise exception.InvalidInput(reason="%s must be a string of at most %d characters"
+                                            % (what, MAX_NAME))
+    return value
+
+
+def check_host(value) -> str:
+    if not isinstance(value, str) or not _HOST_RE.match(value):
+        raise exception.InvalidInput(reason="host must look like host@backend or "
+                                            "host@backend#pool, not %r" % (value,))
+    return value
+
+
+def check_ref(ref) -> dict:
+    """A manage reference: a dict with a non-empty ``source-name`` or ``source-id``."""
+    if not isinstance(ref, dict) or not any(
+            isinstance(ref.get(k), str) and ref.get(k) for k in ("source-name", "source-id")):
+        raise exception.ManageExistingInvalidReference(
+            existing_ref=ref, reason="a reference needs a 'source-name' or 'source-id' string")
+    return dict(ref)
+
+
+def check_volume_type(volume_type) -> dict | None:
+    """``{'id'?, 'name'?, 'extra_specs'?: {str: str}}`` or None."""
+    if volume_type is None:
+        return None
+    if not isinstance(volume_type, dict):
+        raise exception.InvalidInput(reason="volume_type must be a dict, not %r"
+                                            % (volume_type,))
+    specs = volume_type.get("extra_specs") or {}
+    if not isinstance(specs, dict) or not all(isinstance(k, str) for k in specs):
+        raise exception.InvalidInput(reason="volume_type extra_specs must map strings")
+    type_id = volume_type.get("id")
+    if type_id is not None:
+        check_id(type_id, "volume type")
+    return {"id": type_id, "name": volume_type.get("name"),
+            "extra_specs": {k: str(v) for k, v in specs.items()}}
+
+
+def snapshot_gigabytes(conf, volume_size: int) -> dict:
+    """The gigabytes delta a snapshot of ``volume_size`` GiB counts for."""
+    return {} if conf.quota.no_snapshot_gb_quota else {"gigabytes": volume_size}
+
+
+def row_dict(row) -> dict:
+    """A JSON-friendly copy of a row's columns (what the library returns)."""
+    out = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        out[column.key] = value
+    return out
+
+
+def volume_backend(volume: models.Volume) -> str:
+    if not volume.host:
+        raise exception.InvalidVolume(reason="volume %s has not been placed on a backend yet"
+                                             % volume.id)
+    return volume.host

@@ -1,0 +1,158 @@
+"""Snapshot operations of the client library: create, delete, manage, unmanage, manageable
+listings. Rules shared by every operation: ``common``."""
+
+from __future__ import annotations
+
+from blockmgr import exception
+from blockmgr import services
+from blockmgr import states
+from blockmgr.api import common
+from blockmgr.api import volumes as api_volumes
+from blockmgr.db import models
+from blockmgr.db import repository
+
+V, S = states.VolumeStatus, states.SnapshotStatus
+
+_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING})
+
+
+class SnapshotService(common.ServiceBase):
+
+    def create_snapshot(self, ctx, volume_id: str, *, name: str | None = None,
+                        description: str | None = None, force: bool = False) -> dict:
+        """Snapshot a volume: row ``creating`` and ``snapshots: +1, gigabytes: +size`` in
+        one transaction, then cast the volume's backend. An ``in-use`` volume needs
+        ``force``.
+
+        :raises VolumeNotFound: unknown or another project's volume.
+        :raises InvalidVolume: the volume is not available (or in-use with ``force``).
+        :raises OverQuota: quota.
+        """
+        ctx = common.check_context(ctx)
+        name = common.check_text(name, "name")
+        description = common.check_text(description, "description")
+        if not isinstance(force, bool):
+            raise exception.InvalidInput(reason="force must be a boolean")
+        allowed = {V.AVAILABLE, V.IN_USE} if force else {V.AVAILABLE}
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if volume.status not in allowed or not volume.host:
+                raise exception.InvalidVolume(
+                    reason="volume %s is %s; a snapshot needs it %s"
+                    % (volume.id, volume.status, " or ".join(sorted(allowed))))
+            snap = self._new_snapshot(session, ctx, volume, name, description)
+            return common.row_dict(snap), volume.host
+
+        row, host = self._write(work)
+        self._cast("create_snapshot of %s" % row["id"],
+                   lambda: self.volume_rpcapi.create_snapshot(ctx, host, row["id"]),
+                   lambda reason: self._set_status(models.Snapshot, row["id"], S.ERROR,
+                                                   (S.CREATING,), reason))
+        return row
+
+    def _new_snapshot(self, session, ctx, volume, name, description, **extra):
+        snap = repository.create(
+            session, models.Snapshot, volume_id=volume.id, status=S.CREATING,
+            project_id=volume.project_id, user_id=ctx.user_id, volume_size=volume.size,
+            progress="0%", display_name=name, display_description=description,
+            volume_type_id=volume.volume_type_id, **extra)
+        self.quota.consume(session, volume.project_id, snapshots=1,
+                           **common.snapshot_gigabytes(self.conf, volume.size))
+        return snap
+
+    def delete_snapshot(self, ctx, snapshot_id: str) -> dict:
+        """Delete a snapshot (``available``/``error``/``error_deleting``): ``deleting``,
+        then cast its volume's backend, which gives the quota back.
+
+        :raises SnapshotNotFound: unknown or another project's.
+        :raises InvalidSnapshot: wrong status, or a member of a group snapshot.
+        """
+        ctx = common.check_context(ctx)
+        return self._move_and_cast(ctx, snapshot_id, S.DELETING, unmanage_only=False)
+
+    def unmanage_snapshot(self, ctx, snapshot_id: str) -> dict:
+        """Stop managing an ``available`` snapshot; the backend object stays."""
+        ctx = common.check_context(ctx)
+        return self._move_and_cast(ctx, snapshot_id, S.UNMANAGING, unmanage_only=True)
+
+    def _move_and_cast(self, ctx, snapshot_id: str, new: str, unmanage_only: bool) -> dict:
+        allowed = {S.AVAILABLE} if unmanage_only else _DELETABLE
+
+        def work(session):
+            snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
+            if snap.status not in allowed:
+                raise exception.InvalidSnapshot(
+                    reason="snapshot %s is %s; it must be %s" % (
+                        snap.id, snap.status, " or ".join(sorted(allowed))))
+            if snap.group_snapshot_id:
+                raise exception.InvalidSnapshot(
+                    reason="snapshot %s belongs to group snapshot %s; delete that instead"
+                    % (snap.id, snap.group_snapshot_id))
+            volume = repository.get(session, models.Volume, snap.volume_id)
+            host = common.volume_backend(volume)
+            repository.transition(session, models.Snapshot, snap.id, new,
+                                  expected=(snap.status,))
+            snap = repository.get(session, models.Snapshot, snap.id)
+            return common.row_dict(snap), host
+
+        row, host = self._write(work)
+        self._cast("%s of snapshot %s" % ("unmanage" if unmanage_only else "delete",
+                                         snapshot_id),
+                   lambda: self.volume_rpcapi.delete_snapshot(ctx, host, snapshot_id,
+                                                              unmanage_only=unmanage_only),
+                   lambda reason: self._set_status(models.Snapshot, snapshot_id,
+                                                   S.ERROR_DELETING, (new,), reason))
+        return row
+
+    def manage_existing_snapshot(self, ctx, volume_id: str, ref: dict, *,
+                                 name: str | None = None,
+                                 description: str | None = None) -> dict:
+        """Import backend snapshot ``ref`` of volume ``volume_id``.
+
+        The volume's service must be up (checked here, and again by the scheduler). Row
+        ``creating`` with ``volume_size`` = the volume's size, and ``snapshots: +1,
+        gigabytes: +size`` in one transaction; the worker charges the real size's
+        difference.
+
+        :raises ManageExistingInvalidReference: no ``source-name`` / ``source-id``.
+        :raises VolumeNotFound, InvalidVolume: unknown volume, or not available / in-use.
+        :raises BackendUnavailable: the volume's service is down.
+        """
+        ctx = common.check_context(ctx)
+        ref = common.check_ref(ref)
+        name = common.check_text(name, "name")
+        description = common.check_text(description, "description")
+        with self.db.reader() as session:
+            volume = self._get(session, models.Volume, volume_id, ctx)
+            host = common.volume_backend(volume)
+            up = services.is_backend_up(session, host, self.conf.service_down_time)
+        if not up:
+            raise exception.BackendUnavailable(backend=host.partition("#")[0],
+                                               reason="its volume service is down")
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if volume.status not in (V.AVAILABLE, V.IN_USE):
+                raise exception.InvalidVolume(reason="volume %s is %s, not available or "
+                                                     "in-use" % (volume.id, volume.status))
+            snap = self._new_snapshot(session, ctx, volume, name, description)
+            return common.row_dict(snap), volume.host
+
+        row, host = self._write(work)
+        self._cast("manage_existing_snapshot of %s" % row["id"],
+                   lambda: self.scheduler_rpcapi.manage_existing_snapshot(
+                       ctx, row["id"], ref, host),
+                   lambda reason: self._set_status(models.Snapshot, row["id"], S.ERROR,
+                                                   (S.CREATING,), reason))
+        return row
+
+    def get_manageable_snapshots(self, ctx, host: str, *, marker=None, limit=None,
+                                 offset=None, sort_keys=None, sort_dirs=None) -> list:
+        args = api_volumes._listing_args(host, marker, limit, offset, sort_keys, sort_dirs)
+        return self.volume_rpcapi.get_manageable_snapshots(common.check_context(ctx), *args)
+
+    def get_snapshot(self, ctx, snapshot_id: str) -> dict:
+        ctx = common.check_context(ctx)
+        with self.db.reader() as session:
+            return common.row_dict(self._get(session, models.Snapshot, snapshot_id, ctx))

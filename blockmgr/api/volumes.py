@@ -1,0 +1,403 @@
+"""Volume operations of the client library: create, delete, extend, manage, unmanage, attach
+info, manageable listings, capabilities. Rules shared by every operation: ``common``."""
+
+from __future__ import annotations
+
+import re
+
+from blockmgr import exception
+from blockmgr import states
+from blockmgr.api import common
+from blockmgr.db import models
+from blockmgr.db import repository
+
+V, S = states.VolumeStatus, states.SnapshotStatus
+
+_VOLUME_NAME_RE = re.compile(r"^volume-([0-9a-fA-F-]{36})$")
+_DELETABLE = frozenset({V.AVAILABLE, V.ERROR, V.ERROR_DELETING, V.ERROR_EXTENDING,
+                        V.ERROR_UNMANAGING, V.ERROR_MANAGING})
+_NO_HOST_DELETABLE = frozenset({V.CREATING, V.ERROR, V.ERROR_MANAGING})
+_EXTENDABLE = frozenset({V.AVAILABLE, V.IN_USE})
+_CONNECTABLE = frozenset({V.AVAILABLE, V.IN_USE})
+_SNAPSHOT_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING})
+MANAGEABLE_SORT_KEYS = ("size", "reference")
+
+
+class VolumeService(common.ServiceBase):
+
+    # --- create ---------------------------------------------------------------------------
+
+    def create_volume(self, ctx, size: int | None = None, *, name: str | None = None,
+                      description: str | None = None, snapshot_id: str | None = None,
+                      source_volid: str | None = None, volume_type: dict | None = None,
+                      availability_zone: str | None = None, group_id: str | None = None,
+                      scheduler_hints: dict | None = None) -> dict:
+        """Create a volume: raw (``size``), from a snapshot, or from a source volume.
+
+        The row (``creating``) and ``volumes: +1, gigabytes: +size`` are written in one
+        transaction, then the scheduler is cast. A volume from a snapshot or a volume lands
+        on its source's backend; ``size`` defaults to the source's and may not be smaller.
+        Returns the new row as a dict.
+
+        :raises InvalidInput: bad size/name/type; both sources given.
+        :raises SnapshotNotFound, VolumeNotFound, GroupNotFound: unknown (or other
+            project's) source or group.
+        :raises InvalidSnapshot, InvalidVolume, InvalidGroup: a source in the wrong status.
+        :raises VolumeSizeExceedsLimit, OverQuota: quota.
+        """
+        ctx = common.check_context(ctx)
+        project_id = common.owning_project(ctx)
+        if snapshot_id is not None and source_volid is not None:
+            raise exception.InvalidInput(reason="give at most one of snapshot_id and "
+                                                "source_volid")
+        if size is not None or (snapshot_id is None and source_volid is None):
+            common.check_size(size)
+        name = common.check_text(name, "name")
+        description = common.check_text(description, "description")
+        availability_zone = common.check_text(availability_zone, "availability_zone")
+        volume_type = common.check_volume_type(volume_type)
+        if scheduler_hints is not None and not isinstance(scheduler_hints, dict):
+            raise exception.InvalidInput(reason="scheduler_hints must be a dict")
+        # The source's size is needed for the limit check; look it up read-only first and
+        # check everything again inside the writing transaction.
+        with self.db.reader() as session:
+            size = self._effective_size(session, ctx, size, snapshot_id, source_volid)
+        self.quota.limit_check(project_id, per_volume_gigabytes=size)
+
+        def work(session):
+            values = {"size": size, "status": V.CREATING, "project_id": project_id,
+                      "user_id": ctx.user_id, "display_name": name,
+                      "display_description": description,
+                      "availability_zone": availability_zone, "attach_status": "detached",
+                      "volume_type_id": (volume_type or {}).get("id")}
+            spec = {"size": size, "volume_type": volume_type,
+                    "availability_zone": availability_zone}
+            if snapshot_id is not None:
+                snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
+                if snap.status != S.AVAILABLE:
+                    raise exception.InvalidSnapshot(
+                        reason="snapshot %s is %s, not available" % (snap.id, snap.status))
+                origin = repository.get(session, models.Volume, snap.volume_id)
+                values.update(snapshot_id=snap.id, bootable=origin.bootable)
+                spec.update(snapshot_id=snap.id,
+                            resource_backend=common.volume_backend(origin))
+            elif source_volid is not None:
+                src = self._get(session, models.Volume, source_volid, ctx, for_update=True)
+                if src.status not in (V.AVAILABLE, V.IN_USE):
+                    raise exception.InvalidVolume(
+                        reason="source volume %s is %s, not available" % (src.id, src.status))
+                values.update(source_volid=src.id, bootable=src.bootable)
+                spec.update(source_volid=src.id, resource_backend=common.volume_backend(src))
+            if group_id is not None:
+                group = self._get(session, models.Group, group_id, ctx)
+                if group.status not in (states.GroupStatus.AVAILABLE,
+                                        states.GroupStatus.IN_USE) or not group.host:
+                    raise exception.InvalidGroup(reason="group %s is %s, not available"
+                                                        % (group.id, group.status))
+                values["group_id"] = group.id
+                spec.setdefault("resource_backend", group.host)
+                spec["group_id"] = group.id
+            volume = repository.create(session, models.Volume, **values)
+            self.quota.consume(session, project_id, volumes=1, gigabytes=size)
+            spec["volume_id"] = volume.id
+            return common.row_dict(volume), spec
+
+        row, spec = self._write(work)
+        props = {"scheduler_hints": dict(scheduler_hints)} if scheduler_hints else {}
+        self._cast("create_volume of %s" % row["id"],
+                   lambda: self.scheduler_rpcapi.create_volume(ctx, row["id"], spec, props),
+                   lambda reason: self._set_status(models.Volume, row["id"], V.ERROR,
+                                                   (V.CREATING,), reason))
+        return row
+
+    def _effective_size(self, session, ctx, size, snapshot_id, source_volid) -> int:
+        if snapshot_id is not None:
+            minimum = self._get(session, models.Snapshot, snapshot_id, ctx).volume_size
+            what = "snapshot %s" % snapshot_id
+        elif source_volid is not None:
+            minimum = self._get(session, models.Volume, source_volid, ctx).size
+            what = "source volume %s" % source_volid
+        else:
+            return size
+        if size is None:
+            return minimum
+        if size < minimum:
+            raise exception.InvalidInput(reason="size %d GiB is smaller than the %d GiB of %s"
+                                                % (size, minimum, what))
+        return size
+
+    # --- delete / unmanage ----------------------------------------------------------------
+
+    def delete_volume(self, ctx, volume_id: str, *, cascade: bool = False) -> dict:
+        """Delete a volume (``cascade``: with its snapshots).
+
+        A volume that was never placed (no host) is removed at once and its quota given
+        back in the same transaction. Otherwise it goes to ``deleting``
+        (``error_managing_deleting`` for a failed import), its snapshots to ``deleting``
+        with ``cascade``, and its backend is cast.
+
+        :raises VolumeNotFound: unknown or another project's.
+        :raises VolumeAttached, InvalidVolume: attached, in a group, has snapshots (without
+            ``cascade``) or in a status that cannot be deleted.
+        """
+        ctx = common.check_context(ctx)
+        if not isinstance(cascade, bool):
+            raise exception.InvalidInput(reason="cascade must be a boolean")
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if not volume.host:
+                return self._destroy_unplaced(session, volume)
+            self._check_deletable(session, volume, cascade, unmanage=False)
+            new = (V.ERROR_MANAGING_DELETING if volume.status == V.ERROR_MANAGING
+                   else V.DELETING)
+            if cascade:
+                for snap in repository.snapshots_of_volume(session, volume.id):
+                    repository.transition(session, models.Snapshot, snap.id, S.DELETING,
+                                          expected=_SNAPSHOT_DELETABLE | {S.DELETING})
+            previous = volume.status
+            repository.transition(session, models.Volume, volume.id, new,
+                                  expected=(volume.status,), previous_status=previous)
+            return None
+
+        done = self._write(work)
+        if done is not None:
+            return done
+        return self._cast_volume(ctx, volume_id, "delete_volume", V.ERROR_DELETING,
+                                 lambda h: self.volume_rpcapi.delete_volume(
+                                     ctx, h, volume_id, unmanage_only=False, cascade=cascade))
+
+    def unmanage(self, ctx, volume_id: str) -> dict:
+        """Stop managing an ``available`` volume: the backend object stays, the row goes.
+
+        :raises VolumeNotFound, VolumeAttached, InvalidVolume: as for delete.
+        """
+        ctx = common.check_context(ctx)
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if volume.status != V.AVAILABLE or not volume.host:
+                raise exception.InvalidVolume(reason="volume %s is %s; only an available "
+                                                     "volume can be unmanaged"
+                                                     % (volume.id, volume.status))
+            self._check_deletable(session, volume, cascade=False, unmanage=True)
+            repository.transition(session, models.Volume, volume.id, V.UNMANAGING,
+                                  expected=(V.AVAILABLE,), previous_status=volume.status)
+
+        self._write(work)
+        return self._cast_volume(ctx, volume_id, "unmanage", V.ERROR_UNMANAGING,
+                                 lambda h: self.volume_rpcapi.delete_volume(
+                                     ctx, h, volume_id, unmanage_only=True))
+
+    def _check_deletable(self, session, volume, cascade: bool, unmanage: bool) -> None:
+        if volume.status == V.IN_USE or volume.attach_status not in (None, "detached"):
+            raise exception.VolumeAttached(volume_id=volume.id)
+        if volume.group_id:
+            raise exception.InvalidVolume(reason="volume %s belongs to group %s; remove it "
+                                                 "from the group or delete the group"
+                                                 % (volume.id, volume.group_id))
+        if volume.status not in _DELETABLE and not unmanage:
+            raise exception.InvalidVolume(reason="volume %s is %s; it can be deleted when "
+                                                 "one of %s" % (volume.id, volume.status,
+                                                               ", ".join(sorted(_DELETABLE))))
+        snaps = repository.snapshots_of_volume(session, volume.id)
+        if snaps and (unmanage or not cascade):
+            raise exception.InvalidVolume(reason="volume %s has %d snapshot(s); delete them "
+                                                 "first%s" % (volume.id, len(snaps),
+                                                              "" if unmanage else
+                                                              " or delete with cascade"))
+        for snap in snaps:
+            if snap.status not in _SNAPSHOT_DELETABLE | {S.DELETING}:
+                raise exception.InvalidVolume(reason="snapshot %s of volume %s is %s"
+                                                     % (snap.id, volume.id, snap.status))
+            if snap.group_snapshot_id:
+                raise exception.InvalidVolume(reason="snapshot %s belongs to group snapshot "
+                                                     "%s" % (snap.id, snap.group_snapshot_id))
+
+    def _destroy_unplaced(self, session, volume) -> dict:
+        if volume.status not in _NO_HOST_DELETABLE:
+            raise exception.InvalidVolume(reason="volume %s is %s and not placed yet; wait "
+                                                 "until it is placed or fails"
+                                                 % (volume.id, volume.status))
+        deltas = {}
+        if volume.use_quota:
+            deltas = {"volumes": -1}
+            if volume.status != V.ERROR_MANAGING:
+                deltas["gigabytes"] = -volume.size
+        repository.soft_delete(session, volume)
+        self.quota.consume(session, volume.project_id, **deltas)
+        return common.row_dict(volume)
+
+    def _cast_volume(self, ctx, volume_id, what, error_status, send) -> dict:
+        with self.db.reader() as session:
+            volume = repository.get(session, models.Volume, volume_id)
+            row, host, status = common.row_dict(volume), volume.host, volume.status
+        self._cast("%s of %s" % (what, volume_id), lambda: send(host),
+                   lambda reason: self._set_status(
+                       models.Volume, volume_id,
+                       V.ERROR_MANAGING if status == V.ERROR_MANAGING_DELETING
+                       else error_status, (status,), reason))
+        return row
+
+    # --- extend ---------------------------------------------------------------------------
+
+    def extend_volume(self, ctx, volume_id: str, new_size: int) -> dict:
+        """Grow a volume to ``new_size`` GiB: status ``extending`` and a ``gigabytes``
+        reservation of the difference in one transaction; the scheduler checks the pool.
+
+        :raises InvalidInput: ``new_size`` not an integer larger than the current size.
+        :raises InvalidVolume: not available / in-use.
+        """
+        ctx = common.check_context(ctx)
+        common.check_size(new_size, "new_size")
+        with self.db.reader() as session:
+            current = self._get(session, models.Volume, volume_id, ctx)
+            project_id = current.project_id
+        self.quota.limit_check(project_id, per_volume_gigabytes=new_size)
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if volume.status not in _EXTENDABLE or not volume.host:
+                raise exception.InvalidVolume(reason="volume %s is %s; it must be available "
+                                                     "or in-use to extend"
+                                                     % (volume.id, volume.status))
+            if new_size <= volume.size:
+                raise exception.InvalidInput(reason="new size %d GiB must be larger than the "
+                                                    "current %d GiB" % (new_size, volume.size))
+            reservations = []
+            if volume.use_quota:
+                reservations = self.quota.reserve(volume.project_id, session=session,
+                                                  gigabytes=new_size - volume.size)
+            repository.transition(session, models.Volume, volume.id, V.EXTENDING,
+                                  expected=_EXTENDABLE, previous_status=volume.status)
+            return reservations, volume.status
+
+        reservations, previous = self._write(work)
+
+        def undo(reason):
+            self.quota.rollback(reservations)
+            self._set_status(models.Volume, volume_id, previous, (V.EXTENDING,), reason)
+
+        self._cast("extend_volume of %s" % volume_id,
+                   lambda: self.scheduler_rpcapi.extend_volume(ctx, volume_id, new_size,
+                                                               reservations), undo)
+        return self.get_volume(ctx, volume_id)
+
+    # --- manage ---------------------------------------------------------------------------
+
+    def manage_existing(self, ctx, host: str, ref: dict, *, name: str | None = None,
+                        description: str | None = None, volume_type: dict | None = None,
+                        availability_zone: str | None = None, bootable: bool = False) -> dict:
+        """Import backend object ``ref`` on ``host`` (``host@backend[#pool]``) as a volume.
+
+        Row ``managing`` (size 0, the worker learns the size) and ``volumes: +1`` in one
+        transaction, then the scheduler routes it to ``host`` if that service is up.
+
+        :raises ManageExistingInvalidReference: no ``source-name`` / ``source-id``.
+        :raises ManageExistingAlreadyManaged: ``source-name`` is a live volume's name.
+        :raises ServiceNotFound: no volume service serves that backend.
+        """
+        from blockmgr import services
+
+        ctx = common.check_context(ctx)
+        project_id = common.owning_project(ctx)
+        host = common.check_host(host)
+        ref = common.check_ref(ref)
+        name = common.check_text(name, "name")
+        description = common.check_text(description, "description")
+        availability_zone = common.check_text(availability_zone, "availability_zone")
+        volume_type = common.check_volume_type(volume_type)
+        if not isinstance(bootable, bool):
+            raise exception.InvalidInput(reason="bootable must be a boolean")
+        backend = host.partition("#")[0]
+        with self.db.reader() as session:
+            known = services.list_services(session, self.conf.service_down_time,
+                                           binary=services.VOLUME_BINARY)
+        if not any(s.host == backend for s in known):
+            raise exception.ServiceNotFound(service="volume service of %s" % backend)
+
+        def work(session):
+            match = _VOLUME_NAME_RE.match(str(ref.get("source-name") or ""))
+            if match:
+                existing = session.get(models.Volume, match.group(1))
+                if existing is not None and not existing.deleted:
+                    raise exception.ManageExistingAlreadyManaged(reason=ref["source-name"])
+            volume = repository.create(
+                session, models.Volume, size=0, status=V.MANAGING, project_id=project_id,
+                user_id=ctx.user_id, host=host, display_name=name,
+                display_description=description, availability_zone=availability_zone,
+                bootable=bootable, volume_type_id=(volume_type or {}).get("id"))
+            self.quota.consume(session, project_id, volumes=1)
+            return common.row_dict(volume)
+
+        row = self._write(work)
+        self._cast("manage_existing of %s" % row["id"],
+                   lambda: self.scheduler_rpcapi.manage_existing(ctx, row["id"], ref, host),
+                   lambda reason: self._set_status(models.Volume, row["id"], V.ERROR_MANAGING,
+                                                   (V.MANAGING,), reason))
+        return row
+
+    def get_manageable_volumes(self, ctx, host: str, *, marker=None, limit=None, offset=None,
+                               sort_keys=None, sort_dirs=None) -> list:
+        """Objects on ``host``'s backend that could be imported (a call to the worker)."""
+        args = _listing_args(host, marker, limit, offset, sort_keys, sort_dirs)
+        return self.volume_rpcapi.get_manageable_volumes(common.check_context(ctx), *args)
+
+    # --- reading, connections, capabilities --------------------------------------------------
+
+    def get_volume(self, ctx, volume_id: str) -> dict:
+        ctx = common.check_context(ctx)
+        with self.db.reader() as session:
+            return common.row_dict(self._get(session, models.Volume, volume_id, ctx))
+
+    def initialize_connection(self, ctx, volume_id: str, connector: dict) -> dict:
+        """Export the volume to ``connector`` (os-brick connector properties); returns the
+        connection info (``driver_volume_type`` + ``data``) from its worker."""
+        ctx = common.check_context(ctx)
+        host = self._connectable(ctx, volume_id, connector)
+        return self.volume_rpcapi.initialize_connection(ctx, host, volume_id, dict(connector))
+
+    def terminate_connection(self, ctx, volume_id: str, connector: dict,
+                             force: bool = False) -> None:
+        ctx = common.check_context(ctx)
+        if not isinstance(force, bool):
+            raise exception.InvalidInput(reason="force must be a boolean")
+        host = self._connectable(ctx, volume_id, connector)
+        self.volume_rpcapi.terminate_connection(ctx, host, volume_id, dict(connector),
+                                                force=force)
+
+    def _connectable(self, ctx, volume_id, connector) -> str:
+        if not isinstance(connector, dict):
+            raise exception.InvalidInput(reason="connector must be a dict of connector "
+                                                "properties")
+        with self.db.reader() as session:
+            volume = self._get(session, models.Volume, volume_id, ctx)
+            if volume.status not in _CONNECTABLE or not volume.host:
+                raise exception.InvalidVolume(reason="volume %s is %s, not available or "
+                                                     "in-use" % (volume.id, volume.status))
+            return volume.host
+
+    def get_capabilities(self, ctx, host: str) -> dict:
+        """The capabilities the driver of ``host`` reports (a call to its worker)."""
+        return self.volume_rpcapi.get_capabilities(common.check_context(ctx),
+                                                   common.check_host(host))
+
+
+def _listing_args(host, marker, limit, offset, sort_keys, sort_dirs) -> tuple:
+    host = common.check_host(host)
+    for what, value in (("limit", limit), ("offset", offset)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise exception.InvalidInput(reason="%s must be an integer >= 0, not %r"
+                                                % (what, value))
+    if marker is not None and not isinstance(marker, str):
+        raise exception.InvalidInput(reason="marker must be a string")
+    keys = list(sort_keys or [])
+    dirs = list(sort_dirs or [])
+    if any(k not in MANAGEABLE_SORT_KEYS for k in keys):
+        raise exception.InvalidInput(reason="sort keys must be among %s, not %s"
+                                            % (", ".join(MANAGEABLE_SORT_KEYS), keys))
+    if any(d not in ("asc", "desc") for d in dirs) or len(dirs) > max(len(keys), 1):
+        raise exception.InvalidInput(reason="sort directions must be asc or desc, one per "
+                                            "sort key, not %s" % (dirs,))
+    return host, marker, limit, offset, keys or None, dirs or None

@@ -1,0 +1,73 @@
+"""``blockmgr-scheduler``: place volumes and groups on backends (``docs/scheduler.md``).
+
+Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR]``. Runs until SIGTERM
+or SIGINT (stops consuming, finishes the requests being placed); SIGHUP reloads log levels.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+
+def _config(argv) -> cfg.ConfigOpts:
+    from blockmgr import conf as bm_conf
+    from blockmgr.conf import validation
+
+    conf = cfg.CONF
+    conf.clear()
+    bm_conf.register_all(conf)
+    conf(argv, project="blockmgr", prog="blockmgr-scheduler", default_config_files=[],
+         validate_default_values=True)
+    validation.validate(conf)
+    return conf
+
+
+def main(argv=None) -> int:
+    from blockmgr import exception
+    from blockmgr import notifications
+    from blockmgr import quota as bm_quota
+    from blockmgr import rpc
+    from blockmgr.db.session import Database
+    from blockmgr.scheduler import service as sched_service
+
+    try:
+        conf = _config(sys.argv[1:] if argv is None else argv)
+    except (cfg.Error, exception.ConfigurationError) as exc:
+        print("blockmgr-scheduler: %s" % exc, file=sys.stderr)
+        return 2
+    logging.setup(conf, "blockmgr")
+    db = Database.from_config(conf)
+    transport = rpc.get_transport(conf)
+    notifier = notifications.Notifier(conf, conf.host,
+                                      transport=rpc.get_notification_transport(conf))
+    service = sched_service.SchedulerService(
+        conf, db=db, transport=transport, quota=bm_quota.QuotaEngine(db, conf),
+        notifier=notifier)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: _reload_log_levels(conf))
+    service.start()
+    while not done.wait(1.0):
+        pass
+    LOG.info("Stopping the scheduler")
+    service.stop()
+    return 0
+
+
+def _reload_log_levels(conf) -> None:
+    try:
+        conf.mutate_config_files()
+    except Exception:
+        LOG.exception("Reloading the configuration failed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
