@@ -78,6 +78,9 @@ class GroupService(common.ServiceBase):
                 raise exception.InvalidGroup(reason="group %s is %s; it can be deleted when "
                                                     "available or error"
                                                     % (group.id, group.status))
+            if _group_snapshots(session, group.id):
+                raise exception.InvalidGroup(reason="group %s has group snapshots; delete "
+                                                    "them first" % group.id)
             members = repository.volumes_in_group(session, group.id)
             if members and not delete_volumes:
                 raise exception.InvalidGroup(reason="group %s has %d volume(s); delete them "
@@ -92,9 +95,6 @@ class GroupService(common.ServiceBase):
                 if repository.snapshots_of_volume(session, vol.id):
                     raise exception.InvalidVolume(reason="volume %s of group %s has "
                                                          "snapshots" % (vol.id, group.id))
-            if _group_snapshots(session, group.id):
-                raise exception.InvalidGroup(reason="group %s has group snapshots; delete "
-                                                    "them first" % group.id)
             if not group.host:
                 repository.soft_delete(session, group)
                 self.quota.consume(session, group.project_id, groups=-1)

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "blockmgr.cmd.manage_db",
     "blockmgr.cmd.manage_quota",
     "blockmgr.cmd.manage_driver",
+    "blockmgr.cmd.manage_service",
+    "blockmgr.cmd.manage_resources",
 )
 
 

@@ -22,8 +22,8 @@ def add_parser(subparsers) -> None:
     listing.add_argument("--binary", help="only this binary (e.g. blockmgr-volume)")
     listing.add_argument("--host", help="only this host (a node or host@backend)")
     listing.add_argument("--format", choices=("table", "json"), default="table")
-    listing.set_defaults(handler=list_services, needs_backends=False)
-    parser.set_defaults(needs_backends=False)
+    listing.set_defaults(handler=list_services, needs_backends=True)
+    parser.set_defaults(needs_backends=True)
 
 
 @contextlib.contextmanager

@@ -78,7 +78,10 @@ class Database:
     def __init__(self, connection: str, **facade_options):
         self.url = connection
         self._facade = enginefacade.transaction_context()
-        options = {"connection": connection, "sqlite_fk": True}
+        # thread_checkin=False: oslo.db otherwise calls time.sleep(0) on every connection
+        # check-in to let eventlet green threads run. blockmgr uses native threads, where that
+        # sleep hands the GIL away for up to a switch interval (5 ms) on a busy process.
+        options = {"connection": connection, "sqlite_fk": True, "thread_checkin": False}
         if connection.startswith("sqlite"):
             # One pooled connection set per process; the default for files is NullPool,
             # which reconnects (and re-runs the pragmas) on every transaction.

@@ -228,7 +228,8 @@ class VolumeEndpoint:
 
     @_call
     def get_capabilities(self, context):
-        """The backend's latest capacity report (what the schedulers were sent)."""
+        """The backend's capacity report as of now (driver stats as last measured, the
+        allocation as of this moment)."""
         return self._capabilities()
 
     # --- helpers ------------------------------------------------------------------------

@@ -211,24 +211,20 @@ class BackendService:
         if elapsed > self.conf.backend_stats_polling_interval / 2:
             LOG.warning("get_volume_stats of %s took %.1f s, over half the polling interval",
                         self.host, elapsed)
-        section = self.conf[self.backend_name]
-        report = bm_capabilities.build_report(
-            stats, self.manager.capacity.snapshot(),
-            backend_name=section.volume_backend_name or self.backend_name,
-            reserved_percentage=section.reserved_percentage,
-            max_over_subscription_ratio=section.max_over_subscription_ratio)
+        report = self.capabilities_from(stats)
         self.last_capabilities = report
         self.scheduler.update_service_capabilities(
             bm_context.get_admin_context(), self.host, report, models.utcnow().isoformat())
         return report
 
     def capabilities(self) -> dict:
-        """The last report sent, or a fresh one (cached driver stats) if none was yet."""
-        if self.last_capabilities is not None:
-            return self.last_capabilities
+        """The capacity report now: the driver's cached stats and the current allocation."""
+        return self.capabilities_from(self.driver.get_volume_stats(refresh=False))
+
+    def capabilities_from(self, stats: dict) -> dict:
         section = self.conf[self.backend_name]
         return bm_capabilities.build_report(
-            self.driver.get_volume_stats(refresh=False), self.manager.capacity.snapshot(),
+            stats, self.manager.capacity.snapshot(),
             backend_name=section.volume_backend_name or self.backend_name,
             reserved_percentage=section.reserved_percentage,
             max_over_subscription_ratio=section.max_over_subscription_ratio)
