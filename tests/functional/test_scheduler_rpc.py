@@ -98,6 +98,7 @@ def cluster(conf, sqlite_database):
     class Cluster:
         pass
     c = Cluster()
+    c.quota = quota
     c.db, c.client, c.sides, c.scheduler, c.sched_api, c.notifier = (
         db, client, sides, scheduler, sched_api, notifier)
     yield c
@@ -154,4 +155,4 @@ def test_create_reschedule_error_and_manage_over_rabbitmq(cluster):
     row = cluster.client.volumes.manage_existing(CTX, "n2@lvm", {"source-name": "lv9"})
     assert wait_for(lambda: any(m == "manage_existing" for m, _k in n2.received))
     assert status(cluster.db, row["id"]) == ("managing", "n2@lvm#pool")
-    assert cluster.client.quota.get_usages("p1")["volumes"]["in_use"] == 4
+    assert cluster.quota.get_usages("p1")["volumes"]["in_use"] == 4

@@ -181,7 +181,7 @@ def test_driver_setup_failure_keeps_the_backend_down_but_the_process_alive(
                                                       .disabled_reason or "")
                         and _service(database, host + "@lb"))
         assert row and not row.up, daemon.log_text()
-        assert "is not a directory" in row.disabled_reason
+        assert "loopback_directory" in row.disabled_reason and "not-a-directory" in row.disabled_reason
         time.sleep(1.0)
         assert daemon.proc.poll() is None, "a failing driver must not end the process"
         listing = subprocess.run([str(BIN / "blockmgr-manage"), "--config-file", str(config),
