@@ -54,10 +54,18 @@ def _known_keys(conf: cfg.ConfigOpts) -> dict[str, set[str]]:
     return known
 
 
-def validate(conf: cfg.ConfigOpts) -> None:
+def validate(conf: cfg.ConfigOpts, unchecked_sections=()) -> None:
+    """Raise ConfigurationError for unknown sections/options and invalid values.
+
+    ``unchecked_sections`` are sections the caller knowingly did not register (a command that
+    does not touch the backends skips loading their drivers); their contents are checked by the
+    programs that serve them.
+    """
     known = _known_keys(conf)
     sections = _parsed_sections(conf)
     for section, values in sections.items():
+        if section in unchecked_sections and section not in known:
+            continue
         if section not in known:
             if section.startswith(LIBRARY_SECTION_PREFIXES):
                 continue

@@ -1,7 +1,9 @@
 """``blockmgr-volume`` as a real process: RabbitMQ, MariaDB/PostgreSQL, the loopback driver.
 
-Each test gets its own database (conftest), its own control exchange and host name (so its
-queues cannot meet another test run's on the shared broker), and auto-deleted queues.
+Each test gets its own database (conftest), its own control exchange and host name, so its
+queues cannot meet another test run's on the shared broker. (Auto-deleted queues are not
+used: oslo also declares the shared topic queue ``blockmgr-volume``, and RabbitMQ refuses to
+redeclare an existing queue with different arguments.)
 """
 
 from __future__ import annotations
@@ -56,9 +58,6 @@ log_file = {log}
 
 [database]
 connection = {db_url}
-
-[oslo_messaging_rabbit]
-amqp_auto_delete = true
 
 [lb]
 volume_driver = loopback

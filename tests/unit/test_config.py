@@ -226,3 +226,32 @@ def test_sample_config_documents_every_group():
     for section in ("[DEFAULT]", "[database]", "[quota]", "[backend]"):
         assert section in text
     assert "#debug = false" in text  # oslo.log's options are part of the sample
+
+
+def test_commands_without_backends_accept_a_config_that_lists_backends(tmp_path, capsys):
+    """``quota``/``driver`` commands must work on the production config file, whose backend
+    sections they do not load (regression: they failed with 'unknown section')."""
+    from blockmgr.cmd import manage
+    from blockmgr.db.session import Database
+
+    db_path = tmp_path / "q.sqlite"
+    Database("sqlite:///%s" % db_path).create_schema()
+    config = tmp_path / "blockmgr.conf"
+    config.write_text(
+        "[DEFAULT]\nenabled_backends = loop1\n"
+        "[database]\nconnection = sqlite:///%s\n"
+        "[loop1]\nvolume_driver = loopback\nloopback_directory = %s\n"
+        % (db_path, tmp_path / "vols"))
+    assert manage.main(["--config-file", str(config), "quota", "show",
+                        "--project-id", "p1"]) == 0
+    assert "volumes" in capsys.readouterr().out
+
+
+def test_commands_without_backends_still_reject_unknown_sections(tmp_path, capsys):
+    from blockmgr.cmd import manage
+
+    config = tmp_path / "blockmgr.conf"
+    config.write_text("[DEFAULT]\nenabled_backends = loop1\n[loop2]\nvolume_driver = lvm\n")
+    assert manage.main(["--config-file", str(config), "quota", "show",
+                        "--project-id", "p1"]) == 2
+    assert "[loop2]" in capsys.readouterr().err

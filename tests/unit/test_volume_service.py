@@ -309,3 +309,35 @@ def test_daemon_requires_a_backend(conf, sqlite_database):
     with pytest.raises(exception.ConfigurationError, match="enabled_backends"):
         daemon.start()
     rpc_inprocess.reset()
+
+
+def test_manage_service_and_resource_listings(env, capsys):
+    import argparse
+    import io
+
+    from blockmgr.cmd import manage_resources, manage_service
+
+    svc = env.make()
+    svc.start()
+    assert svc.ready.wait(10)
+    vid = _volume(env.db, status="available", size=3)
+    out = io.StringIO()
+    args = argparse.Namespace(binary=None, host="node1", format="table")
+    assert manage_service.list_services(env.conf, args, out=out) == 0
+    [header, line] = out.getvalue().splitlines()
+    assert header.split()[:3] == ["BINARY", "HOST", "STATE"]
+    assert line.split()[:4] == ["blockmgr-volume", "node1@fake", "up", "enabled"]
+    out = io.StringIO()
+    args = argparse.Namespace(kind="volume", project_id=PROJECT, status=None,
+                              host="node1@fake", format="json")
+    assert manage_resources.list_resources(env.conf, args, out=out) == 0
+    import json
+    [row] = json.loads(out.getvalue())
+    assert (row["id"], row["status"], row["size"]) == (vid, "available", 3)
+    out = io.StringIO()
+    args = argparse.Namespace(host=None, all=False, format="table")
+    assert manage_resources.list_flows(env.conf, args, out=out) == 0
+    assert "No unfinished flows." in out.getvalue()
+    with pytest.raises(exception.FlowNotFound):
+        manage_resources.show_flow(env.conf, argparse.Namespace(flow_id="nope",
+                                                                format="table"))

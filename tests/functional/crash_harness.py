@@ -1,0 +1,326 @@
+"""The crash proof's machinery: kill a worker at a task boundary in milliseconds, recover,
+check the invariants. Shared by ``test_flow_crash*.py``.
+
+Why forking: a worker started as a fresh interpreter spends 1-2 s importing blockmgr,
+TaskFlow and oslo before it reaches the flow, which made ~160 boundaries per database cost
+minutes. Here the test process (everything already imported) prepares the rows, closes every
+database connection it holds, and ``os.fork()``\\ s. The child builds its *own* manager (new
+engines, new connections, ``BLOCKMGR_FAULT_INJECT`` set) on the same database and loopback
+directory, runs the operation and dies by ``os._exit`` at the boundary -- the real hook of
+:mod:`blockmgr.flows.faults`, nothing of the parent's cleanup runs. The parent ``waitpid``\\ s,
+then starts a fresh manager (``init_host`` = recovery) and calls :func:`assert_invariants`.
+
+Databases: SQLite gets a new file per case. A fresh MariaDB database costs ~3 s of DDL (the
+schema plus TaskFlow's alembic history), PostgreSQL ~0.5 s, so each server backend gets ONE
+private, uniquely named database per test session (created and dropped by
+``tests/conftest.py:create_database``, never the shared ``test`` database), and every case
+starts by emptying all of its tables (:meth:`CrashDatabases.clean`): same isolation as a new
+database, milliseconds instead of seconds.
+
+The boundaries are never listed here: each test module derives them from the flow definition
+with :func:`cases` (``faults.boundaries(get_flow())``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+
+import pytest
+import sqlalchemy as sa
+
+from blockmgr import conf as bm_conf
+from blockmgr import context as bm_context
+from blockmgr import states
+from blockmgr.db import models
+from blockmgr.db.session import Database
+from blockmgr.drivers import loader
+from blockmgr.drivers.loopback import layout
+from blockmgr.flows import faults
+from blockmgr.flows import persistence
+from blockmgr.notifications import MemoryNotifier
+from blockmgr.quota import QuotaEngine
+from blockmgr.volume.manager import VolumeManager
+from tests.conftest import create_database
+
+GiB = 1024 ** 3
+PROJECT = "p1"
+CTX = bm_context.RequestContext(project_id=PROJECT)
+
+#: Exit status of a child whose operation returned although a crash was configured.
+NO_CRASH_EXIT = 3
+#: Exit status of a child whose operation raised before the boundary.
+ERROR_EXIT = 4
+#: A child still alive after this long is killed and the case fails.
+CHILD_TIMEOUT_S = 60
+
+#: (model, kind in ``states.TRANSITIONAL``) of every resource a flow can leave in flight.
+KINDS = ((models.Volume, "volume"), (models.Snapshot, "snapshot"),
+         (models.Group, "group"), (models.GroupSnapshot, "group_snapshot"))
+
+_CONF_TEMPLATE = (
+    "[DEFAULT]\nhost = node1\nstate_path = {state}\nenabled_backends = lb\n"
+    "[database]\nconnection = {url}\n"
+    "[lb]\nvolume_driver = loopback\nloopback_attach = file\nloopback_use_reflink = never\n")
+
+
+def cases(flows: dict) -> list[tuple[str, str]]:
+    """``(name, boundary spec)`` for every boundary of every flow in ``{name: flow}``."""
+    return [(name, spec) for name, flow in flows.items() for spec in faults.boundaries(flow)]
+
+
+def case_id(name: str, spec: str) -> str:
+    """``create_volume-before-CreateVolumeFromSpecTask`` from a case."""
+    when, _sep, task = spec.partition(":")
+    return "%s-%s-%s" % (name, when, task.rpartition(".")[2])
+
+
+# --- databases --------------------------------------------------------------------------
+
+
+class CrashDatabases:
+    """One private database per server backend for the session, emptied for every case."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self._urls: dict[str, str] = {}
+        self._drops: list = []
+
+    def clean(self, backend: str, tmp_path) -> str:
+        """URL of an empty database (schema and TaskFlow tables present) on ``backend``."""
+        if backend == "sqlite":
+            url = "sqlite:///%s" % (tmp_path / "crash.sqlite")
+            _create_schema(url)
+            return url
+        if backend not in self._urls:
+            url, drop = create_database(backend, self._tmp.mktemp(backend))
+            self._drops.append(drop)
+            _create_schema(url)
+            self._urls[backend] = url
+        url = self._urls[backend]
+        _empty_all_tables(url)
+        return url
+
+    def drop_all(self) -> None:
+        for drop in self._drops:
+            drop()
+
+
+def _create_schema(url: str) -> None:
+    db = Database(url)
+    try:
+        db.create_schema()
+        backend = persistence.FlowPersistence(url, engine=db.engine)
+        backend.upgrade()
+    finally:
+        db.dispose()
+
+
+def _empty_all_tables(url: str) -> None:
+    tables = [t.name for t in reversed(models.Base.metadata.sorted_tables)]
+    tables += [persistence.TABLES.atomdetails.name, persistence.TABLES.flowdetails.name,
+               persistence.TABLES.logbooks.name]
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for name in tables:
+                conn.execute(sa.text("DELETE FROM %s" % name))
+    finally:
+        engine.dispose()
+
+
+# --- a world: one database and one loopback directory -----------------------------------
+
+
+@dataclasses.dataclass
+class World:
+    """One crash case's database and backend directory, and the managers opened on them."""
+
+    backend: str
+    url: str
+    conf: object
+    state_path: str
+    managers: list = dataclasses.field(default_factory=list)
+
+    def manager(self) -> VolumeManager:
+        """A new manager (new engines) on this world; closed at the end of the case."""
+        manager = build_manager(self.conf)
+        self.managers.append(manager)
+        return manager
+
+    def close(self) -> None:
+        """Return every connection this process holds on the world's database."""
+        for manager in self.managers:
+            close_manager(manager)
+        self.managers.clear()
+
+
+def build_manager(conf) -> VolumeManager:
+    """A volume manager for backend ``lb`` (loopback) on ``conf``'s database, as a worker
+    builds it; the fault hook is whatever ``BLOCKMGR_FAULT_INJECT`` says now."""
+    db = Database(conf.database.connection)
+    driver = loader.find_driver_class("loopback")(conf["lb"], "lb", host=conf.host + "@lb")
+    driver.do_setup(None)
+    return VolumeManager(conf, "lb", db=db, driver=driver, quota=QuotaEngine(db, conf),
+                         notifier=MemoryNotifier())
+
+
+def close_manager(manager: VolumeManager) -> None:
+    backend = manager.runner.backend
+    if getattr(backend, "engine", None) is not None and backend.engine is not manager.db.engine:
+        backend.engine.dispose()
+    manager.db.dispose()
+
+
+_SHARED: dict = {"pool": None, "users": 0}
+
+
+@pytest.fixture(scope="session")
+def crash_databases(tmp_path_factory):
+    """The session's :class:`CrashDatabases`. Each test module importing this fixture gets
+    its own fixture definition; they share one pool, dropped when the last one ends."""
+    if _SHARED["pool"] is None:
+        _SHARED["pool"] = CrashDatabases(tmp_path_factory)
+    _SHARED["users"] += 1
+    yield _SHARED["pool"]
+    _SHARED["users"] -= 1
+    if _SHARED["users"] == 0:
+        _SHARED["pool"].drop_all()
+        _SHARED["pool"] = None
+
+
+@pytest.fixture
+def crash_world(db_backend, crash_databases, tmp_path):
+    """A :class:`World` on an empty database of ``db_backend`` (sqlite, mysql, postgresql)."""
+    url = crash_databases.clean(db_backend, tmp_path)
+    conf_file = tmp_path / "blockmgr.conf"
+    conf_file.write_text(_CONF_TEMPLATE.format(state=tmp_path, url=url))
+    world = World(db_backend, url, bm_conf.new_config(config_files=[str(conf_file)]),
+                  str(tmp_path))
+    yield world
+    world.close()
+
+
+# --- crashing and recovering ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Crash:
+    """What the killed worker left: the flows it had not finished."""
+
+    spec: str
+    flow_ids: set
+
+
+def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
+    """Run ``manager.<method>(CTX, *args)`` in a forked worker that dies at ``spec``.
+
+    Fails the test unless the worker exited with :data:`faults.EXIT_CODE` (the hook fired)
+    and left at least one unfinished flow in the logbook.
+    """
+    world.close()                       # no connection may be shared with the child
+    report = os.path.join(world.state_path, "worker-error.txt")
+    pid = os.fork()
+    if pid == 0:                        # the worker: never returns into pytest
+        code = ERROR_EXIT
+        try:
+            os.environ[faults.ENV_VAR] = spec
+            manager = build_manager(world.conf)
+            getattr(manager, method)(CTX, *args)
+            code = NO_CRASH_EXIT
+        except BaseException:           # noqa: BLE001 - reported to the parent via a file
+            with open(report, "w") as f:
+                f.write(traceback.format_exc())
+        finally:
+            os._exit(code)
+    status = _wait(pid)
+    if status != faults.EXIT_CODE:
+        detail = open(report).read() if os.path.exists(report) else ""
+        pytest.fail("worker for %s(%s) at %s exited %s instead of crashing (%s):\n%s"
+                    % (method, args, spec, status, faults.EXIT_CODE, detail[-3000:]))
+    probe = world.manager()
+    unfinished = probe.runner.backend.unfinished_flow_uuids()
+    world.close()
+    assert unfinished, "the crash at %s left no unfinished flow" % spec
+    return Crash(spec, unfinished)
+
+
+def _wait(pid: int) -> int:
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("crash worker %d still running after %d s" % (pid, CHILD_TIMEOUT_S))
+        time.sleep(0.002)
+
+
+def recover(world: World):
+    """Start a fresh manager on the world (``init_host`` = recovery); return it and its
+    recovery report."""
+    manager = world.manager()
+    return manager, manager.init_host()
+
+
+# --- the invariants ---------------------------------------------------------------------
+
+
+def assert_invariants(manager: VolumeManager, crash: Crash, report) -> None:
+    """What must hold after any crash and recovery, whatever the flow:
+
+    * every unfinished flow was recovered, none failed, none is left unfinished;
+    * no resource of the database (private to the case, so: of this host) is in a
+      transitional status (:data:`blockmgr.states.TRANSITIONAL`);
+    * no live reservation -- neither owned by the crashed flows
+      (``QuotaEngine.reservations_of``) nor any other;
+    * quota usage equals the recomputed truth (``QuotaEngine.check()`` empty);
+    * backend objects exactly match the rows (:func:`assert_backend_matches_rows`).
+    """
+    assert report.failed == [], "recovery could not finish flows %s" % report.failed
+    assert crash.flow_ids <= set(report.resumed) | set(report.reverted), \
+        "crashed flows %s not recovered (report %s)" % (crash.flow_ids, report)
+    assert manager.runner.backend.unfinished_flow_uuids() == set()
+    with manager.db.reader() as session:
+        for model, kind in KINDS:
+            stuck = session.scalars(sa.select(model).where(
+                model.deleted.is_(False),
+                model.status.in_(sorted(states.TRANSITIONAL[kind])))).all()
+            assert stuck == [], [(kind, r.id, r.status) for r in stuck]
+        live = session.scalars(sa.select(models.Reservation).where(
+            models.Reservation.deleted.is_(False))).all()
+        assert live == [], [(r.uuid, r.resource, r.delta) for r in live]
+    for flow_id in crash.flow_ids:
+        assert manager.quota.reservations_of(flow_id) == []
+    assert manager.quota.check() == []
+    assert_backend_matches_rows(manager)
+
+
+#: Statuses in which a resource must have its backend object (of the row's size).
+HAS_BACKEND_OBJECT = frozenset({"available", "in-use"})
+
+
+def assert_backend_matches_rows(manager: VolumeManager) -> None:
+    """Backend files the driver calls its own (``volume-<id>``, ``snapshot-<id>``) belong to
+    live rows (nothing leaked), and every usable row has its file, of the row's size in GiB
+    (rounded up, as manage-existing rounds a foreign object)."""
+    directory = manager.driver.directory
+    leftovers = [n for n in os.listdir(directory) if n.startswith(layout.TEMP_PREFIX)]
+    assert leftovers == [], "temporary backend files left after recovery: %s" % leftovers
+    files = {name: os.path.getsize(os.path.join(directory, name))
+             for name in os.listdir(directory) if layout.is_managed_name(name)}
+    with manager.db.reader() as session:
+        rows = {}
+        for model, size_of in ((models.Volume, "size"), (models.Snapshot, "volume_size")):
+            for row in session.scalars(sa.select(model).where(model.deleted.is_(False))):
+                rows[row.name] = (row.status, getattr(row, size_of))
+    leaked = set(files) - set(rows)
+    assert not leaked, "backend objects without a live row: %s" % sorted(leaked)
+    for name, (status, size) in rows.items():
+        if status in HAS_BACKEND_OBJECT:
+            assert name in files, "%s is %s but has no backend object" % (name, status)
+            assert -(-files[name] // GiB) == size, (name, files[name], size)
