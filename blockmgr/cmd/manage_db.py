@@ -2,6 +2,11 @@
 
 The database is the one ``[database] connection`` names (by default the embedded SQLite file
 under ``state_path``). ``sync`` is idempotent: on an up-to-date database it changes nothing.
+
+``sync`` also creates or upgrades TaskFlow's logbook tables where ``[flows]`` keeps them (the
+same database unless ``persistence_connection`` says otherwise). Daemons upgrade them at start
+too, but several daemons starting at once on a database whose logbook tables are missing or old
+would race on TaskFlow's ``alembic_version`` row and all but one would fail to start.
 """
 
 from __future__ import annotations
@@ -31,9 +36,17 @@ def sync_schema(conf, args) -> int:
     try:
         migration.upgrade(db.engine, args.revision)
         print("database schema is at revision %s" % migration.current_revision(db.engine))
+        _upgrade_flow_logbooks(conf, db)
     finally:
         db.dispose()
     return 0
+
+
+def _upgrade_flow_logbooks(conf, db) -> None:
+    from blockmgr.flows import engine as flow_engine
+
+    backend = flow_engine.open_persistence(conf, db)   # creates/upgrades TaskFlow's tables
+    backend.close()
 
 
 def show_version(conf, args) -> int:

@@ -38,6 +38,7 @@ from blockmgr.db import models
 from blockmgr.db.session import Database
 from blockmgr.drivers import loader
 from blockmgr.drivers.loopback import layout
+from blockmgr.flows import engine as flow_runner
 from blockmgr.flows import faults
 from blockmgr.flows import persistence
 from blockmgr.notifications import MemoryNotifier
@@ -86,6 +87,7 @@ class CrashDatabases:
     def __init__(self, tmp_path_factory):
         self._tmp = tmp_path_factory
         self._urls: dict[str, str] = {}
+        self._engines: dict[str, sa.engine.Engine] = {}
         self._drops: list = []
 
     def clean(self, backend: str, tmp_path) -> str:
@@ -99,11 +101,13 @@ class CrashDatabases:
             self._drops.append(drop)
             _create_schema(url)
             self._urls[backend] = url
-        url = self._urls[backend]
-        _empty_all_tables(url)
-        return url
+            self._engines[backend] = sa.create_engine(url)
+        _empty_all_tables(self._engines[backend])
+        return self._urls[backend]
 
     def drop_all(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
         for drop in self._drops:
             drop()
 
@@ -118,15 +122,17 @@ def _create_schema(url: str) -> None:
         db.dispose()
 
 
-def _empty_all_tables(url: str) -> None:
-    tables = [t.name for t in reversed(models.Base.metadata.sorted_tables)]
-    tables += [persistence.TABLES.atomdetails.name, persistence.TABLES.flowdetails.name,
-               persistence.TABLES.logbooks.name]
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+_ALL_TABLES = ([t for t in reversed(models.Base.metadata.sorted_tables)]
+               + [persistence.TABLES.atomdetails, persistence.TABLES.flowdetails,
+                  persistence.TABLES.logbooks])
+
+
+def _empty_all_tables(engine: sa.engine.Engine) -> None:
+    """Delete every row (children before parents); the engine's pool is emptied after."""
     try:
         with engine.begin() as conn:
-            for name in tables:
-                conn.execute(sa.text("DELETE FROM %s" % name))
+            for table in _ALL_TABLES:
+                conn.execute(table.delete())
     finally:
         engine.dispose()
 
@@ -136,42 +142,66 @@ def _empty_all_tables(url: str) -> None:
 
 @dataclasses.dataclass
 class World:
-    """One crash case's database and backend directory, and the managers opened on them."""
+    """One crash case's database and backend directory.
+
+    Every :meth:`manager` is a new ``VolumeManager`` with its own driver, quota engine, flow
+    runner and persistence backend -- all in-memory state starts empty, as in a restarted
+    worker. What is reused is the *engines* (SQLAlchemy ``Engine`` objects): a new engine
+    costs ~40 ms on a server (oslo.db's connect checks) and recompiles every statement;
+    :meth:`close` empties their pools before each fork, so no connection is ever shared
+    between processes (the child opens its own, SQLAlchemy's documented fork pattern).
+    """
 
     backend: str
     url: str
     conf: object
     state_path: str
     managers: list = dataclasses.field(default_factory=list)
+    _db: Database | None = None
+    _flow_engine: sa.engine.Engine | None = None
 
     def manager(self) -> VolumeManager:
-        """A new manager (new engines) on this world; closed at the end of the case."""
-        manager = build_manager(self.conf)
+        """A new manager on this world (fault hook as ``BLOCKMGR_FAULT_INJECT`` says now)."""
+        if self._db is None:
+            self._db = Database(self.url)
+            # Logbooks live in the service database: on a server they share its engine (as
+            # ``open_persistence`` does); SQLite gets the persistence module's pooled one.
+            self._flow_engine = (persistence.create_engine(self.url)
+                                 if self.url.startswith("sqlite") else self._db.engine)
+        manager = build_manager(self.conf, db=self._db, flow_engine=self._flow_engine)
         self.managers.append(manager)
         return manager
 
     def close(self) -> None:
-        """Return every connection this process holds on the world's database."""
-        for manager in self.managers:
-            close_manager(manager)
+        """Close every connection this process holds on the world's database."""
         self.managers.clear()
+        if self._db is not None:
+            self._db.dispose()
+            self._flow_engine.dispose()
 
 
-def build_manager(conf) -> VolumeManager:
+def build_manager(conf, *, db: Database | None = None,
+                  flow_engine: sa.engine.Engine | None = None) -> VolumeManager:
     """A volume manager for backend ``lb`` (loopback) on ``conf``'s database, as a worker
-    builds it; the fault hook is whatever ``BLOCKMGR_FAULT_INJECT`` says now."""
-    db = Database(conf.database.connection)
+    builds it, the fault hook read from the environment/config (``faults.configured``).
+
+    With ``flow_engine`` the logbooks use that engine and the TaskFlow schema is taken as
+    present (the harness created it): ``open_persistence`` would run TaskFlow's alembic
+    check again, ~80 ms per manager on a server database.
+    """
+    db = db or Database(conf.database.connection)
     driver = loader.find_driver_class("loopback")(conf["lb"], "lb", host=conf.host + "@lb")
     driver.do_setup(None)
+    runner = None
+    if flow_engine is not None:
+        backend = persistence.FlowPersistence(
+            conf.database.connection, engine=flow_engine,
+            commits=conf.flows.persistence_commits,
+            prune_on_finish=conf.flows.finished_flow_retention == 0)
+        runner = flow_runner.FlowRunner(backend, "%s@lb" % conf.host,
+                                        fault=faults.configured(conf))
     return VolumeManager(conf, "lb", db=db, driver=driver, quota=QuotaEngine(db, conf),
-                         notifier=MemoryNotifier())
-
-
-def close_manager(manager: VolumeManager) -> None:
-    backend = manager.runner.backend
-    if getattr(backend, "engine", None) is not None and backend.engine is not manager.db.engine:
-        backend.engine.dispose()
-    manager.db.dispose()
+                         notifier=MemoryNotifier(), runner=runner)
 
 
 _SHARED: dict = {"pool": None, "users": 0}
@@ -227,8 +257,7 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
         code = ERROR_EXIT
         try:
             os.environ[faults.ENV_VAR] = spec
-            manager = build_manager(world.conf)
-            getattr(manager, method)(CTX, *args)
+            getattr(world.manager(), method)(CTX, *args)
             code = NO_CRASH_EXIT
         except BaseException:           # noqa: BLE001 - reported to the parent via a file
             with open(report, "w") as f:
@@ -240,9 +269,7 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
         detail = open(report).read() if os.path.exists(report) else ""
         pytest.fail("worker for %s(%s) at %s exited %s instead of crashing (%s):\n%s"
                     % (method, args, spec, status, faults.EXIT_CODE, detail[-3000:]))
-    probe = world.manager()
-    unfinished = probe.runner.backend.unfinished_flow_uuids()
-    world.close()
+    unfinished = world.manager().runner.backend.unfinished_flow_uuids()
     assert unfinished, "the crash at %s left no unfinished flow" % spec
     return Crash(spec, unfinished)
 

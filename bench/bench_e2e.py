@@ -1,0 +1,372 @@
+"""Benchmark: create_volume end to end through RabbitMQ to a real ``blockmgr-volume`` daemon.
+
+What it does, in order (everything it creates it removes again, also on Ctrl-C):
+
+1. Creates a fresh database on MariaDB (``--db mysql``, default) or PostgreSQL, named
+   ``bm_bench_<random>``, and runs ``blockmgr-manage db sync`` on it.
+2. Writes a config: loopback backend ``lb`` in a temporary directory on the local
+   filesystem (sparse files, no attach), ``transport_url = rabbit://...`` with a control
+   exchange and host name unique to this run.
+3. Starts ``blockmgr-volume`` as a subprocess and measures **start-to-ready** twice: from
+   ``Popen`` to the first heartbeat row the benchmark sees (polled every 10 ms), and the
+   daemon's own figure from its ``ready`` log line (kernel process start -> serving,
+   interpreter start-up included).
+4. Inserts N volume rows (``creating``, size 1, host ``<host>@lb#lb``) -- what the API
+   client library and the scheduler would have written -- then casts N ``create_volume``
+   requests with :class:`blockmgr.volume.rpcapi.VolumeAPI` straight to the backend,
+   keeping ``--in-flight`` requests outstanding. **The scheduler is not in the hot path**:
+   rows are inserted with their host already set, as after placement.
+5. Polls the database with ONE query per poll interval for the statuses of all outstanding
+   ids; a volume is done when ``available`` (or ``error``, counted as an error). Latency is
+   cast -> the poll that saw the final status (so it includes up to one poll interval).
+6. Samples the daemon's RSS (``/proc/<pid>/status`` ``VmRSS``, and ``VmHWM`` at the end) and
+   CPU time, prints the figures, stops the daemon (SIGTERM), drops the database.
+
+Never a timed test: figures go to ``docs/benchmarks.md`` (section "End-to-end (RPC)").
+
+    /work/venv/bin/python bench/bench_e2e.py [--requests 1000] [--in-flight 200]
+        [--db mysql|postgresql] [--worker-threads 16] [--profile out.txt]
+
+Targets (issue 5, 2 cores): >= 200 volumes/s sustained, p99 < 250 ms, 0 errors, ready in
+<= 0.8 s, RSS <= 120 MiB under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+BIN = Path(sys.executable).parent
+ADMIN_URLS = {
+    "mysql": os.environ.get("BLOCKMGR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    "postgresql": os.environ.get("BLOCKMGR_TEST_PG_URL",
+                                 "postgresql+psycopg2://root@127.0.0.1:5432"),
+}
+RABBIT_URL = os.environ.get("BLOCKMGR_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+READY_LINE = re.compile(r"ready: .* serving ([0-9.]+) s after process start")
+
+
+# --- database -----------------------------------------------------------------------------
+
+class ScratchDatabase:
+    """A uniquely named empty database on the server, dropped by :meth:`drop`."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.name = "bm_bench_%s" % uuid.uuid4().hex[:10]
+        admin_db = "test" if backend == "mysql" else "postgres"
+        self._admin = sa.create_engine("%s/%s" % (ADMIN_URLS[backend], admin_db),
+                                       isolation_level="AUTOCOMMIT")
+        with self._admin.connect() as conn:
+            suffix = " CHARACTER SET utf8mb4" if backend == "mysql" else ""
+            conn.exec_driver_sql("CREATE DATABASE %s%s" % (self.name, suffix))
+        self.url = "%s/%s" % (ADMIN_URLS[backend], self.name)
+        if backend == "mysql":
+            self.url += "?charset=utf8mb4"
+
+    def drop(self) -> None:
+        with self._admin.connect() as conn:
+            force = " WITH (FORCE)" if self.backend == "postgresql" else ""
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS %s%s" % (self.name, force))
+        self._admin.dispose()
+
+
+# --- daemon -------------------------------------------------------------------------------
+
+def write_config(tmp: Path, db_url: str, worker_threads: int) -> tuple[Path, str]:
+    tag = uuid.uuid4().hex[:10]
+    host = "bench-%s" % tag
+    path = tmp / "blockmgr.conf"
+    path.write_text("""\
+[DEFAULT]
+host = {host}
+transport_url = {rabbit}
+control_exchange = bm-bench-{tag}
+enabled_backends = lb
+state_path = {tmp}/state
+rpc_worker_threads = {threads}
+report_interval = 10
+backend_stats_polling_interval = 60
+graceful_shutdown_timeout = 5
+log_file = {tmp}/volume.log
+
+[database]
+connection = {db_url}
+
+[lb]
+volume_driver = loopback
+loopback_directory = {tmp}/volumes
+loopback_attach = file
+""".format(host=host, rabbit=RABBIT_URL, tag=tag, tmp=tmp, threads=worker_threads,
+           db_url=db_url))
+    return path, host
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS and CPU time of ``pid`` every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True, name="rss-sampler")
+        self.pid, self.interval = pid, interval
+        self.max_rss_kib = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            rss = proc_status(self.pid).get("VmRSS")
+            if rss:
+                self.max_rss_kib = max(self.max_rss_kib, rss)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(1)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """``Vm*`` fields of /proc/<pid>/status in KiB ({} once the process is gone)."""
+    fields = {}
+    try:
+        with open("/proc/%d/status" % pid) as status:
+            for line in status:
+                if line.startswith("Vm"):
+                    key, _, value = line.partition(":")
+                    fields[key] = int(value.split()[0])
+    except (OSError, ValueError):
+        pass
+    return fields
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far, threads included."""
+    with open("/proc/%d/stat" % pid) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(db_engine, host: str, proc, log: Path, timeout: float = 60.0) -> float:
+    """Seconds from now-``started`` until the first heartbeat row of ``host`` appears."""
+    query = sa.text("SELECT heartbeat_at FROM services WHERE host = :host "
+                    "AND heartbeat_at IS NOT NULL")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("blockmgr-volume exited with %s:\n%s"
+                             % (proc.returncode, tail(log)))
+        with db_engine.connect() as conn:
+            if conn.execute(query, {"host": host}).first() is not None:
+                return time.monotonic()
+        time.sleep(0.01)
+    raise SystemExit("blockmgr-volume not ready after %.0f s:\n%s" % (timeout, tail(log)))
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- load ---------------------------------------------------------------------------------
+
+def insert_volumes(db_engine, host: str, count: int) -> list[str]:
+    from blockmgr.db import models
+
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    now = models.utcnow()
+    rows = [{"id": vid, "status": "creating", "size": 1, "host": host, "project_id": "bench",
+             "user_id": "bench", "created_at": now, "deleted": False}
+            for vid in ids]
+    with db_engine.begin() as conn:
+        conn.execute(models.Volume.__table__.insert(), rows)
+    return ids
+
+
+def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: int,
+             poll_interval: float) -> dict:
+    """Cast every id (at most ``in_flight`` outstanding); returns latencies and counts."""
+    from blockmgr import conf as bm_conf
+    from blockmgr import context as bm_context
+    from blockmgr import rpc
+    from blockmgr.db import models
+    from blockmgr.volume import rpcapi
+
+    conf = bm_conf.new_config(args=["--config-file", str(conf_path)], validate=False)
+    transport = rpc.get_transport(conf)
+    api = rpcapi.VolumeAPI(transport)
+    ctx = bm_context.RequestContext(project_id="bench", user_id="bench")
+    vol = models.Volume.__table__
+    status_query = sa.select(vol.c.id, vol.c.status).where(
+        vol.c.id.in_(sa.bindparam("ids", expanding=True)))
+    # Warm the client (connection to RabbitMQ, exchange declaration) outside the clock.
+    api._client(host)
+    pending = list(reversed(ids))
+    cast_at: dict[str, float] = {}
+    latencies: list[float] = []
+    errors: list[str] = []
+    done_at: list[float] = []
+    started = time.monotonic()
+    polls = 0
+    while pending or cast_at:
+        while pending and len(cast_at) < in_flight:
+            vid = pending.pop()
+            cast_at[vid] = time.monotonic()
+            api.create_volume(ctx, host, vid, {}, {})
+        time.sleep(poll_interval)
+        with db_engine.connect() as conn:
+            rows = conn.execute(status_query, {"ids": list(cast_at)}).all()
+        polls += 1
+        now = time.monotonic()
+        for vid, status in rows:
+            if status in ("available", "error"):
+                latencies.append(now - cast_at.pop(vid))
+                done_at.append(now - started)
+                if status == "error":
+                    errors.append(vid)
+        if now - started > 600:
+            raise SystemExit("gave up after 600 s with %d outstanding" % len(cast_at))
+    transport.cleanup()
+    return {"elapsed": time.monotonic() - started, "latencies": latencies, "errors": errors,
+            "done_at": done_at, "polls": polls}
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, int(round(pct / 100 * len(sorted_values))) - 1))
+    return sorted_values[index]
+
+
+def sustained_rate(done_at: list[float]) -> float:
+    """Completions per second between the 10th and the 90th percentile completion
+    (leaves out the ramp-up and the tail)."""
+    if len(done_at) < 10:
+        return float("nan")
+    done = sorted(done_at)
+    lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
+    return (len(done) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
+
+
+# --- main ---------------------------------------------------------------------------------
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--in-flight", type=int, default=200)
+    parser.add_argument("--db", choices=("mysql", "postgresql"), default="mysql")
+    parser.add_argument("--worker-threads", type=int, default=16,
+                        help="the daemon's rpc_worker_threads (default: its default, 16)")
+    parser.add_argument("--poll-interval", type=float, default=0.01,
+                        help="seconds between status polls (latency resolution)")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="creates run (and not counted) before the measured ones")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the daemon with py-spy during the measured run "
+                             "(flamegraph SVG, or raw/speedscope by suffix .txt/.json)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary directory (config, daemon log)")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bm-bench-e2e-"))
+    scratch = ScratchDatabase(args.db)
+    proc = sampler = spy = None
+    db_engine = sa.create_engine(scratch.url, pool_size=2)
+    try:
+        conf_path, node = write_config(tmp, scratch.url, args.worker_threads)
+        subprocess.run([str(BIN / "blockmgr-manage"), "--config-file", str(conf_path),
+                        "db", "sync"], check=True, stdout=subprocess.DEVNULL)
+        backend_host = node + "@lb"
+        launched = time.monotonic()
+        proc = subprocess.Popen([str(BIN / "blockmgr-volume"), "--config-file",
+                                 str(conf_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        ready_seen = wait_ready(db_engine, backend_host, proc, tmp / "volume.log") - launched
+        deadline = time.monotonic() + 5
+        self_reported = None
+        while self_reported is None and time.monotonic() < deadline:
+            match = READY_LINE.search((tmp / "volume.log").read_text())
+            self_reported = float(match.group(1)) if match else None
+            time.sleep(0.01)
+        rss_idle = proc_status(proc.pid).get("VmRSS", 0)
+
+        host = backend_host + "#lb"
+        ids = insert_volumes(db_engine, host, args.requests + args.warmup)
+        if args.warmup:
+            run_load(conf_path, db_engine, host, ids[:args.warmup], args.in_flight,
+                     args.poll_interval)
+        sampler = RssSampler(proc.pid)
+        sampler.start()
+        if args.profile:
+            fmt = {".txt": "raw", ".json": "speedscope"}.get(Path(args.profile).suffix,
+                                                              "flamegraph")
+            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(proc.pid),
+                                    "--rate", "100", "--nonblocking", "--format", fmt, "--output",
+                                    args.profile, "--threads", "--gil"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        cpu_before = cpu_seconds(proc.pid)
+        result = run_load(conf_path, db_engine, host, ids[args.warmup:], args.in_flight,
+                          args.poll_interval)
+        cpu_used = cpu_seconds(proc.pid) - cpu_before
+        sampler.stop()
+        hwm = proc_status(proc.pid).get("VmHWM", 0)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+
+        lat = sorted(result["latencies"])
+        n = len(lat)
+        print("blockmgr-volume end-to-end create_volume (%s, RabbitMQ, loopback driver)"
+              % args.db)
+        print("  requests %d, in flight %d, rpc_worker_threads %d, poll %.0f ms, "
+              "warm-up %d" % (args.requests, args.in_flight, args.worker_threads,
+                              args.poll_interval * 1000, args.warmup))
+        print("  start-to-ready      %.3f s (Popen -> first heartbeat seen); self-reported "
+              "%s s (process start -> serving)"
+              % (ready_seen, "%.3f" % self_reported if self_reported else "?"))
+        print("  throughput          %.1f volumes/s overall (%d in %.2f s); %.1f/s sustained "
+              "(10th-90th pct completions)" % (n / result["elapsed"], n, result["elapsed"],
+                                               sustained_rate(result["done_at"])))
+        print("  latency cast->available  p50 %.0f ms  p95 %.0f ms  p99 %.0f ms  max %.0f ms"
+              % tuple(x * 1000 for x in (percentile(lat, 50), percentile(lat, 95),
+                                         percentile(lat, 99), lat[-1] if lat else 0)))
+        print("  errors              %d" % len(result["errors"]))
+        print("  daemon RSS          idle %.0f MiB, max under load %.0f MiB (VmHWM %.0f MiB)"
+              % (rss_idle / 1024, sampler.max_rss_kib / 1024, hwm / 1024))
+        print("  daemon CPU          %.2f s for %d creates = %.1f ms/volume (%.0f%% of one "
+              "core)" % (cpu_used, n, cpu_used / max(n, 1) * 1000,
+                         100 * cpu_used / result["elapsed"]))
+        return 1 if result["errors"] else 0
+    finally:
+        if sampler is not None and sampler.is_alive():
+            sampler.stop()
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        db_engine.dispose()
+        scratch.drop()
+        if args.keep:
+            print("  kept %s" % tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
