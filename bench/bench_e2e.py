@@ -85,7 +85,8 @@ class ScratchDatabase:
 
 # --- daemon -------------------------------------------------------------------------------
 
-def write_config(tmp: Path, db_url: str, worker_threads: int) -> tuple[Path, str]:
+def write_config(tmp: Path, db_url: str, worker_threads: int,
+                 db_pool_size: int | None = None) -> tuple[Path, str]:
     tag = uuid.uuid4().hex[:10]
     host = "bench-%s" % tag
     path = tmp / "blockmgr.conf"
@@ -104,13 +105,15 @@ log_file = {tmp}/volume.log
 
 [database]
 connection = {db_url}
+{pool}
 
 [lb]
 volume_driver = loopback
 loopback_directory = {tmp}/volumes
 loopback_attach = file
 """.format(host=host, rabbit=RABBIT_URL, tag=tag, tmp=tmp, threads=worker_threads,
-           db_url=db_url))
+           db_url=db_url,
+           pool="max_pool_size = %d" % db_pool_size if db_pool_size else ""))
     return path, host
 
 
@@ -267,6 +270,8 @@ def main() -> int:
     parser.add_argument("--db", choices=("mysql", "postgresql"), default="mysql")
     parser.add_argument("--worker-threads", type=int, default=16,
                         help="the daemon's rpc_worker_threads (default: its default, 16)")
+    parser.add_argument("--db-pool-size", type=int,
+                        help="[database] max_pool_size for the daemon (default: not set)")
     parser.add_argument("--poll-interval", type=float, default=0.01,
                         help="seconds between status polls (latency resolution)")
     parser.add_argument("--warmup", type=int, default=20,
@@ -283,7 +288,8 @@ def main() -> int:
     proc = sampler = spy = None
     db_engine = sa.create_engine(scratch.url, pool_size=2)
     try:
-        conf_path, node = write_config(tmp, scratch.url, args.worker_threads)
+        conf_path, node = write_config(tmp, scratch.url, args.worker_threads,
+                                       args.db_pool_size)
         subprocess.run([str(BIN / "blockmgr-manage"), "--config-file", str(conf_path),
                         "db", "sync"], check=True, stdout=subprocess.DEVNULL)
         backend_host = node + "@lb"

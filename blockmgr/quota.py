@@ -240,6 +240,24 @@ class QuotaEngine:
         :raises OverQuota: nothing was reserved (usage refreshes are kept).
         :raises UnknownQuotaResource, InvalidQuotaValue, InvalidInput: bad arguments.
         """
+        return self._reserve(project_id, owner=owner, expire=expire, session=session,
+                             deltas=deltas, reuse_owned=False)
+
+    def reserve_once(self, project_id: str, *, owner: str,
+                     expire: int | float | dt.timedelta | dt.datetime | None = None,
+                     **deltas: int) -> list[str]:
+        """:meth:`reserve` for ``owner``, unless ``owner`` already holds live reservations:
+        then those are returned and nothing new is reserved.
+
+        What a flow's reserve task does, so that running it again after a crash does not
+        reserve twice -- in one transaction instead of a read and then a reservation.
+        """
+        owner = _check_owner(owner, required=True)
+        return self._reserve(project_id, owner=owner, expire=expire, session=None,
+                             deltas=deltas, reuse_owned=True)
+
+    def _reserve(self, project_id: str, *, owner: str | None, expire, session: Session | None,
+                 deltas: dict, reuse_owned: bool) -> list[str]:
         _check_project(project_id)
         deltas = _nonzero(self._check_deltas(deltas))
         owner = _check_owner(owner)
@@ -248,6 +266,10 @@ class QuotaEngine:
             return []
 
         def work(s: Session):
+            if reuse_owned:
+                live = _live_uuids_of(s, owner)
+                if live:
+                    return live
             usages = self._lock_usages(s, project_id, deltas)
             if session is None:
                 self._refresh_due(s, project_id, usages)
@@ -412,9 +434,7 @@ class QuotaEngine:
 
     def _limits(self, session: Session, project_id: str) -> dict[str, int]:
         limits = {r: getattr(self._conf.quota, r) for r in self.RESOURCES + self.LIMIT_ONLY}
-        for resource, hard_limit in session.execute(
-                sa.select(models.Quota.resource, models.Quota.hard_limit)
-                .where(models.Quota.project_id == project_id)):
+        for resource, hard_limit in session.execute(_LIMITS, {"b_project": project_id}):
             if resource in limits:
                 limits[resource] = hard_limit
         return limits
@@ -515,21 +535,29 @@ class QuotaEngine:
         owner = _check_owner(owner, required=True)
 
         def work(s: Session, joined: bool = False) -> int:
-            uuids = _live_uuids_of(s, owner)
+            live = _live_of(s, owner)
+            uuids = [uuid for uuid, _project, _resource in live]
+            keys = {(project, resource) for _uuid, project, resource in live}
             if joined and not self._sqlite:
                 uuids = sorted(set(uuids) | set(self.reservations_of(owner)))
-            return len(self._resolve(s, uuids, apply=apply, joined=joined))
+                keys = None   # the fresh read in _resolve finds the keys of the others
+            return len(self._resolve(s, uuids, apply=apply, joined=joined, keys=keys))
 
         if session is not None:
             return work(session, joined=True)
         return self._run(work)
 
     def _resolve(self, session: Session, uuids: list[str], *, apply: bool,
-                 joined: bool = False) -> list[str]:
-        """Commit (``apply``) or roll back the live ones of ``uuids``; return those done."""
+                 joined: bool = False, keys: set | None = None) -> list[str]:
+        """Commit (``apply``) or roll back the live ones of ``uuids``; return those done.
+
+        ``keys``: the (project, resource) pairs of those reservations, if the caller read
+        them already in this transaction.
+        """
         if not uuids:
             return []
-        keys = _reservation_keys(session, uuids)
+        if keys is None:
+            keys = _reservation_keys(session, uuids)
         if joined and not self._sqlite:
             # The caller's snapshot may predate reservations committed since it began.
             with self._db.reader() as fresh:
@@ -544,12 +572,7 @@ class QuotaEngine:
             locked = _select_usages(session, project_id, by_project[project_id],
                                     for_update=True)
             usages.update({(project_id, r): u for r, u in locked.items()})
-        rows = session.scalars(
-            sa.select(models.Reservation)
-            .where(models.Reservation.uuid.in_(uuids), models.Reservation.deleted.is_(False))
-            .order_by(models.Reservation.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)).all()
+        rows = session.scalars(_LIVE_BY_UUIDS_FOR_UPDATE, {"b_uuids": list(uuids)}).all()
         now = models.utcnow()
         done = []
         for row in rows:
@@ -703,16 +726,43 @@ def _new_usage(project_id: str, resource: str) -> models.QuotaUsage:
     return models.QuotaUsage(project_id=project_id, resource=resource, in_use=0, reserved=0)
 
 
+#: The hot statements, built once (building a statement and its cache key costs more than
+#: running it on SQLite); parameters are bound per call.
+_USAGES = (sa.select(models.QuotaUsage)
+           .where(models.QuotaUsage.project_id == sa.bindparam("b_project"),
+                  models.QuotaUsage.resource.in_(sa.bindparam("b_resources", expanding=True)))
+           .order_by(models.QuotaUsage.resource)
+           .execution_options(populate_existing=True))
+_USAGES_FOR_UPDATE = _USAGES.with_for_update()
+_LIMITS = (sa.select(models.Quota.resource, models.Quota.hard_limit)
+           .where(models.Quota.project_id == sa.bindparam("b_project")))
+_LIVE_OF_OWNER = (sa.select(models.Reservation.uuid, models.Reservation.project_id,
+                            models.Reservation.resource)
+                  .where(models.Reservation.owner == sa.bindparam("b_owner"),
+                         models.Reservation.deleted.is_(False))
+                  .order_by(models.Reservation.id))
+_LIVE_UUIDS_OF_OWNER = (sa.select(models.Reservation.uuid)
+                        .where(models.Reservation.owner == sa.bindparam("b_owner"),
+                               models.Reservation.deleted.is_(False))
+                        .order_by(models.Reservation.id))
+_KEYS_OF_UUIDS = (sa.select(models.Reservation.project_id, models.Reservation.resource)
+                  .where(models.Reservation.uuid.in_(sa.bindparam("b_uuids", expanding=True)),
+                         models.Reservation.deleted.is_(False))
+                  .distinct())
+_LIVE_BY_UUIDS_FOR_UPDATE = (
+    sa.select(models.Reservation)
+    .where(models.Reservation.uuid.in_(sa.bindparam("b_uuids", expanding=True)),
+           models.Reservation.deleted.is_(False))
+    .order_by(models.Reservation.id)
+    .with_for_update()
+    .execution_options(populate_existing=True))
+
+
 def _select_usages(session: Session, project_id: str, resources: Iterable[str], *,
                    for_update: bool) -> dict[str, models.QuotaUsage]:
-    stmt = (sa.select(models.QuotaUsage)
-            .where(models.QuotaUsage.project_id == project_id,
-                   models.QuotaUsage.resource.in_(sorted(set(resources))))
-            .order_by(models.QuotaUsage.resource)
-            .execution_options(populate_existing=True))
-    if for_update:
-        stmt = stmt.with_for_update()
-    return {u.resource: u for u in session.scalars(stmt)}
+    stmt = _USAGES_FOR_UPDATE if for_update else _USAGES
+    return {u.resource: u for u in session.scalars(
+        stmt, {"b_project": project_id, "b_resources": sorted(set(resources))})}
 
 
 def _live_deltas(session: Session, project_id: str, resource: str) -> list[int]:
@@ -724,17 +774,17 @@ def _live_deltas(session: Session, project_id: str, resource: str) -> list[int]:
 
 
 def _live_uuids_of(session: Session, owner: str) -> list[str]:
-    return list(session.scalars(
-        sa.select(models.Reservation.uuid)
-        .where(models.Reservation.owner == owner, models.Reservation.deleted.is_(False))
-        .order_by(models.Reservation.id)))
+    return list(session.scalars(_LIVE_UUIDS_OF_OWNER, {"b_owner": owner}))
+
+
+def _live_of(session: Session, owner: str) -> list[tuple[str, str, str]]:
+    """``(uuid, project_id, resource)`` of ``owner``'s live reservations, oldest first."""
+    return [tuple(row) for row in session.execute(_LIVE_OF_OWNER, {"b_owner": owner})]
 
 
 def _reservation_keys(session: Session, uuids: list[str]) -> set[tuple[str, str]]:
     return {(project_id, resource) for project_id, resource in session.execute(
-        sa.select(models.Reservation.project_id, models.Reservation.resource)
-        .where(models.Reservation.uuid.in_(uuids), models.Reservation.deleted.is_(False))
-        .distinct())}
+        _KEYS_OF_UUIDS, {"b_uuids": list(uuids)})}
 
 
 def _all_projects(session: Session) -> list[str]:

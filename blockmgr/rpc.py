@@ -107,12 +107,17 @@ class RequestContextSerializer(oslo_messaging.NoOpSerializer):
 
 def get_client(transport, topic: str, *, server: str | None = None,
                version: str | None = None, fanout: bool = False,
-               timeout: float | None = None) -> oslo_messaging.RPCClient:
-    """An RPCClient for ``topic`` (and ``server``, with any ``#pool`` stripped)."""
+               timeout: float | None = None,
+               retry: int | None = None) -> oslo_messaging.RPCClient:
+    """An RPCClient for ``topic`` (and ``server``, with any ``#pool`` stripped).
+
+    ``retry``: how often a send reconnects to an unreachable broker before it raises
+    (``MessageDeliveryFailure``); None or -1 retries forever (oslo.messaging's default),
+    so a cast blocks until the broker is back."""
     target = oslo_messaging.Target(topic=topic, server=backend_of(server), version=version,
                                    fanout=fanout)
     return oslo_messaging.get_rpc_client(transport, target, serializer=RequestContextSerializer(),
-                                         timeout=timeout)
+                                         timeout=timeout, retry=retry)
 
 
 class BoundedRPCServer(rpc_server.RPCServer):

@@ -22,7 +22,12 @@ __all__ = ["Client", "GroupService", "SnapshotService", "VolumeService"]
 
 class Client:
     """:param transport: an RPC transport (:func:`blockmgr.rpc.get_transport`); or pass
-    ``scheduler_rpcapi`` and ``volume_rpcapi`` directly."""
+    ``scheduler_rpcapi`` and ``volume_rpcapi`` directly.
+
+    The RPC clients built from ``transport`` give up on an unreachable broker after
+    ``[DEFAULT] api_rpc_retries`` reconnection attempts, so that a cast fails (and the
+    resource goes to its error status) instead of blocking the API request until the broker
+    is back; oslo.messaging's own default would retry forever."""
 
     def __init__(self, conf, db, quota, *, transport=None, scheduler_rpcapi=None,
                  volume_rpcapi=None):
@@ -33,8 +38,9 @@ class Client:
             from blockmgr.scheduler.rpcapi import SchedulerAPI
             from blockmgr.volume.rpcapi import VolumeAPI
 
-            scheduler_rpcapi = scheduler_rpcapi or SchedulerAPI(transport)
-            volume_rpcapi = volume_rpcapi or VolumeAPI(transport)
+            retry = conf.api_rpc_retries
+            scheduler_rpcapi = scheduler_rpcapi or SchedulerAPI(transport, retry=retry)
+            volume_rpcapi = volume_rpcapi or VolumeAPI(transport, retry=retry)
         deps = dict(scheduler_rpcapi=scheduler_rpcapi, volume_rpcapi=volume_rpcapi)
         self.volumes = VolumeService(conf, db, quota, **deps)
         self.snapshots = SnapshotService(conf, db, quota, **deps)

@@ -46,9 +46,41 @@ def load_config(argv) -> cfg.ConfigOpts:
     return conf
 
 
+def use_native_threads() -> bool:
+    """Select oslo.service's threading backend and keep eventlet out of this process.
+
+    The daemon runs on native threads only (oslo.messaging's threading executor, one thread
+    per timer). Left alone, importing oslo.messaging loads oslo.service's default *eventlet*
+    backend, and futurist (under TaskFlow) imports eventlet whenever it is installed: about
+    0.3 s of start-up (eventlet patches its DNS module at import) for nothing the daemon
+    uses. With the threading backend selected and eventlet marked unimportable
+    (``sys.modules[name] = None``, which makes ``import eventlet`` raise ImportError), every
+    library takes its native-thread path. Must run before anything imports oslo.messaging.
+
+    :returns: False (and changes nothing) when oslo.service's threading backend cannot be
+        loaded -- it needs ``cotyledon`` (``oslo.service[threading]``) -- or when another
+        backend was already chosen; the daemon then runs as before, only slower to start.
+    """
+    import importlib.util
+
+    if "eventlet" in sys.modules or importlib.util.find_spec("cotyledon") is None:
+        return False
+    from oslo_service import backend
+
+    sys.modules["eventlet"] = None   # before the backend: it imports futurist
+    try:
+        backend.init_backend(backend.BackendType.THREADING)
+    except Exception as exc:   # BackendAlreadySelected, or the backend failed to import
+        del sys.modules["eventlet"]
+        LOG.debug("oslo.service threading backend unavailable: %s", exc)
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     started = time.monotonic()
     argv = sys.argv[1:] if argv is None else argv
+    use_native_threads()
     try:
         conf = load_config(argv)
     except (exception.BlockmgrError, cfg.Error) as exc:

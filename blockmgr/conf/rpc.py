@@ -46,6 +46,13 @@ opts = [
                       "waits twice as long, up to driver_setup_retry_max_interval."),
     cfg.FloatOpt("driver_setup_retry_max_interval", default=60.0, min=0.0,
                  help="Longest wait between two driver setup retries, in seconds."),
+    cfg.IntOpt("api_rpc_retries", default=2, min=-1,
+               help="Client library (blockmgr.api): how often a cast or call reconnects to "
+                    "an unreachable message broker before it fails. A failed cast moves the "
+                    "resource to its error status and raises BackendUnavailable, so an API "
+                    "request never blocks on a broker outage. With the default backoff "
+                    "(rabbit_retry_interval 1 s, rabbit_retry_backoff 2 s) 2 retries give up "
+                    "after about 4 s. -1 retries forever (the request waits for the broker)."),
 ]
 
 

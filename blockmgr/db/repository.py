@@ -34,18 +34,57 @@ def get(session: Session, model: type[M], resource_id: str, *, project_id: str |
     ``project_id`` restricts the lookup to one project (a row of another project is reported as
     not found, never as forbidden, so ids of other projects do not leak).
     """
-    stmt = sa.select(model).where(model.id == resource_id)
-    if project_id is not None:
-        stmt = stmt.where(model.project_id == project_id)
-    if not read_deleted and hasattr(model, "deleted"):
-        stmt = stmt.where(model.deleted.is_(False))
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.scalars(stmt).first()
+    stmt = _get_statement(model, project_id is not None, read_deleted, for_update, False)
+    row = session.scalars(stmt, {"b_id": resource_id, "b_project": project_id}).first()
     if row is None:
-        exc_cls, kwarg = _NOT_FOUND.get(model, (exception.NotFound, "id"))
-        raise exc_cls(**{kwarg: resource_id})
+        raise _not_found(model, resource_id)
     return row
+
+
+def _not_found(model, resource_id: str) -> exception.NotFound:
+    exc_cls, kwarg = _NOT_FOUND.get(model, (exception.NotFound, "id"))
+    return exc_cls(**{kwarg: resource_id})
+
+
+#: Statements built once and reused with bound parameters. Building a select and computing
+#: its cache key costs more than running it on SQLite (~0.25 ms per call here); a reused
+#: statement object keeps its cache key, so the compiled form is found at once.
+_STATEMENTS: dict[tuple, object] = {}
+
+
+def _get_statement(model, by_project: bool, read_deleted: bool, for_update: bool,
+                   refresh: bool):
+    key = ("get", model, by_project, read_deleted, for_update, refresh)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = sa.select(model).where(model.id == sa.bindparam("b_id"))
+        if by_project:
+            stmt = stmt.where(model.project_id == sa.bindparam("b_project"))
+        if not read_deleted and hasattr(model, "deleted"):
+            stmt = stmt.where(model.deleted.is_(False))
+        if for_update:
+            stmt = stmt.with_for_update()
+        if refresh:
+            stmt = stmt.execution_options(populate_existing=True)
+        _STATEMENTS[key] = stmt
+    return stmt
+
+
+def _transition_statement(model, columns: tuple[str, ...]):
+    key = ("transition", model, columns)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        for name in columns:
+            if not hasattr(model, name):
+                raise exception.InvalidInput(
+                    reason="%s has no field %r" % (model.__name__, name))
+        stmt = (sa.update(model)
+                .where(model.id == sa.bindparam("b_id"), model.deleted.is_(False),
+                       model.status.in_(sa.bindparam("b_sources", expanding=True)))
+                .values({getattr(model, name): sa.bindparam("v_" + name) for name in columns})
+                .execution_options(synchronize_session=False))
+        _STATEMENTS[key] = stmt
+    return stmt
 
 
 def create(session: Session, model: type[M], **values) -> M:
@@ -79,19 +118,20 @@ def transition(session: Session, model: type[M], resource_id: str, new_status: s
     if expected is not None:
         sources &= {str(s) for s in expected}
     values = {**values, "status": str(new_status)}
-    stmt = (sa.update(model)
-            .where(model.id == resource_id, model.deleted.is_(False),
-                   model.status.in_(sorted(sources)))
-            .values(**values)
-            .execution_options(synchronize_session=False))
-    if session.execute(stmt).rowcount != 1:
+    stmt = _transition_statement(model, tuple(sorted(values)))
+    params = {"v_" + name: value for name, value in values.items()}
+    params.update(b_id=resource_id, b_sources=sorted(sources))
+    if session.execute(stmt, params).rowcount != 1:
         current = get(session, model, resource_id)
         states.check_transition(kind, current.status, new_status, resource_id=resource_id)
         raise exception.InvalidStatusTransition(
             resource=kind, resource_id=resource_id, current=current.status,
             requested=new_status, allowed="only from " + ", ".join(sorted(sources)))
-    row = get(session, model, resource_id)
-    session.refresh(row)
+    # One read that also overwrites a copy of the row the session may already hold.
+    row = session.scalars(_get_statement(model, False, False, False, True),
+                          {"b_id": resource_id, "b_project": None}).first()
+    if row is None:
+        raise _not_found(model, resource_id)
     return row
 
 

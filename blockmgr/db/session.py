@@ -7,12 +7,15 @@ was given (or from a URL). A transaction is short and owned by the caller::
         repository.get_volume(session, volume_id)
 
 SQLite is configured for a multi-threaded service: WAL journal, ``synchronous=NORMAL``,
-foreign keys on, a 30 s busy timeout, and every transaction opened with ``BEGIN IMMEDIATE``.
-SQLite allows one writer at a time anyway; taking the write lock at BEGIN turns the
-read-then-write races that would otherwise fail with "database is locked" into plain waits,
-which is what makes quota reservation atomic there. The price is that SQLite transactions,
-readers included, run one at a time; SQLite is the embedded/all-in-one and unit-test database,
-production uses MariaDB or PostgreSQL.
+foreign keys on, a 30 s busy timeout, and every *writer* transaction opened with
+``BEGIN IMMEDIATE``. SQLite allows one writer at a time anyway; taking the write lock at BEGIN
+turns the read-then-write races that would otherwise fail with "database is locked" into plain
+waits, which is what makes quota reservation atomic there. The price is that SQLite writer
+transactions run one at a time. Reader transactions (:meth:`Database.reader`) open with a
+plain (deferred) ``BEGIN``: under WAL they read one consistent snapshot -- the last commit
+before their first read -- without taking or waiting for the write lock, as readers do on
+MariaDB and PostgreSQL; nothing a reader changes is ever committed. SQLite is the
+embedded/all-in-one and unit-test database, production uses MariaDB or PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from oslo_db.sqlalchemy import enginefacade
 from sqlalchemy.orm import Session
 
 SQLITE_BUSY_TIMEOUT_S = 30
+#: Execution option marking a connection used by :meth:`Database.reader` (SQLite: no write
+#: lock at BEGIN).
+READ_ONLY_OPTION = "blockmgr_read_only"
 
 
 def _pool_sqlite_file(engine: sqlalchemy.engine.Engine) -> None:
@@ -68,7 +74,10 @@ def _prepare_sqlite(engine: sqlalchemy.engine.Engine) -> None:
     @sqlalchemy.event.listens_for(engine, "begin", insert=True)
     def _begin(conn):
         if "in_transaction" not in conn.info:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             conn.info["in_transaction"] = True
 
 
@@ -77,6 +86,7 @@ class Database:
 
     def __init__(self, connection: str, **facade_options):
         self.url = connection
+        self._sqlite = connection.startswith("sqlite")
         self._facade = enginefacade.transaction_context()
         # thread_checkin=False: oslo.db otherwise calls time.sleep(0) on every connection
         # check-in to let eventlet green threads run. blockmgr uses native threads, where that
@@ -123,6 +133,8 @@ class Database:
     def reader(self) -> Iterator[Session]:
         """A read-only transaction; nothing it changes is committed."""
         with self._facade.reader.using(types.SimpleNamespace()) as session:
+            if self._sqlite:
+                session.connection(execution_options={READ_ONLY_OPTION: True})
             yield session
 
     def create_schema(self) -> None:

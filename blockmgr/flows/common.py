@@ -141,14 +141,12 @@ class QuotaReserveTask(FlowTask):
     default_provides = "reservations"
 
     def execute(self, runtime, flow_id, quota_request):
-        live = list(runtime.quota.reservations_of(flow_id))
-        if live:   # this task ran before a crash; its reservations are still pending
-            return [getattr(r, "uuid", r) for r in live]
+        # If this task ran before a crash, its reservations are still pending: reuse them.
         deltas = {k: v for k, v in quota_request["deltas"].items() if v}
         if not deltas:
-            return []
-        return list(runtime.quota.reserve(quota_request["project_id"], owner=flow_id,
-                                          **deltas))
+            return [getattr(r, "uuid", r) for r in runtime.quota.reservations_of(flow_id)]
+        return list(runtime.quota.reserve_once(quota_request["project_id"], owner=flow_id,
+                                               **deltas))
 
     def revert(self, runtime, flow_id, result, **kwargs):
         runtime.quota.rollback_owned(flow_id)

@@ -26,12 +26,15 @@ class SchedulerAPI:
 
     RPC_API_VERSION = "1.0"
 
-    def __init__(self, transport, *, timeout: float | None = None):
+    def __init__(self, transport, *, timeout: float | None = None, retry: int | None = None):
+        """``retry``: broker reconnection attempts per send (:func:`blockmgr.rpc.get_client`;
+        None: forever)."""
         self._client = rpc.get_client(transport, rpc.SCHEDULER_TOPIC,
-                                      version=self.RPC_API_VERSION, timeout=timeout)
+                                      version=self.RPC_API_VERSION, timeout=timeout,
+                                      retry=retry)
         self._fanout = rpc.get_client(transport, rpc.SCHEDULER_TOPIC,
                                       version=self.RPC_API_VERSION, fanout=True,
-                                      timeout=timeout)
+                                      timeout=timeout, retry=retry)
 
     def create_volume(self, ctx, volume_id: str, request_spec: dict,
                       filter_properties: dict | None = None) -> None:

@@ -34,16 +34,19 @@ class VolumeAPI:
     RPC_API_VERSION = "1.0"
     TOPIC = rpc.VOLUME_TOPIC
 
-    def __init__(self, transport, *, timeout: float | None = None):
+    def __init__(self, transport, *, timeout: float | None = None, retry: int | None = None):
+        """``retry``: broker reconnection attempts per send (:func:`blockmgr.rpc.get_client`;
+        None: forever)."""
         self.transport = transport
         self.timeout = timeout
+        self.retry = retry
 
     def _client(self, host: str, version: str = RPC_API_VERSION):
         if not isinstance(host, str) or not host.partition("#")[0]:
             raise exception.InvalidInput(reason="a volume backend host (host@backend) is "
                                                 "required, got %r" % (host,))
         return rpc.get_client(self.transport, self.TOPIC, server=rpc.backend_of(host),
-                              version=version, timeout=self.timeout)
+                              version=version, timeout=self.timeout, retry=self.retry)
 
     def _cast(self, ctxt, host, method, **kwargs) -> None:
         self._client(host).cast(ctxt, method, **kwargs)

@@ -81,60 +81,82 @@ def case_id(name: str, spec: str) -> str:
 # --- databases --------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Engines:
+    """The engines a world's managers share: the service database and the logbooks'."""
+
+    url: str
+    db: Database
+    flow_engine: sa.engine.Engine
+
+    @classmethod
+    def open(cls, url: str) -> "Engines":
+        db = Database(url)
+        # Logbooks live in the service database: on a server they share its engine (as
+        # ``open_persistence`` does); SQLite gets the persistence module's pooled one.
+        flow = persistence.create_engine(url) if url.startswith("sqlite") else db.engine
+        return cls(url, db, flow)
+
+    def dispose(self) -> None:
+        self.db.dispose()
+        self.flow_engine.dispose()
+
+    def detach_after_fork(self) -> None:
+        """In a forked child: start with empty pools, never touching the parent's
+        connections. The old pools stay referenced until ``os._exit`` so no driver
+        finalizer (psycopg2 sends Terminate on dealloc) can close a socket the parent
+        still uses -- SQLAlchemy's ``dispose(close=False)`` fork pattern."""
+        for engine in {id(e): e for e in (self.db.engine, self.flow_engine)}.values():
+            _DETACHED_POOLS.append(engine.pool)
+            engine.dispose(close=False)
+
+
+_DETACHED_POOLS: list = []
+
+
 class CrashDatabases:
-    """One private database per server backend for the session, emptied for every case."""
+    """Empty databases for crash cases: a new SQLite file per case; one private database
+    per server backend for the session (module docstring), emptied for every case."""
 
     def __init__(self, tmp_path_factory):
         self._tmp = tmp_path_factory
-        self._urls: dict[str, str] = {}
-        self._engines: dict[str, sa.engine.Engine] = {}
+        self._servers: dict[str, Engines] = {}
         self._drops: list = []
 
-    def clean(self, backend: str, tmp_path) -> str:
-        """URL of an empty database (schema and TaskFlow tables present) on ``backend``."""
+    def clean(self, backend: str, tmp_path) -> Engines:
+        """Engines on an empty database (schema and TaskFlow tables present) of ``backend``.
+        SQLite engines belong to the caller (dispose them); server engines to the pool."""
         if backend == "sqlite":
-            url = "sqlite:///%s" % (tmp_path / "crash.sqlite")
-            _create_schema(url)
-            return url
-        if backend not in self._urls:
+            engines = Engines.open("sqlite:///%s" % (tmp_path / "crash.sqlite"))
+            _create_schema(engines)
+            return engines
+        if backend not in self._servers:
             url, drop = create_database(backend, self._tmp.mktemp(backend))
             self._drops.append(drop)
-            _create_schema(url)
-            self._urls[backend] = url
-            self._engines[backend] = sa.create_engine(url)
-        _empty_all_tables(self._engines[backend])
-        return self._urls[backend]
+            self._servers[backend] = Engines.open(url)
+            _create_schema(self._servers[backend])
+        engines = self._servers[backend]
+        with engines.db.engine.begin() as conn:
+            for table in _ALL_TABLES:
+                conn.execute(table.delete())
+        return engines
 
     def drop_all(self) -> None:
-        for engine in self._engines.values():
-            engine.dispose()
+        for engines in self._servers.values():
+            engines.dispose()
         for drop in self._drops:
             drop()
 
 
-def _create_schema(url: str) -> None:
-    db = Database(url)
-    try:
-        db.create_schema()
-        backend = persistence.FlowPersistence(url, engine=db.engine)
-        backend.upgrade()
-    finally:
-        db.dispose()
+def _create_schema(engines: Engines) -> None:
+    engines.db.create_schema()
+    persistence.FlowPersistence(engines.url, engine=engines.flow_engine).upgrade()
 
 
+#: Every table, children before parents, TaskFlow's logbook tables last.
 _ALL_TABLES = ([t for t in reversed(models.Base.metadata.sorted_tables)]
                + [persistence.TABLES.atomdetails, persistence.TABLES.flowdetails,
                   persistence.TABLES.logbooks])
-
-
-def _empty_all_tables(engine: sa.engine.Engine) -> None:
-    """Delete every row (children before parents); the engine's pool is emptied after."""
-    try:
-        with engine.begin() as conn:
-            for table in _ALL_TABLES:
-                conn.execute(table.delete())
-    finally:
-        engine.dispose()
 
 
 # --- a world: one database and one loopback directory -----------------------------------
@@ -146,38 +168,25 @@ class World:
 
     Every :meth:`manager` is a new ``VolumeManager`` with its own driver, quota engine, flow
     runner and persistence backend -- all in-memory state starts empty, as in a restarted
-    worker. What is reused is the *engines* (SQLAlchemy ``Engine`` objects): a new engine
-    costs ~40 ms on a server (oslo.db's connect checks) and recompiles every statement;
-    :meth:`close` empties their pools before each fork, so no connection is ever shared
-    between processes (the child opens its own, SQLAlchemy's documented fork pattern).
+    worker. What is reused is the SQLAlchemy *engines*: a new connection costs ~80 ms on
+    the MariaDB here, a new engine recompiles every statement. A forked worker detaches the
+    inherited pools (:meth:`Engines.detach_after_fork`) and opens its own connections, so no
+    connection is ever used by two processes.
     """
 
     backend: str
-    url: str
+    engines: Engines
     conf: object
     state_path: str
-    managers: list = dataclasses.field(default_factory=list)
-    _db: Database | None = None
-    _flow_engine: sa.engine.Engine | None = None
+
+    @property
+    def url(self) -> str:
+        return self.engines.url
 
     def manager(self) -> VolumeManager:
         """A new manager on this world (fault hook as ``BLOCKMGR_FAULT_INJECT`` says now)."""
-        if self._db is None:
-            self._db = Database(self.url)
-            # Logbooks live in the service database: on a server they share its engine (as
-            # ``open_persistence`` does); SQLite gets the persistence module's pooled one.
-            self._flow_engine = (persistence.create_engine(self.url)
-                                 if self.url.startswith("sqlite") else self._db.engine)
-        manager = build_manager(self.conf, db=self._db, flow_engine=self._flow_engine)
-        self.managers.append(manager)
-        return manager
-
-    def close(self) -> None:
-        """Close every connection this process holds on the world's database."""
-        self.managers.clear()
-        if self._db is not None:
-            self._db.dispose()
-            self._flow_engine.dispose()
+        return build_manager(self.conf, db=self.engines.db,
+                             flow_engine=self.engines.flow_engine)
 
 
 def build_manager(conf, *, db: Database | None = None,
@@ -224,13 +233,13 @@ def crash_databases(tmp_path_factory):
 @pytest.fixture
 def crash_world(db_backend, crash_databases, tmp_path):
     """A :class:`World` on an empty database of ``db_backend`` (sqlite, mysql, postgresql)."""
-    url = crash_databases.clean(db_backend, tmp_path)
+    engines = crash_databases.clean(db_backend, tmp_path)
     conf_file = tmp_path / "blockmgr.conf"
-    conf_file.write_text(_CONF_TEMPLATE.format(state=tmp_path, url=url))
-    world = World(db_backend, url, bm_conf.new_config(config_files=[str(conf_file)]),
-                  str(tmp_path))
-    yield world
-    world.close()
+    conf_file.write_text(_CONF_TEMPLATE.format(state=tmp_path, url=engines.url))
+    yield World(db_backend, engines, bm_conf.new_config(config_files=[str(conf_file)]),
+                str(tmp_path))
+    if db_backend == "sqlite":
+        engines.dispose()
 
 
 # --- crashing and recovering ------------------------------------------------------------
@@ -250,12 +259,12 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
     Fails the test unless the worker exited with :data:`faults.EXIT_CODE` (the hook fired)
     and left at least one unfinished flow in the logbook.
     """
-    world.close()                       # no connection may be shared with the child
     report = os.path.join(world.state_path, "worker-error.txt")
     pid = os.fork()
     if pid == 0:                        # the worker: never returns into pytest
         code = ERROR_EXIT
         try:
+            world.engines.detach_after_fork()
             os.environ[faults.ENV_VAR] = spec
             getattr(world.manager(), method)(CTX, *args)
             code = NO_CRASH_EXIT

@@ -190,6 +190,10 @@ class Cluster:
         lines += ["%s = %s" % kv for kv in self.default_opts.items()]
         if backend_opts is not None:
             lines.append("enabled_backends = %s" % self.BACKEND)
+        # Durable queues survive a broker restart, so a request cast right after it comes
+        # back is routed even before the consumers have reconnected (see
+        # docs/operators-daemons.md); with transient ones it would be dropped unseen.
+        lines += ["", "[oslo_messaging_rabbit]", "amqp_durable_queues = true"]
         lines += ["", "[database]", "connection = %s" % self.db_url,
                   "", "[scheduler]"] + ["%s = %s" % kv for kv in self.scheduler_opts.items()]
         if backend_opts is not None:

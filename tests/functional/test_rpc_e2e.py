@@ -30,6 +30,7 @@ from blockmgr.db import models
 from tests.conftest import require_service
 from tests.functional.daemons import Cluster
 from tests.functional.daemons import private_vhost
+from tests.functional.daemons import rabbitmqctl
 from tests.functional.daemons import wait_for
 
 pytestmark = [pytest.mark.functional]
@@ -56,6 +57,8 @@ class Harness:
         self.transport = rpc.get_transport(self.conf)
         self.quota = bm_quota.QuotaEngine(self.db, self.conf)
         self.client = api.Client(self.conf, self.db, self.quota, transport=self.transport)
+        for resource in ("volumes", "gigabytes", "snapshots"):
+            self.quota.set_limit(PROJECT, resource, 1000)
 
     def close(self):
         self.transport.cleanup()
@@ -185,3 +188,195 @@ def test_placement_reschedule_and_error_after_max_attempts(harness):
     h.destroy_all()
     assert h.usage()["volumes"] == 0 and h.usage()["gigabytes"] == 0
     h.assert_quota_exact()
+
+
+# --- 4-5: manage, snapshots, groups over RPC; connection info; everything deleted ---------
+
+@DBS
+def test_manage_snapshots_groups_and_connection_over_rpc(harness):
+    h, c = harness, harness.cluster
+    a = c.backend("a")
+    legacy, legacy_snap = c.directory("a") / "legacy-disk.img", c.directory("a") / "old-snap"
+    for path, size in ((legacy, GiB + 1), (legacy_snap, GiB // 2)):
+        with open(path, "wb") as f:
+            f.truncate(size)
+
+    # the foreign file is listed as manageable (a call to the worker), then managed
+    listed = h.client.volumes.get_manageable_volumes(CTX, a)
+    entry = next(e for e in listed if e["reference"] == {"source-name": "legacy-disk.img"})
+    assert entry["safe_to_manage"] and entry["size"] == 2
+    vol = h.client.volumes.manage_existing(CTX, a, {"source-name": "legacy-disk.img"},
+                                           name="legacy")
+    row = h.wait_status(models.Volume, vol["id"], V.AVAILABLE)
+    assert row.size == 2 and rpc.backend_of(row.host) == a
+    assert not legacy.exists() and (c.directory("a") / ("volume-%s" % vol["id"])).exists()
+
+    # manage_existing_snapshot routed through the scheduler to the volume's backend
+    msnap = h.client.snapshots.manage_existing_snapshot(CTX, vol["id"],
+                                                        {"source-name": "old-snap"})
+    h.wait_status(models.Snapshot, msnap["id"], S.AVAILABLE)
+    assert (c.directory("a") / ("snapshot-%s" % msnap["id"])).exists()
+
+    # snapshot create / delete
+    snap = h.client.snapshots.create_snapshot(CTX, vol["id"], name="s1")
+    h.wait_status(models.Snapshot, snap["id"], S.AVAILABLE)
+    assert (c.directory("a") / ("snapshot-%s" % snap["id"])).exists()
+    h.client.snapshots.delete_snapshot(CTX, snap["id"])
+    h.wait_status(models.Snapshot, snap["id"], None)
+    assert not (c.directory("a") / ("snapshot-%s" % snap["id"])).exists()
+
+    # 5. connection info from the worker (loopback_attach = file: the file's path)
+    info = h.client.volumes.initialize_connection(CTX, vol["id"], {"host": "e2e-client"})
+    assert info["driver_volume_type"] == "local"
+    assert info["data"]["device_path"] == str(c.directory("a") / ("volume-%s" % vol["id"]))
+    assert info["data"]["volume_id"] == vol["id"] and info["data"]["access_mode"] == "rw"
+    assert os.path.getsize(info["data"]["device_path"]) == GiB + 1
+    h.client.volumes.terminate_connection(CTX, vol["id"], {"host": "e2e-client"})
+    with pytest.raises(exception.VolumeNotFound):   # a call's error crosses RPC typed
+        h.client.volumes.initialize_connection(
+            bm_context.RequestContext(project_id="another", user_id="u"), vol["id"], {})
+
+    # consistency group, two members, group snapshot, group from the group snapshot
+    group = h.client.groups.create_group(CTX, name="cg")
+    grow = h.wait_status(models.Group, group["id"], G.AVAILABLE)
+    members = [h.client.volumes.create_volume(CTX, 1, group_id=group["id"])["id"]
+               for _ in range(2)]
+    for vid in members:
+        assert h.wait_status(models.Volume, vid, V.AVAILABLE).host.startswith(grow.host)
+    gsnap = h.client.groups.create_group_snapshot(CTX, group["id"], name="cgsnap")
+    h.wait_status(models.GroupSnapshot, gsnap["id"], GS.AVAILABLE, timeout=60)
+    assert {s.status for s in h.live(models.Snapshot) if s.group_snapshot_id} == {S.AVAILABLE}
+    clone = h.client.groups.create_group_from_src(CTX, group_snapshot_id=gsnap["id"])
+    h.wait_status(models.Group, clone["id"], G.AVAILABLE, timeout=60)
+    clones = [v for v in h.live(models.Volume) if v.group_id == clone["id"]]
+    assert len(clones) == 2 and {v.status for v in clones} == {V.AVAILABLE}
+    assert h.usage() == {**h.usage(), "volumes": 5, "groups": 2, "snapshots": 3}
+    h.assert_quota_exact()
+
+    # delete everything through the API: usage back to 0, directories back to what was
+    # there before (nothing but the filler on b)
+    h.destroy_all()
+    assert all(v == 0 for v in h.usage().values()), h.usage()
+    h.assert_quota_exact()
+    assert files(c.directory("a")) == set()
+    assert files(c.directory("b")) == {"volume-%s" % ("0" * 8 + "-0000-0000-0000-" + "0" * 12)}
+
+
+# --- 6: kill -9 a worker under load -------------------------------------------------------
+
+@pytest.mark.slow
+@DBS
+def test_worker_killed_under_load_then_restarted_settles_with_exact_quota(
+        db_backend, db_url, tmp_path, vhost_url):
+    # every create takes 0.2 s and a backend runs 4 at once: the burst is in flight
+    slow = {"e2e_create_delay": 0.2}
+    with start_cluster(tmp_path, db_url, vhost_url, hosts={"a": slow, "b": slow},
+                       default_opts={"rpc_worker_threads": 4}) as c:
+        c.start()
+        h = Harness(c)
+        try:
+            ids = [h.client.volumes.create_volume(CTX, 1, name="load-%d" % i)["id"]
+                   for i in range(30)]
+
+            def on_a(status):
+                return [v for v in h.live(models.Volume)
+                        if v.status == status and rpc.backend_of(v.host) == c.backend("a")]
+
+            # kill a while it has created some and has more to go
+            assert wait_for(lambda: len(on_a(V.AVAILABLE)) >= 2, 60), c.logs()
+            assert on_a(V.CREATING), "nothing left in flight on a: the test proves nothing"
+            killed_at = models.utcnow()
+            c.processes["a"].kill()
+            in_flight = {v.id for v in on_a(V.CREATING)}
+
+            c.start_volume("a")
+            c.wait_up(["a"], after=killed_at)
+            final = {vid: h.wait_status(models.Volume, vid, SETTLED_VOLUME, timeout=90).status
+                     for vid in ids}
+            settled = {s: sorted(v for v in final if final[v] == s) for s in set(final.values())}
+            print("\n[%s] after kill -9 with %d in flight on a: %s" % (
+                db_backend, len(in_flight), {s: len(v) for s, v in settled.items()}))
+            assert set(final.values()) <= {V.AVAILABLE, V.ERROR}
+            # Only requests that were on a can have failed. (Known limitation: recovery at
+            # start moves every `creating` row of a without a flow to error, including the
+            # requests still queued in the broker for it, which are then refused when they
+            # arrive; so this is not bounded by the worker's threads.)
+            assert set(settled.get(V.ERROR, [])) <= in_flight, (settled, c.logs())
+            for vid in settled.get(V.AVAILABLE, []):
+                host = h.row(models.Volume, vid).host
+                name = "a" if rpc.backend_of(host) == c.backend("a") else "b"
+                assert (c.directory(name) / ("volume-%s" % vid)).exists()
+            assert h.usage()["volumes"] == 30 and h.usage()["gigabytes"] == 30
+            h.assert_quota_exact()
+            h.destroy_all()
+            assert h.usage()["volumes"] == 0 and h.usage()["gigabytes"] == 0
+            h.assert_quota_exact()
+        finally:
+            h.close()
+
+
+# --- 7: the broker restarted mid-run ------------------------------------------------------
+
+def _broker_port_open() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@DBS
+def test_broker_restart_workers_reconnect_and_nothing_is_left_stuck(
+        db_backend, db_url, tmp_path, vhost_url):
+    if "BLOCKMGR_TEST_RABBIT_URL" in os.environ:
+        pytest.skip("restarts the local broker with rabbitmqctl; a remote one is configured")
+    with start_cluster(tmp_path, db_url, vhost_url) as c:
+        c.start()
+        h = Harness(c)
+        try:
+            before = h.client.volumes.create_volume(CTX, 1, name="before")
+            h.wait_status(models.Volume, before["id"], V.AVAILABLE)
+
+            down = []
+            rabbitmqctl("stop_app")
+            try:
+                assert wait_for(lambda: not _broker_port_open(), 30)
+                # casts fail fast ([DEFAULT] api_rpc_retries): the client library moves
+                # each resource to its error status and raises BackendUnavailable
+                started = time.monotonic()
+                with pytest.raises(exception.BackendUnavailable):
+                    h.client.volumes.create_volume(CTX, 2, name="while-down")
+                with pytest.raises(exception.BackendUnavailable):
+                    h.client.snapshots.create_snapshot(CTX, before["id"], name="while-down")
+                elapsed = time.monotonic() - started
+                down = [r for r in h.live(models.Volume) + h.live(models.Snapshot)
+                        if r.display_name == "while-down"]
+                print("\n[%s] two casts with the broker down failed in %.1f s"
+                      % (db_backend, elapsed))
+            finally:
+                rabbitmqctl("start_app")
+                assert wait_for(_broker_port_open, 60), "RabbitMQ did not come back"
+            assert len(down) == 2 and {r.status for r in down} == {"error"}
+            assert all("could not send" in r.status_reason for r in down)
+
+            # the daemons reconnect by themselves: new requests are served
+            after = [h.client.volumes.create_volume(CTX, 1, name="after-%d" % i)["id"]
+                     for i in range(4)]
+            for vid in after:
+                h.wait_status(models.Volume, vid, V.AVAILABLE, timeout=90)
+            snap = h.client.snapshots.create_snapshot(CTX, after[0])
+            h.wait_status(models.Snapshot, snap["id"], S.AVAILABLE)
+            used = {rpc.backend_of(h.row(models.Volume, v).host) for v in after}
+            assert used == {c.backend("a"), c.backend("b")}, used   # both workers are back
+
+            # nothing stuck in a transitional status, quota exact, everything deletable
+            assert not [v for v in h.live(models.Volume) if v.status not in SETTLED_VOLUME]
+            h.assert_quota_exact()
+            h.destroy_all()
+            assert all(v == 0 for v in h.usage().values()), h.usage()
+            h.assert_quota_exact()
+        finally:
+            h.close()
