@@ -197,7 +197,7 @@ def insert_volumes(db_engine, host: str, count: int) -> list[str]:
 
 
 def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: int,
-             poll_interval: float) -> dict:
+             poll_interval: float, stall_timeout: float = 60.0) -> dict:
     """Cast every id (at most ``in_flight`` outstanding); returns latencies and counts."""
     from blockmgr import conf as bm_conf
     from blockmgr import context as bm_context
@@ -219,7 +219,7 @@ def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: i
     latencies: list[float] = []
     errors: list[str] = []
     done_at: list[float] = []
-    started = time.monotonic()
+    started = last_progress = time.monotonic()
     polls = 0
     while pending or cast_at:
         while pending and len(cast_at) < in_flight:
@@ -237,8 +237,12 @@ def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: i
                 done_at.append(now - started)
                 if status == "error":
                     errors.append(vid)
-        if now - started > 600:
-            raise SystemExit("gave up after 600 s with %d outstanding" % len(cast_at))
+        if rows and any(status in ("available", "error") for _vid, status in rows):
+            last_progress = now
+        elif now - last_progress > stall_timeout:
+            # e.g. the broker was restarted (shared machine) and took the casts with it
+            raise SystemExit("no request finished for %.0f s (%d outstanding, %d done): "
+                             "giving up" % (stall_timeout, len(cast_at), len(latencies)))
     transport.cleanup()
     return {"elapsed": time.monotonic() - started, "latencies": latencies, "errors": errors,
             "done_at": done_at, "polls": polls}
@@ -283,6 +287,8 @@ def main() -> int:
                         help="keep the temporary directory (config, daemon log)")
     args = parser.parse_args()
 
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the daemon and database go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="bm-bench-e2e-"))
     scratch = ScratchDatabase(args.db)
     proc = sampler = spy = None

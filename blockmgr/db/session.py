@@ -102,18 +102,22 @@ class Database:
             self._facade.append_on_engine_create(_prepare_sqlite)
 
     @classmethod
-    def from_config(cls, conf: cfg.ConfigOpts) -> "Database":
+    def from_config(cls, conf: cfg.ConfigOpts, **overrides) -> "Database":
+        """``overrides``: facade options replacing the ``[database]`` ones (e.g. a daemon's
+        ``max_pool_size`` sized to its worker threads)."""
         db = conf.database
         url = db.connection
         if url.startswith("sqlite:///"):  # relative (sqlite:///x) and absolute (sqlite:////x)
             path = url[len("sqlite:///"):].split("?", 1)[0]
             if path and path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        return cls(url, max_pool_size=db.max_pool_size, max_overflow=db.max_overflow,
-                   pool_timeout=db.pool_timeout, max_retries=db.max_retries,
-                   retry_interval=db.retry_interval, connection_debug=db.connection_debug,
-                   connection_recycle_time=db.connection_recycle_time,
-                   mysql_sql_mode=db.mysql_sql_mode)
+        options = dict(max_pool_size=db.max_pool_size, max_overflow=db.max_overflow,
+                       pool_timeout=db.pool_timeout, max_retries=db.max_retries,
+                       retry_interval=db.retry_interval, connection_debug=db.connection_debug,
+                       connection_recycle_time=db.connection_recycle_time,
+                       mysql_sql_mode=db.mysql_sql_mode)
+        options.update(overrides)
+        return cls(url, **options)
 
     @property
     def engine(self) -> sqlalchemy.engine.Engine:

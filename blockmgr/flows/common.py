@@ -55,6 +55,8 @@ class FlowTask(tf_task.Task):
     in a flow) -- logbooks refer to tasks by it, so it must never change for a released flow.
     ``on_crash``: ``RESUME`` (default) if running the task again after a crash is right;
     ``REVERT`` if its side effect cannot be safely repeated, so recovery reverts the flow.
+    A task keeps no per-run state on ``self`` (only its constructor arguments): the runner
+    reuses built flows across runs (``engine.FlowPool``); a run's data is in the store.
     """
 
     on_crash = RESUME

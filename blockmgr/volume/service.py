@@ -280,6 +280,28 @@ class BackendService:
             LOG.warning("Could not record the state of %s", self.host, exc_info=True)
 
 
+def pool_options(conf) -> dict:
+    """Database pool settings that keep one connection open per thread that needs one.
+
+    Every RPC worker thread of every backend runs its flow on its own connection, and the
+    timers (heartbeat, capacity) need a few more. oslo.db's defaults keep only 5 connections
+    (``max_pool_size``) and open the rest as *overflow* connections, which are closed when
+    returned -- so under load each transaction past the fifth reconnected (TCP, TLS
+    context, authentication, session setup). The pool is raised to the daemon's
+    concurrency, taken out of ``max_overflow`` so the cap on open connections
+    (``max_pool_size + max_overflow``) the operator configured stays what it was.
+    """
+    db = conf.database
+    if db.connection.startswith("sqlite") or db.max_pool_size is None:
+        return {}
+    wanted = conf.rpc_worker_threads * max(1, len(conf.enabled_backends)) + 4
+    if db.max_pool_size >= wanted:
+        return {}
+    cap = db.max_pool_size + max(0, db.max_overflow or 0)
+    size = min(wanted, cap)
+    return {"max_pool_size": size, "max_overflow": cap - size}
+
+
 class VolumeDaemon:
     """All backends of this node, sharing one database, transport and notifier."""
 
@@ -288,7 +310,7 @@ class VolumeDaemon:
         from blockmgr.notifications import Notifier
 
         self.conf = conf
-        self.db = db or Database.from_config(conf)
+        self.db = db or Database.from_config(conf, **pool_options(conf))
         self.transport = transport or rpc.get_transport(conf)
         if notifier is None:
             notifier = Notifier(conf, conf.host,

@@ -1,0 +1,296 @@
+"""What keeps a flow cheap, checked as behaviour (never timed; figures: docs/benchmarks.md).
+
+Commit counts per flow, the flow pool, the in-process ("memory") flow registry, the one-
+transaction reserve of a flow's quota task, and SQLite readers that do not take the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from taskflow import exceptions as tf_exc
+from taskflow import states as tf_states
+from taskflow import task as tf_task
+from taskflow.patterns import linear_flow
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr.db import models
+from blockmgr.db import repository
+from blockmgr.flows import common
+from blockmgr.flows import engine as flow_engine
+from blockmgr.flows import persistence
+from blockmgr.notifications import MemoryNotifier
+from blockmgr.quota import QuotaEngine
+from blockmgr.volume.manager import VolumeManager
+
+BUILT: list[dict] = []
+
+
+class Step(tf_task.Task):
+    def execute(self, runtime, flow_id, volume_id):
+        return self.name
+
+
+class Broken(tf_task.Task):
+    def execute(self, runtime):
+        raise RuntimeError("execute failed")
+
+    def revert(self, runtime, **kwargs):
+        raise RuntimeError("revert failed too")
+
+
+def three_steps(tag: str = "a"):
+    BUILT.append({"tag": tag})
+    return linear_flow.Flow("three-" + tag).add(*[Step(name="s%d" % i) for i in range(3)])
+
+
+def broken_flow():
+    return linear_flow.Flow("broken").add(Broken(name="broken"))
+
+
+def _runtime():
+    return common.FlowRuntime(db=None, quota=None, driver=None, notifier=None, host="h@b")
+
+
+def _run(runner, factory=three_steps, store=None, **kwargs):
+    return runner.run(factory, store={"volume_id": "v1"} if store is None else store,
+                      runtime=_runtime(), kind="volume", resource_id="v1", **kwargs)
+
+
+# --- flow pool ------------------------------------------------------------------------------
+
+def test_flows_are_built_once_per_factory_and_arguments():
+    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    BUILT.clear()
+    for _ in range(3):
+        assert _run(runner).succeeded
+    assert BUILT == [{"tag": "a"}]
+    assert _run(runner, factory_kwargs={"tag": "b"}).succeeded
+    assert BUILT == [{"tag": "a"}, {"tag": "b"}]
+
+
+def test_concurrent_runs_never_share_a_flow():
+    pool = flow_engine.FlowPool()
+    with pool.checkout(three_steps, {}) as first, pool.checkout(three_steps, {}) as second:
+        assert first.flow is not second.flow
+    with pool.checkout(three_steps, {}) as again:
+        assert again.flow in (first.flow, second.flow)
+
+
+def test_a_flow_whose_run_raised_is_not_reused():
+    pool = flow_engine.FlowPool()
+    with pytest.raises(KeyError):
+        with pool.checkout(three_steps, {}) as broken:
+            raise KeyError("boom")
+    with pool.checkout(three_steps, {}) as fresh:
+        assert fresh.flow is not broken.flow
+
+
+def test_flow_detail_records_the_factory_for_recovery():
+    backend = persistence.MemoryPersistence(prune_on_finish=False)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    outcome = _run(runner, factory_kwargs={"tag": "z"})
+    detail = outcome.engine.storage._flowdetail
+    assert detail.meta["factory"]["kwargs"] == {"tag": "z"}
+    assert detail.meta["factory"]["name"].endswith("three_steps")
+
+
+def test_cached_validation_still_refuses_a_store_missing_a_name():
+    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    assert _run(runner).succeeded
+    outcome = _run(runner, store={})   # volume_id missing
+    assert isinstance(outcome.failure, tf_exc.MissingDependencies)
+    assert _run(runner).succeeded
+
+
+def test_storage_retries_a_storage_failure_like_stock_taskflow(monkeypatch):
+    monkeypatch.setattr(flow_engine.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def save(detail):
+        calls.append(detail)
+        if len(calls) < 3:
+            raise tf_exc.StorageFailure("transient")
+        return detail
+
+    assert flow_engine._retrying(save, "d") == "d" and len(calls) == 3
+
+    def down(detail):
+        calls.append(detail)
+        raise tf_exc.StorageFailure("down")
+
+    calls.clear()
+    with pytest.raises(tf_exc.StorageFailure):
+        flow_engine._retrying(down, "d")
+    assert len(calls) == 3
+
+
+# --- the in-process registry ("persistence_connection = memory") ------------------------------
+
+def test_memory_registry_drops_finished_flows():
+    backend = persistence.MemoryPersistence()
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    for _ in range(5):
+        assert _run(runner).succeeded
+    assert backend._flows == {} and backend.unfinished_flow_uuids() == set()
+
+
+def test_memory_registry_keeps_finished_flows_until_pruned_when_asked():
+    backend = persistence.MemoryPersistence(prune_on_finish=False)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    outcome = _run(runner)
+    assert runner.unfinished() == [] and outcome.flow_id in backend._flows
+    assert runner.prune(0) == 1 and backend._flows == {}
+
+
+def test_memory_registry_keeps_a_failed_revert_for_an_operator():
+    backend = persistence.MemoryPersistence()
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    outcome = runner.run(broken_flow, store={}, runtime=_runtime(), kind="volume",
+                         resource_id="v1")
+    assert not outcome.succeeded
+    detail = backend.get_connection().get_flow_details(outcome.flow_id)
+    assert detail.state == tf_states.FAILURE
+    assert backend.unfinished_flow_uuids() == set()
+    assert runner.prune(0) == 0 and outcome.flow_id in backend._flows
+
+
+SEEN: list = []
+
+
+class Peek(tf_task.Task):
+    """Records, while the flow runs, what the runner says about it (runner: ``runtime.conf``)."""
+
+    def execute(self, runtime, flow_id):
+        runner = runtime.conf
+        SEEN.append((runner.is_live(flow_id), [d.uuid for d in runner.unfinished()]))
+
+
+def peek_flow():
+    return linear_flow.Flow("peek").add(Peek(name="peek"))
+
+
+def test_memory_registry_lists_a_running_flow_as_unfinished():
+    backend = persistence.MemoryPersistence()
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    SEEN.clear()
+    runtime = common.FlowRuntime(db=None, quota=None, driver=None, notifier=None,
+                                 host="h@b", conf=runner)
+    outcome = runner.run(peek_flow, store={}, runtime=runtime, kind="volume",
+                         resource_id="v1")
+    assert outcome.succeeded
+    assert SEEN == [(True, [outcome.flow_id])]
+    assert not runner.is_live(outcome.flow_id)
+
+
+# --- a real flow: commits and quota ---------------------------------------------------------
+
+class NoopDriver:
+    def manage_existing_get_size(self, volume, ref):
+        return 3
+
+    def manage_existing(self, volume, ref):
+        return {"provider_location": "noop"}
+
+    def unmanage(self, volume):
+        return None
+
+
+def _manager(db, conf, persistence_connection=None):
+    conf.set_override("host", "node1")
+    conf.set_override("connection", db.url, group="database")
+    if persistence_connection:
+        conf.set_override("persistence_connection", persistence_connection, group="flows")
+    return VolumeManager(conf, "noop", db=db, driver=NoopDriver(),
+                         quota=QuotaEngine(db, conf), notifier=MemoryNotifier())
+
+
+def _managing(manager):
+    with manager.db.writer() as session:
+        return repository.create(session, models.Volume, status="managing", size=0,
+                                 host=manager.host + "#pool", project_id="p1").id
+
+
+@pytest.mark.parametrize("mode, expected", [("memory", 4), (None, 4 + 9)])
+def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
+    """4 service transactions (reserve, manage, commit, on-finish) + N + 2 logbook commits
+    for the 7-task flow when persisted (the logbook shares the service's SQLite file)."""
+    manager = _manager(sqlite_database, conf, mode)
+    commits = [0]
+    engines = {id(sqlite_database.engine): sqlite_database.engine}
+    flow_db = getattr(manager.runner.backend, "engine", None)
+    if flow_db is not None:
+        engines[id(flow_db)] = flow_db
+    for engine in engines.values():
+        sa.event.listen(engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1))
+    ctx = bm_context.RequestContext(project_id="p1")
+    for _ in range(2):   # the second run uses the pooled flow: same count
+        volume_id = _managing(manager)
+        before = commits[0]
+        manager.manage_existing(ctx, volume_id, {"source-name": "x"})
+        assert commits[0] - before == expected
+    usages = manager.quota.get_usages("p1")
+    assert (usages["gigabytes"]["in_use"], usages["gigabytes"]["reserved"]) == (6, 0)
+
+
+def test_reserve_once_reserves_once_per_owner(sqlite_database, conf):
+    quota = QuotaEngine(sqlite_database, conf)
+    owner = "0f0e0d0c-0000-4000-8000-000000000001"
+    first = quota.reserve_once("p1", owner=owner, gigabytes=2, volumes=1)
+    assert len(first) == 2
+    assert quota.reserve_once("p1", owner=owner, gigabytes=2, volumes=1) == first
+    assert quota.get_usages("p1")["gigabytes"]["reserved"] == 2
+    assert quota.commit_owned(owner) == 2
+    assert quota.reserve_once("p1", owner=owner, gigabytes=1) != first   # none live now
+    with pytest.raises(exception.InvalidInput):
+        quota.reserve_once("p1", owner=None, gigabytes=1)
+
+
+def test_quota_reserve_task_reuses_what_the_flow_holds(sqlite_database, conf):
+    quota = QuotaEngine(sqlite_database, conf)
+    runtime = common.FlowRuntime(db=sqlite_database, quota=quota, driver=None, notifier=None,
+                                 host="h@b")
+    owner = "0f0e0d0c-0000-4000-8000-000000000002"
+    request = {"project_id": "p1", "deltas": {"gigabytes": 4, "volumes": 0}}
+    task = common.QuotaReserveTask()
+    first = task.execute(runtime, owner, request)
+    assert task.execute(runtime, owner, request) == first   # re-run after a crash
+    assert task.execute(runtime, owner, {"project_id": "p1", "deltas": {}}) == first
+    assert quota.get_usages("p1")["gigabytes"]["reserved"] == 4
+
+
+# --- SQLite readers -----------------------------------------------------------------------------
+
+def test_sqlite_reader_does_not_wait_for_a_writer(sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = repository.create(session, models.Volume, status="available",
+                                      size=1, project_id="p1").id
+    seen = []
+    with sqlite_database.writer() as session:   # holds the write lock (BEGIN IMMEDIATE)
+        row = repository.get(session, models.Volume, volume_id)
+        repository.update(session, row, size=5)
+
+        def read():
+            with sqlite_database.reader() as reader:
+                seen.append(repository.get(reader, models.Volume, volume_id).size)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "a reader waited for the writer's lock"
+    assert seen == [1]   # the last committed state, not the writer's pending change
+
+
+def test_sqlite_writers_still_take_the_lock_at_begin(sqlite_database):
+    statements = []
+    sa.event.listen(sqlite_database.engine, "before_cursor_execute",
+                    lambda conn, cursor, stmt, *args: statements.append(stmt))
+    with sqlite_database.writer() as session:
+        session.execute(sa.text("select 1"))
+    with sqlite_database.reader() as session:
+        session.execute(sa.text("select 1"))
+    begins = [s for s in statements if s.startswith("BEGIN")]
+    assert begins == ["BEGIN IMMEDIATE", "BEGIN"]
