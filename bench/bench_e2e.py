@@ -174,6 +174,26 @@ def wait_ready(db_engine, host: str, proc, log: Path, timeout: float = 60.0) -> 
     raise SystemExit("blockmgr-volume not ready after %.0f s:\n%s" % (timeout, tail(log)))
 
 
+def delete_broker_objects(tag: str, backend_host: str) -> None:
+    """Remove this run's server queue and control exchange from RabbitMQ (oslo.messaging
+    declares them non-auto-delete). The shared topic queue ``blockmgr-volume`` stays."""
+    import urllib.parse
+
+    import amqp
+
+    url = urllib.parse.urlsplit(RABBIT_URL)
+    try:
+        with amqp.Connection("%s:%d" % (url.hostname, url.port or 5672),
+                             userid=urllib.parse.unquote(url.username or "guest"),
+                             password=urllib.parse.unquote(url.password or "guest"),
+                             virtual_host=urllib.parse.unquote(url.path[1:]) or "/") as conn:
+            channel = conn.channel()
+            channel.queue_delete("blockmgr-volume.%s" % backend_host)
+            channel.exchange_delete("bm-bench-%s" % tag)
+    except Exception as exc:   # cleanup only: report, do not fail the run
+        print("  (could not remove the run's RabbitMQ queue/exchange: %s)" % exc)
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text().splitlines()[-lines:])
@@ -291,7 +311,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="bm-bench-e2e-"))
     scratch = ScratchDatabase(args.db)
-    proc = sampler = spy = None
+    proc = sampler = spy = backend_host = None
     db_engine = sa.create_engine(scratch.url, pool_size=2)
     try:
         conf_path, node = write_config(tmp, scratch.url, args.worker_threads,
@@ -374,6 +394,8 @@ def main() -> int:
                 proc.wait()
         db_engine.dispose()
         scratch.drop()
+        if backend_host is not None:
+            delete_broker_objects(backend_host.split("@")[0][len("bench-"):], backend_host)
         if args.keep:
             print("  kept %s" % tmp)
         else:

@@ -1,49 +1,37 @@
 """Crash tests for the consistency-group flows: kill a worker at every task boundary, restart.
 
 Boundaries come from each flow's definition (``faults.boundaries(get_flow())``). For each, a
-worker process (H6's ``WORKER`` / ``build_manager`` from ``test_flow_crash``, loopback
-driver, SQLite file) runs the operation with ``BLOCKMGR_FAULT_INJECT`` set and dies there;
-the test then starts a manager on the same database and directory (``init_host`` = recovery)
-and asserts: no group / group snapshot / volume / snapshot in a transitional status, no live
-reservation, quota usage equal to the recomputed truth, no unfinished flow, and backend files
-exactly matching the live rows (no leak, nothing ``available`` without its file).
+forked worker (``crash_harness.py``; loopback driver; SQLite, MariaDB and PostgreSQL) runs
+the operation with ``BLOCKMGR_FAULT_INJECT`` set and dies there; a fresh manager on the same
+database and directory then recovers (``init_host``) and the shared invariants are checked:
+no group / group snapshot / volume / snapshot in a transitional status, no live
+reservation, quota usage equal to the recomputed truth, no unfinished flow, and backend
+files exactly matching the live rows (no leak, nothing ``available`` without its file).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-import sqlalchemy as sa
 
-from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import (create_group, create_group_from_src, create_group_snapshot,
-                            delete_group, delete_group_snapshot, faults, update_group)
+                            delete_group, delete_group_snapshot, update_group)
 from blockmgr.interface.objects import SnapshotView, VolumeView
-from tests.functional.test_flow_crash import WORKER, build_manager, world  # noqa: F401
+from tests.functional import crash_harness as harness
+from tests.functional.crash_harness import PROJECT, crash_databases, crash_world  # noqa: F401
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
-PROJECT = "p1"
-
 FLOWS = {
-    "create_group": create_group,
-    "delete_group": delete_group,
-    "update_group": update_group,
-    "create_group_snapshot": create_group_snapshot,
-    "delete_group_snapshot": delete_group_snapshot,
-    "create_group_from_src": create_group_from_src,
+    "create_group": create_group.get_flow(),
+    "delete_group": delete_group.get_flow(),
+    "update_group": update_group.get_flow(),
+    "create_group_snapshot": create_group_snapshot.get_flow(),
+    "delete_group_snapshot": delete_group_snapshot.get_flow(),
+    "create_group_from_src": create_group_from_src.get_flow(),
 }
-CASES = [(op, spec) for op, module in FLOWS.items()
-         for spec in faults.boundaries(module.get_flow())]
-
-_KINDS = ((models.Group, "group"), (models.GroupSnapshot, "group_snapshot"),
-          (models.Volume, "volume"), (models.Snapshot, "snapshot"))
+CASES = harness.cases(FLOWS)
 
 
 def _group(manager, session, status):
@@ -119,49 +107,14 @@ def _prepare(manager, op):
     return [new_gid, gsid]
 
 
-def _check_backend_matches(manager):
-    files = {n for n in os.listdir(manager.driver.directory)
-             if n.startswith(("volume-", "snapshot-"))}
-    with manager.db.reader() as session:
-        live, needed = set(), set()
-        for model in (models.Volume, models.Snapshot):
-            for row in session.scalars(sa.select(model).where(model.deleted.is_(False))):
-                live.add(row.name)
-                if row.status == "available":
-                    needed.add(row.name)
-    assert needed <= files, "available rows without a backend file: %s" % (needed - files)
-    assert files <= live, "backend files without a live row (leaked): %s" % (files - live)
+@pytest.mark.parametrize("op,spec", CASES, ids=[harness.case_id(*c) for c in CASES])
+def test_group_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
+    args = _prepare(crash_world.manager(), op)
+    crash = harness.crash_worker(crash_world, spec, op, *args)
 
+    restarted, report = harness.recover(crash_world)
 
-@pytest.mark.parametrize("op,spec", CASES, ids=[
-    "%s-%s-%s" % (op, spec.partition(":")[0], spec.rpartition("flows.")[2].partition(".")[2])
-    for op, spec in CASES])
-def test_group_crash_at_boundary_then_recover(world, op, spec):  # noqa: F811
-    manager = build_manager(world)
-    args = _prepare(manager, op)
-    env = dict(os.environ, **{faults.ENV_VAR: spec})
-    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", WORKER,
-                           json.dumps({"conf": world, "op": op, "args": args})],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == faults.EXIT_CODE, proc.stderr[-2000:]
-
-    restarted = build_manager(world)
-    report = restarted.init_host()
-    assert report.failed == []
-
-    with restarted.db.reader() as session:
-        for model, kind in _KINDS:
-            stuck = session.scalars(sa.select(model).where(
-                model.deleted.is_(False),
-                model.status.in_(sorted(states.TRANSITIONAL[kind])))).all()
-            assert stuck == [], [(kind, r.id, r.status) for r in stuck]
-        live = session.scalars(sa.select(models.Reservation).where(
-            models.Reservation.deleted.is_(False))).all()
-        assert live == []
-    assert restarted.quota.check() == []
-    assert restarted.runner.backend.unfinished_flow_uuids() == set()
-    _check_backend_matches(restarted)
+    harness.assert_invariants(restarted, crash, report)
     if op in ("create_group", "delete_group", "create_group_snapshot",
               "delete_group_snapshot", "create_group_from_src"):
         # every boundary is resumable: the operation completes after the restart
