@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
@@ -71,6 +72,16 @@ _DELETE_FLOW = TABLES.flowdetails.delete().where(
     TABLES.flowdetails.c.uuid == sa.bindparam("b_uuid"))
 _DELETE_ATOMS = TABLES.atomdetails.delete().where(
     TABLES.atomdetails.c.parent_uuid == sa.bindparam("b_parent"))
+
+
+DEADLOCK_RETRIES = 5
+
+
+def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
+    """MySQL/MariaDB error 1213 or PostgreSQL SQLSTATE 40P01."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    return code == 1213 or getattr(orig, "pgcode", None) == "40P01"
 
 
 def create_engine(url: str) -> sa.engine.Engine:
@@ -133,6 +144,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._staged: dict[str, _Staged] = {}
         self._atom_flow: dict[str, str] = {}    # atom uuid -> flow uuid, for staging
         self._stored: set[str] = set()          # flow/atom uuids known to have a row
+        self._writing: dict[str, threading.Lock] = {}
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
 
@@ -197,19 +209,46 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         """Write what ``flow_uuid`` (every flow if None) has staged, one transaction each."""
         with self._lock:
             uuids = [flow_uuid] if flow_uuid is not None else list(self._staged)
-            for uuid in uuids:
-                staged = self._staged.pop(uuid, None)
+        for uuid in uuids:
+            with self._lock:
+                writing = self._writing.setdefault(uuid, threading.Lock())
+            with writing:
+                with self._lock:
+                    staged = self._staged.pop(uuid, None)
                 if staged is not None and (staged.flow is not None or staged.atoms):
                     try:
-                        self._write(uuid, staged)
+                        self._write_retrying(uuid, staged)
                     except Exception:
-                        self._staged[uuid] = staged   # not written: keep it for a retry
+                        with self._lock:
+                            newer = self._staged.get(uuid)
+                            if newer is not None:
+                                staged.atoms.update(newer.atoms)
+                                staged.flow = newer.flow or staged.flow
+                            self._staged[uuid] = staged
                         raise
+
+    def _write_retrying(self, flow_uuid: str, staged: _Staged) -> None:
+        """``_write``, retried when the server picked this transaction as a deadlock victim.
+
+        Each flow writes only its own rows, but InnoDB gap locks taken by one flow's prune
+        (``DELETE ... WHERE parent_uuid``) can still collide with another flow's inserts. The
+        victim's transaction was rolled back, so running it again is safe.
+        """
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                return self._write(flow_uuid, staged)
+            except sa.exc.OperationalError as exc:
+                if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
+                    raise
+                time.sleep(0.005 * attempt)
 
     def _write(self, flow_uuid: str, staged: _Staged) -> None:
         state = staged.flow.state if staged.flow is not None else None
         prune = self.prune_on_finish and state in PRUNABLE_FLOW_STATES
-        with self._engine.begin() as conn:
+        eng = self._engine
+        if eng.dialect.name != "sqlite":
+            eng = eng.execution_options(isolation_level="READ COMMITTED")
+        with eng.begin() as conn:
             if prune:
                 conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
                 conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
@@ -234,12 +273,14 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                     conn.execute(_UPDATE_ATOM, updates)
                 if inserts:
                     conn.execute(_INSERT_ATOM, inserts)
-        if prune or state in FINAL_FLOW_STATES:
-            self._forget(flow_uuid)
-        else:
-            self._parents.pop(flow_uuid, None)
-            self._stored.add(flow_uuid)
-            self._stored.update(staged.atoms)
+        with self._lock:
+            if prune or state in FINAL_FLOW_STATES:
+                self._forget(flow_uuid)
+                self._writing.pop(flow_uuid, None)
+            else:
+                self._parents.pop(flow_uuid, None)
+                self._stored.add(flow_uuid)
+                self._stored.update(staged.atoms)
 
     def _forget(self, flow_uuid: str) -> None:
         atoms = [a for a, f in self._atom_flow.items() if f == flow_uuid]
