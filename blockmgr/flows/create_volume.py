@@ -10,10 +10,19 @@ Failure: :class:`OnFailureRescheduleTask` either sends the request back to the s
 failed reschedule cast errors the volume out too: it never stays ``creating``.
 Store: ``context``, ``volume_id``, ``request_spec``, ``filter_properties``,
 ``allow_reschedule``, ``flow_id``.
+
+On the success path the row is read once, by the extract task; the create task gives the
+driver the view from its result ``refreshed`` (persisted in the logbook). Nothing else writes
+the row while the flow runs (the manager holds the volume's lock, the status is
+``creating``). A create re-run after a crash therefore sees the view of the first attempt,
+without the provider fields that attempt may have written: creating an existing volume
+succeeds whatever the view's provider fields (driver contract), and the re-run writes the
+driver's model update again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 
 from taskflow.patterns import linear_flow
@@ -46,7 +55,8 @@ def _error_out(runtime, volume_id: str, reason: str, **values) -> None:
 
 
 class ExtractVolumeRefTask(common.FlowTask):
-    """Check the row exists and is ``creating``; provides ``refreshed`` (JSON facts)."""
+    """Check the row exists and is ``creating``; provides ``refreshed``: every
+    :class:`~blockmgr.interface.objects.VolumeView` field (JSON)."""
 
     default_provides = "refreshed"
 
@@ -55,7 +65,7 @@ class ExtractVolumeRefTask(common.FlowTask):
         if view.status != V.CREATING:
             raise exception.InvalidVolume(
                 reason="volume %s is %s, not creating" % (volume_id, view.status))
-        return {"id": view.id, "size": view.size, "host": view.host}
+        return dataclasses.asdict(view)
 
 
 class OnFailureRescheduleTask(common.FlowTask):
@@ -142,8 +152,8 @@ class CreateVolumeFromSpecTask(common.FlowTask):
 
     default_provides = "model_update"
 
-    def execute(self, runtime, volume_id, volume_spec):
-        view = _view(runtime, volume_id)
+    def execute(self, runtime, volume_id, volume_spec, refreshed):
+        view = objects.VolumeView(**refreshed)
         extra = {}
         if volume_spec["type"] == "raw":
             update = runtime.driver.create_volume(view)

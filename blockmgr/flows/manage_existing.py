@@ -1,16 +1,25 @@
 """Bring an existing backend volume under management (seed 001, in the snapshot flow's shape).
 
 extract volume ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> manage existing -> quota commit -> on finish (``available``, notify end).
+quota reserve -> manage existing -> quota commit (and status ``available``, one
+transaction) -> on finish (notify end).
 
 The API created the row (``managing``, size 0) and counted ``volumes: +1``; this flow charges
 ``gigabytes: +size``. Failure: ``error_managing``, the reservation rolled back, the backend
 object untouched -- if the driver had already bound it, the revert *unmanages* it (never
 deletes) -- and a ``volume.manage_existing.error`` event.
 Store: ``context``, ``volume_id``, ``manage_existing_ref``, ``flow_id``.
+
+The row is read once, by the extract task; later tasks take the facts they need from its
+result ``volume_ref`` (persisted in the logbook, so a resumed task sees the same facts). Only
+this flow writes the row while it runs (the manager holds the volume's lock and the status
+is ``managing``), so the facts cannot go stale before the manage task writes the binding.
+The quota commit and the final status are one transaction (:class:`QuotaCommitTask`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from taskflow.patterns import linear_flow
 
@@ -30,8 +39,15 @@ def _view(runtime, volume_id: str) -> objects.VolumeView:
         return objects.VolumeView.from_model(repository.get(session, models.Volume, volume_id))
 
 
+def _ref_view(volume_ref: dict) -> objects.VolumeView:
+    """The driver's view of the volume as the extract task read it."""
+    return objects.VolumeView(**volume_ref)
+
+
 class ExtractVolumeRefTask(common.FlowTask):
-    """Check the row exists and is being managed; provides ``volume_ref`` (JSON facts)."""
+    """Check the row exists and is being managed; provides ``volume_ref``: every
+    :class:`~blockmgr.interface.objects.VolumeView` field (JSON), the only read of the row
+    on the success path."""
 
     default_provides = "volume_ref"
 
@@ -40,8 +56,7 @@ class ExtractVolumeRefTask(common.FlowTask):
         if view.status not in (V.MANAGING, V.AVAILABLE):
             raise exception.InvalidVolume(
                 reason="volume %s is %s, not managing" % (volume_id, view.status))
-        return {"id": view.id, "project_id": view.project_id, "host": view.host,
-                "size": view.size}
+        return dataclasses.asdict(view)
 
 
 class PrepareForQuotaReservationTask(common.FlowTask):
@@ -51,7 +66,7 @@ class PrepareForQuotaReservationTask(common.FlowTask):
     default_provides = ("size", "quota_request")
 
     def execute(self, runtime, volume_id, volume_ref, manage_existing_ref):
-        size = int(runtime.driver.manage_existing_get_size(_view(runtime, volume_id),
+        size = int(runtime.driver.manage_existing_get_size(_ref_view(volume_ref),
                                                            manage_existing_ref))
         return size, {"project_id": volume_ref["project_id"], "deltas": {"gigabytes": size}}
 
@@ -73,8 +88,8 @@ class ManageExistingTask(common.FlowTask):
     default_provides = "managed"
     on_crash = common.REVERT
 
-    def execute(self, runtime, volume_id, manage_existing_ref, size):
-        update = runtime.driver.manage_existing(_view(runtime, volume_id), manage_existing_ref)
+    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref, size):
+        update = runtime.driver.manage_existing(_ref_view(volume_ref), manage_existing_ref)
         update = common.filter_model_update(update, common.VOLUME_MODEL_FIELDS,
                                             "volume %s" % volume_id)
         with runtime.db.writer() as session:
@@ -95,18 +110,40 @@ class ManageExistingTask(common.FlowTask):
                               size=volume_ref["size"])
 
 
+class QuotaCommitTask(common.QuotaCommitTask):
+    """Commit the flow's reservations and make the volume ``available`` (``launched_at``
+    set) in ONE transaction; provides ``committed_quota`` like the shared task.
+
+    Atomic on purpose: the project is charged the volume's gigabytes exactly when the
+    volume becomes usable. With two transactions a crash between them left the usage
+    committed on a ``managing`` volume until recovery resumed the flow. Idempotent on
+    re-run: nothing of the flow is live any more and ``available`` -> ``available`` is
+    allowed. If the status cannot be written (the row vanished or changed status), the
+    commit rolls back with it; the task fails, and the reserve task's revert rolls the
+    still-live reservation back, so the usage is never charged for a volume that did not
+    become available. The inherited revert (give committed usage back) is reached only
+    if a later task fails after this one succeeded.
+    """
+
+    def execute(self, runtime, flow_id, volume_id, quota_request, reservations):
+        with runtime.db.writer() as session:
+            runtime.quota.commit_owned(flow_id, session=session)
+            repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
+                                  expected=(V.MANAGING, V.AVAILABLE),
+                                  launched_at=models.utcnow(), status_reason=None)
+        return {"project_id": quota_request["project_id"],
+                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+
+
 class ManageExistingOnFinishTask(common.FlowTask):
-    """Status ``available`` with ``launched_at``, then ``volume.manage_existing.end``."""
+    """Sends ``volume.manage_existing.end``: the status was already made ``available``,
+    together with the quota commit, by :class:`QuotaCommitTask`."""
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)
         self.event_suffix = event_suffix
 
     def execute(self, runtime, context, volume_id, size):
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
-                                  expected=(V.MANAGING, V.AVAILABLE),
-                                  launched_at=models.utcnow(), status_reason=None)
         runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
                               {"volume_id": volume_id, "size": size, "host": runtime.host})
 
@@ -120,6 +157,6 @@ def get_flow() -> linear_flow.Flow:
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
         ManageExistingTask(),
-        common.QuotaCommitTask(),
+        QuotaCommitTask(),
         ManageExistingOnFinishTask("manage_existing.end"),
     )

@@ -1,16 +1,25 @@
 """Bring an existing backend snapshot under management (seed 000's task order, exactly).
 
 extract snapshot ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> manage existing -> quota commit -> on finish (``available``, notify end).
+quota reserve -> manage existing -> quota commit (and status ``available``, one
+transaction) -> on finish (notify end).
 
 The API already created the row (``creating``, ``volume_size`` = parent size) and counted
 ``snapshots: +1, gigabytes: +volume_size``; this flow charges only the difference between the
 real size and that. Failure: the snapshot ends ``error``, the reservation is rolled back, the
 manage is undone by *unmanaging* (never deleting), a ``.error`` event is sent.
 Store: ``context``, ``snapshot_id``, ``manage_existing_ref``, ``flow_id``.
+
+The row is read once, by the extract task; later tasks take the driver's view from its
+result ``snapshot_ref`` (persisted in the logbook, so a resumed task sees the same facts).
+Only this flow writes the row while it runs (the manager holds the snapshot's locks), so the
+facts cannot go stale before the manage task writes the binding. The quota commit and the
+final status are one transaction (:class:`QuotaCommitTask`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from taskflow.patterns import linear_flow
 
@@ -31,6 +40,11 @@ def _view(runtime, snapshot_id: str) -> objects.SnapshotView:
             repository.get(session, models.Snapshot, snapshot_id))
 
 
+def _ref_view(snapshot_ref: dict) -> objects.SnapshotView:
+    """The driver's view of the snapshot as the extract task read it."""
+    return objects.SnapshotView(**snapshot_ref)
+
+
 def _error_out(runtime, snapshot_id: str, reason: str) -> None:
     try:
         with runtime.db.writer() as session:
@@ -41,15 +55,14 @@ def _error_out(runtime, snapshot_id: str, reason: str) -> None:
 
 
 class ExtractSnapshotRefTask(common.FlowTask):
-    """Check the row is ours to manage; provides ``snapshot_ref`` (JSON facts about it).
-    Revert: the snapshot goes to ``error`` (whatever failed later)."""
+    """Check the row is ours to manage; provides ``snapshot_ref``: every
+    :class:`~blockmgr.interface.objects.SnapshotView` field (JSON), the only read of the row
+    on the success path. Revert: the snapshot goes to ``error`` (whatever failed later)."""
 
     default_provides = "snapshot_ref"
 
     def execute(self, runtime, snapshot_id):
-        view = _view(runtime, snapshot_id)
-        return {"id": view.id, "volume_id": view.volume_id, "volume_size": view.volume_size,
-                "project_id": view.project_id}
+        return dataclasses.asdict(_view(runtime, snapshot_id))
 
     def revert(self, runtime, snapshot_id, result, flow_failures=None, **kwargs):
         if not common.is_failure(result):
@@ -64,7 +77,7 @@ class PrepareForQuotaReservationTask(common.FlowTask):
 
     def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref):
         size = int(runtime.driver.manage_existing_snapshot_get_size(
-            _view(runtime, snapshot_id), manage_existing_ref))
+            _ref_view(snapshot_ref), manage_existing_ref))
         no_gb = runtime.conf is not None and runtime.conf.quota.no_snapshot_gb_quota
         deltas = {} if no_gb else {"gigabytes": size - snapshot_ref["volume_size"]}
         return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas}
@@ -78,8 +91,8 @@ class ManageExistingTask(common.FlowTask):
     default_provides = "new_status"
     on_crash = common.REVERT
 
-    def execute(self, runtime, snapshot_id, manage_existing_ref, size):
-        update = runtime.driver.manage_existing_snapshot(_view(runtime, snapshot_id),
+    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref, size):
+        update = runtime.driver.manage_existing_snapshot(_ref_view(snapshot_ref),
                                                          manage_existing_ref)
         update = common.filter_model_update(update, common.SNAPSHOT_MODEL_FIELDS,
                                             "snapshot %s" % snapshot_id)
@@ -102,17 +115,35 @@ class ManageExistingTask(common.FlowTask):
                               volume_size=snapshot_ref["volume_size"])
 
 
+class QuotaCommitTask(common.QuotaCommitTask):
+    """Commit the flow's reservations and move the snapshot to ``new_status``
+    (``available``, progress 100 %) in ONE transaction; provides ``committed_quota``.
+
+    Atomic for the reasons given in ``manage_existing.QuotaCommitTask``: the usage is
+    charged exactly when the snapshot becomes usable; a re-run after a crash finds nothing
+    live and ``available`` -> ``available`` allowed; a status write that fails rolls the
+    commit back with it, and the reserve task's revert then rolls the reservation back.
+    """
+
+    def execute(self, runtime, flow_id, snapshot_id, new_status, quota_request,
+                reservations):
+        with runtime.db.writer() as session:
+            runtime.quota.commit_owned(flow_id, session=session)
+            repository.transition(session, models.Snapshot, snapshot_id, new_status,
+                                  expected=(S.CREATING, new_status), progress="100%")
+        return {"project_id": quota_request["project_id"],
+                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+
+
 class CreateSnapshotOnFinishTask(common.FlowTask):
-    """Status ``new_status`` (``available``), then the ``.end`` event."""
+    """Sends the ``.end`` event: the status was already set, together with the quota
+    commit, by :class:`QuotaCommitTask`."""
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)
         self.event_suffix = event_suffix
 
-    def execute(self, runtime, context, snapshot_id, new_status, size):
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Snapshot, snapshot_id, new_status,
-                                  expected=(S.CREATING, new_status), progress="100%")
+    def execute(self, runtime, context, snapshot_id, size):
         runtime.notifier.info(common.ctx(context), "snapshot.%s" % self.event_suffix,
                               {"snapshot_id": snapshot_id, "volume_size": size,
                                "host": runtime.host})
@@ -127,6 +158,6 @@ def get_flow() -> linear_flow.Flow:
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
         ManageExistingTask(),
-        common.QuotaCommitTask(),
+        QuotaCommitTask(),
         CreateSnapshotOnFinishTask("manage_existing_snapshot.end"),
     )

@@ -105,24 +105,21 @@ class VolumeManager:
     def manage_existing(self, context, volume_id: str, ref: dict) -> str:
         """Adopt backend object ``ref`` as volume ``volume_id`` (status ``managing``)."""
         _check_ref(ref)
-        self._own_volume(volume_id)
+        volume = self._own_volume(volume_id)
         with self.locks.hold([volume_id]):
             outcome = self._run(manage_flow, "volume", volume_id, {
                 "context": _context_dict(context), "volume_id": volume_id,
                 "manage_existing_ref": dict(ref)})
         if not outcome.succeeded:
             raise _map_error(outcome.failure)
-        volume = self._own_volume(volume_id)
-        self.capacity.add(volume.host, volume.size)
+        # The size the flow recorded on the row is its ``size`` result; the host is unchanged.
+        self.capacity.add(volume.host, _flow_result(outcome, "size"))
         return volume_id
 
     def manage_existing_snapshot(self, context, snapshot_id: str, ref: dict) -> str:
         """Adopt backend snapshot ``ref`` as snapshot ``snapshot_id`` (status ``creating``)."""
         _check_ref(ref)
-        with self.db.reader() as session:
-            snapshot = repository.get(session, models.Snapshot, snapshot_id)
-            volume_id = snapshot.volume_id
-        self._own_volume(volume_id)
+        self._own_snapshot(snapshot_id)
         with self.locks.hold([snapshot_id, "%s-delete_snapshot" % snapshot_id]):
             outcome = self._run(manage_snap_flow, "snapshot", snapshot_id, {
                 "context": _context_dict(context), "snapshot_id": snapshot_id,
@@ -303,20 +300,24 @@ class VolumeManager:
         with self.db.reader() as session:
             volume = repository.get(session, models.Volume, volume_id)
             session.expunge(volume)
+        self._check_volume_host(volume)
+        return volume
+
+    def _check_volume_host(self, volume: models.Volume) -> None:
         backend = (volume.host or "").partition("#")[0]
         if backend != self.host:
             raise exception.InvalidVolume(
                 reason="volume %s is on %s, not on this backend %s"
-                % (volume_id, volume.host, self.host))
-        return volume
+                % (volume.id, volume.host, self.host))
 
     def _own_snapshot(self, snapshot_id: str) -> str:
         """The id of the snapshot's volume, which must live on this backend."""
         if not isinstance(snapshot_id, str) or not snapshot_id:
             raise exception.InvalidInput(reason="snapshot id must be a non-empty string")
-        with self.db.reader() as session:
+        with self.db.reader() as session:   # one read transaction for both rows
             volume_id = repository.get(session, models.Snapshot, snapshot_id).volume_id
-        self._own_volume(volume_id)
+            volume = repository.get(session, models.Volume, volume_id)
+            self._check_volume_host(volume)
         return volume_id
 
 
@@ -337,6 +338,11 @@ def _id_list(ids) -> list[str]:
     if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
         raise exception.InvalidInput(reason="volume ids must be a list or comma-separated ids")
     return list(dict.fromkeys(i for i in ids if i))
+
+
+def _flow_result(outcome, name: str):
+    """A result the finished flow provided, from its engine's storage (no database read)."""
+    return outcome.engine.storage.fetch(name)
 
 
 def _check_ref(ref) -> None:

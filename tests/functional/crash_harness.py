@@ -3,12 +3,15 @@ check the invariants. Shared by ``test_flow_crash*.py``.
 
 Why forking: a worker started as a fresh interpreter spends 1-2 s importing blockmgr,
 TaskFlow and oslo before it reaches the flow, which made ~160 boundaries per database cost
-minutes. Here the test process (everything already imported) prepares the rows, closes every
-database connection it holds, and ``os.fork()``\\ s. The child builds its *own* manager (new
-engines, new connections, ``BLOCKMGR_FAULT_INJECT`` set) on the same database and loopback
-directory, runs the operation and dies by ``os._exit`` at the boundary -- the real hook of
-:mod:`blockmgr.flows.faults`, nothing of the parent's cleanup runs. The parent ``waitpid``\\ s,
-then starts a fresh manager (``init_host`` = recovery) and calls :func:`assert_invariants`.
+minutes. Here the test process (everything already imported) prepares the rows and
+``os.fork()``\ s. The child detaches the inherited connection pools without touching the
+parent's connections (:meth:`Engines.detach_after_fork`), builds its *own* manager (new
+driver, quota engine, flow runner; new connections; ``BLOCKMGR_FAULT_INJECT`` set) on the
+same database and loopback directory, runs the operation and dies by ``os._exit`` at the
+boundary -- the real hook of :mod:`blockmgr.flows.faults`; none of the parent's cleanup
+runs. The parent ``waitpid``\ s, then starts a fresh manager (``init_host`` = recovery) and
+calls :func:`assert_invariants`. A case costs tens of milliseconds of harness time; the rest
+is the flows' own work.
 
 Databases: SQLite gets a new file per case. A fresh MariaDB database costs ~3 s of DDL (the
 schema plus TaskFlow's alembic history), PostgreSQL ~0.5 s, so each server backend gets ONE
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 import traceback
+import warnings
 
 import pytest
 import sqlalchemy as sa
@@ -61,9 +66,9 @@ CHILD_TIMEOUT_S = 60
 KINDS = ((models.Volume, "volume"), (models.Snapshot, "snapshot"),
          (models.Group, "group"), (models.GroupSnapshot, "group_snapshot"))
 
+#: The worker's configuration; ``state_path`` and ``[database] connection`` are set per case.
 _CONF_TEMPLATE = (
-    "[DEFAULT]\nhost = node1\nstate_path = {state}\nenabled_backends = lb\n"
-    "[database]\nconnection = {url}\n"
+    "[DEFAULT]\nhost = node1\nenabled_backends = lb\n"
     "[lb]\nvolume_driver = loopback\nloopback_attach = file\nloopback_use_reflink = never\n")
 
 
@@ -122,14 +127,24 @@ class CrashDatabases:
         self._tmp = tmp_path_factory
         self._servers: dict[str, Engines] = {}
         self._drops: list = []
+        self._sqlite_template: str | None = None
+        self._conf = None
 
     def clean(self, backend: str, tmp_path) -> Engines:
         """Engines on an empty database (schema and TaskFlow tables present) of ``backend``.
-        SQLite engines belong to the caller (dispose them); server engines to the pool."""
+        SQLite engines belong to the caller (dispose them); server engines to the pool.
+        A SQLite case gets a copy of a file whose schema was created once (all connections
+        to it closed, so the WAL is checkpointed into the copied file)."""
         if backend == "sqlite":
-            engines = Engines.open("sqlite:///%s" % (tmp_path / "crash.sqlite"))
-            _create_schema(engines)
-            return engines
+            if self._sqlite_template is None:
+                template = str(self._tmp.mktemp("sqlite") / "template.sqlite")
+                engines = Engines.open("sqlite:///%s" % template)
+                _create_schema(engines)
+                engines.dispose()
+                self._sqlite_template = template
+            path = tmp_path / "crash.sqlite"
+            shutil.copyfile(self._sqlite_template, path)
+            return Engines.open("sqlite:///%s" % path)
         if backend not in self._servers:
             url, drop = create_database(backend, self._tmp.mktemp(backend))
             self._drops.append(drop)
@@ -140,6 +155,18 @@ class CrashDatabases:
             for table in _ALL_TABLES:
                 conn.execute(table.delete())
         return engines
+
+    def conf(self, url: str, state_path: str):
+        """The session's parsed configuration, pointed at ``url`` and ``state_path`` (the
+        loopback directory lives under it). Parsing costs ~20 ms; overriding two options
+        does not, and every manager reads them when it is built."""
+        if self._conf is None:
+            conf_file = self._tmp.mktemp("conf") / "blockmgr.conf"
+            conf_file.write_text(_CONF_TEMPLATE)
+            self._conf = bm_conf.new_config(config_files=[str(conf_file)])
+        self._conf.set_override("state_path", state_path)
+        self._conf.set_override("connection", url, group="database")
+        return self._conf
 
     def drop_all(self) -> None:
         for engines in self._servers.values():
@@ -234,10 +261,8 @@ def crash_databases(tmp_path_factory):
 def crash_world(db_backend, crash_databases, tmp_path):
     """A :class:`World` on an empty database of ``db_backend`` (sqlite, mysql, postgresql)."""
     engines = crash_databases.clean(db_backend, tmp_path)
-    conf_file = tmp_path / "blockmgr.conf"
-    conf_file.write_text(_CONF_TEMPLATE.format(state=tmp_path, url=engines.url))
-    yield World(db_backend, engines, bm_conf.new_config(config_files=[str(conf_file)]),
-                str(tmp_path))
+    conf = crash_databases.conf(engines.url, str(tmp_path))
+    yield World(db_backend, engines, conf, str(tmp_path))
     if db_backend == "sqlite":
         engines.dispose()
 
@@ -260,7 +285,9 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
     and left at least one unfinished flow in the logbook.
     """
     report = os.path.join(world.state_path, "worker-error.txt")
-    pid = os.fork()
+    with warnings.catch_warnings():   # eventlet (imported by oslo, unused here) warns on fork
+        warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+        pid = os.fork()
     if pid == 0:                        # the worker: never returns into pytest
         code = ERROR_EXIT
         try:
@@ -320,7 +347,6 @@ def assert_invariants(manager: VolumeManager, crash: Crash, report) -> None:
     assert report.failed == [], "recovery could not finish flows %s" % report.failed
     assert crash.flow_ids <= set(report.resumed) | set(report.reverted), \
         "crashed flows %s not recovered (report %s)" % (crash.flow_ids, report)
-    assert manager.runner.backend.unfinished_flow_uuids() == set()
     with manager.db.reader() as session:
         for model, kind in KINDS:
             stuck = session.scalars(sa.select(model).where(
@@ -333,6 +359,7 @@ def assert_invariants(manager: VolumeManager, crash: Crash, report) -> None:
     for flow_id in crash.flow_ids:
         assert manager.quota.reservations_of(flow_id) == []
     assert manager.quota.check() == []
+    assert manager.runner.backend.unfinished_flow_uuids() == set()
     assert_backend_matches_rows(manager)
 
 

@@ -23,6 +23,7 @@ import blockmgr.flows
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import create_volume, manage_existing, manage_existing_snapshot
+from blockmgr.volume import recovery
 from tests.functional import crash_harness as harness
 from tests.functional.crash_harness import (GiB, PROJECT, crash_databases,  # noqa: F401
                                             crash_world)
@@ -90,6 +91,20 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
     harness.assert_invariants(manager, crash, report)
     if "foreign" in facts:
         _assert_imported_data_kept_once(manager, facts)
+
+
+def test_invariants_catch_a_crash_nobody_recovered(crash_world):  # noqa: F811
+    """The proof can fail: right after a crash between quota reserve and commit (before
+    recovery) the volume is ``managing`` and the flow's reservation is live."""
+    args, _facts = _prepare(crash_world.manager(), "manage_existing")
+    spec = "after:" + manage_existing.ManageExistingTask().name
+    crash = harness.crash_worker(crash_world, spec, "manage_existing", *args)
+    manager = crash_world.manager()      # no init_host: nothing recovered
+    unrecovered = recovery.RecoveryReport(resumed=sorted(crash.flow_ids))
+    with pytest.raises(AssertionError, match="managing"):
+        harness.assert_invariants(manager, crash, unrecovered)
+    [flow_id] = crash.flow_ids
+    assert manager.quota.reservations_of(flow_id) != []
 
 
 def test_every_flow_module_has_crash_tests():

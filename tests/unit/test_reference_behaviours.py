@@ -141,7 +141,10 @@ def test_manage_existing_commit_failure_unmanages_and_restores_the_size(env, mon
     _assert_settled(env)
 
 
-def test_manage_existing_on_finish_failure_gives_the_committed_quota_back(env, monkeypatch):
+def test_manage_existing_that_cannot_become_available_charges_nothing(env, monkeypatch):
+    """The write of ``available`` fails after the bind: whether it shares the quota
+    commit's transaction (rolled back together) or follows it (the commit compensated by
+    the revert), the usage ends where it began and the row at the size the API charged."""
     ref = env.driver.seed_foreign_volume(3 * GiB, name="lv-import")
     vid = _volume(env, status="managing", size=0)
     real = manage_flow.repository.transition
@@ -157,7 +160,7 @@ def test_manage_existing_on_finish_failure_gives_the_committed_quota_back(env, m
     monkeypatch.undo()
     row = _get(env, models.Volume, vid)
     assert (row.status, row.size) == ("error_managing", 0)
-    assert _usage(env) == (0, 0)        # committed +3, then given back by the revert
+    assert _usage(env) == (0, 0)
     assert len(env.driver.calls_to("unmanage")) == 1
     _assert_settled(env)
 

@@ -214,10 +214,11 @@ def _managing(manager):
                                  host=manager.host + "#pool", project_id="p1").id
 
 
-@pytest.mark.parametrize("mode, expected", [("memory", 4), (None, 4 + 9)])
+@pytest.mark.parametrize("mode, expected", [("memory", 3), (None, 3 + 9)])
 def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
-    """4 service transactions (reserve, manage, commit, on-finish) + N + 2 logbook commits
-    for the 7-task flow when persisted (the logbook shares the service's SQLite file)."""
+    """3 service transactions (reserve, manage, quota commit with the status ``available``)
+    + N + 2 logbook commits for the 7-task flow when persisted (the logbook shares the
+    service's SQLite file)."""
     manager = _manager(sqlite_database, conf, mode)
     commits = [0]
     engines = {id(sqlite_database.engine): sqlite_database.engine}
@@ -294,3 +295,81 @@ def test_sqlite_writers_still_take_the_lock_at_begin(sqlite_database):
         session.execute(sa.text("select 1"))
     begins = [s for s in statements if s.startswith("BEGIN")]
     assert begins == ["BEGIN IMMEDIATE", "BEGIN"]
+
+
+# --- manage flows: one read of the row, quota commit and status in one transaction ----------
+
+def test_manage_existing_reads_the_volume_row_once_in_the_flow(sqlite_database, conf):
+    """The manager's ownership check, the extract task, the manage task's load-and-update
+    (one write transaction) and the read-back of the status write: the other tasks take the
+    facts from ``volume_ref``, the manager its capacity from the flow's ``size`` (7 reads
+    before: prepare and manage re-read the row, the manager re-read it after the flow)."""
+    manager = _manager(sqlite_database, conf, "memory")
+    ctx = bm_context.RequestContext(project_id="p1")
+    manager.manage_existing(ctx, _managing(manager), {"source-name": "x"})   # warm up
+    volume_id = _managing(manager)
+    reads = []
+    sa.event.listen(sqlite_database.engine, "before_cursor_execute",
+                    lambda conn, cursor, stmt, *args: reads.append(stmt)
+                    if stmt.startswith("SELECT") and "FROM volumes" in stmt else None)
+    manager.manage_existing(ctx, volume_id, {"source-name": "x"})
+    assert len(reads) == 4
+    assert manager.capacity.get("pool") == 6   # two volumes of 3 GiB (the driver's size)
+
+
+def _reserved_manage(db, conf, status):
+    quota = QuotaEngine(db, conf)
+    runtime = common.FlowRuntime(db=db, quota=quota, driver=None, notifier=None, host="h@b")
+    with db.writer() as session:
+        volume_id = repository.create(session, models.Volume, status=status, size=2,
+                                      host="h@b#pool", project_id="p1").id
+    owner = "0f0e0d0c-0000-4000-8000-000000000003"
+    request = {"project_id": "p1", "deltas": {"gigabytes": 2}}
+    reservations = quota.reserve_once("p1", owner=owner, gigabytes=2)
+    return runtime, quota, volume_id, owner, request, reservations
+
+
+def test_manage_commit_charges_quota_and_makes_available_together(sqlite_database, conf):
+    from blockmgr.flows import manage_existing
+    runtime, quota, volume_id, owner, request, reservations = _reserved_manage(
+        sqlite_database, conf, "managing")
+    task = manage_existing.QuotaCommitTask()
+    done = task.execute(runtime, owner, volume_id, request, reservations)
+    assert done == {"project_id": "p1", "deltas": {"gigabytes": 2}}
+    assert task.execute(runtime, owner, volume_id, request, reservations) == done   # re-run
+    usage = quota.get_usages("p1")["gigabytes"]
+    assert (usage["in_use"], usage["reserved"]) == (2, 0)
+    with sqlite_database.reader() as session:
+        row = repository.get(session, models.Volume, volume_id)
+        assert row.status == "available" and row.launched_at is not None
+
+
+def test_manage_commit_is_undone_when_the_status_cannot_be_written(sqlite_database, conf):
+    from blockmgr.flows import manage_existing
+    runtime, quota, volume_id, owner, request, reservations = _reserved_manage(
+        sqlite_database, conf, "error")
+    with pytest.raises(exception.InvalidStatusTransition):
+        manage_existing.QuotaCommitTask().execute(runtime, owner, volume_id, request,
+                                                  reservations)
+    usage = quota.get_usages("p1")["gigabytes"]
+    assert (usage["in_use"], usage["reserved"]) == (0, 2)   # still live: reserve's revert
+    assert quota.reservations_of(owner) != []                # rolls it back
+
+
+def test_snapshot_manage_commit_charges_quota_and_sets_status_together(sqlite_database,
+                                                                       conf):
+    from blockmgr.flows import manage_existing_snapshot
+    runtime, quota, volume_id, owner, request, reservations = _reserved_manage(
+        sqlite_database, conf, "available")
+    with sqlite_database.writer() as session:
+        snapshot_id = repository.create(session, models.Snapshot, volume_id=volume_id,
+                                        status="creating", volume_size=2,
+                                        project_id="p1").id
+    task = manage_existing_snapshot.QuotaCommitTask()
+    task.execute(runtime, owner, snapshot_id, "available", request, reservations)
+    task.execute(runtime, owner, snapshot_id, "available", request, reservations)   # re-run
+    usage = quota.get_usages("p1")["gigabytes"]
+    assert (usage["in_use"], usage["reserved"]) == (2, 0)
+    with sqlite_database.reader() as session:
+        row = repository.get(session, models.Snapshot, snapshot_id)
+        assert (row.status, row.progress) == ("available", "100%")
