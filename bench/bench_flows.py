@@ -130,6 +130,9 @@ def run(op: str, persistence: str, flows: int, workers: int = 1) -> dict:
     tmp = tempfile.mkdtemp(prefix="bm-bench-")
     url = "sqlite:///%s/bench.sqlite" % tmp
     ids = _prepare(url, op, flows, workers)
+    if persistence == "on":   # logbook tables first: workers upgrading at once collide
+        from blockmgr.flows import engine as flow_engine
+        flow_engine.open_persistence(_config(tmp, url, persistence)).close()
     if workers == 1:
         parts = [_worker(tmp, url, op, persistence, 0, ids[0], None, None)]
     else:
