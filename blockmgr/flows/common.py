@@ -76,6 +76,22 @@ def is_failure(result) -> bool:
     return isinstance(result, tf_failure.Failure)
 
 
+#: Errors by which a driver refuses a manage request before touching the backend object.
+MANAGE_REFUSALS = ("blockmgr.exception.ManageExistingInvalidReference",
+                   "blockmgr.exception.ManageExistingAlreadyManaged",
+                   "blockmgr.exception.ManageExistingVolumeTypeMismatch")
+
+
+def manage_was_refused(result) -> bool:
+    """True only when a manage step failed with a refusal, so nothing was bound.
+
+    Any other failure (a backend error, a lost reply, a crash) may come after the driver
+    already renamed or bound the object; reverting must then unmanage it, or a later delete
+    of the ``error_managing`` row would destroy the user's data.
+    """
+    return is_failure(result) and bool(result.check(*MANAGE_REFUSALS))
+
+
 def failure_reason(flow_failures: dict | None, limit: int = 255) -> str:
     """A short human reason from TaskFlow's ``flow_failures`` (first failure wins)."""
     for failure in (flow_failures or {}).values():

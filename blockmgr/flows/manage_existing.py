@@ -98,8 +98,7 @@ class ManageExistingTask(common.FlowTask):
         return update
 
     def revert(self, runtime, volume_id, volume_ref, result, **kwargs):
-        if common.is_failure(result) and not result.check(
-                "blockmgr.exception.FlowInterrupted"):
+        if common.manage_was_refused(result):
             return   # the driver refused: nothing was bound
         try:
             runtime.driver.unmanage(_view(runtime, volume_id))

@@ -102,8 +102,7 @@ class ManageExistingTask(common.FlowTask):
         return S.AVAILABLE.value
 
     def revert(self, runtime, snapshot_id, snapshot_ref, result, **kwargs):
-        if common.is_failure(result) and not result.check(
-                "blockmgr.exception.FlowInterrupted"):
+        if common.manage_was_refused(result):
             return   # the driver refused: nothing was managed
         try:
             runtime.driver.unmanage_snapshot(_view(runtime, snapshot_id))

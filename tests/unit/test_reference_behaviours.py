@@ -184,3 +184,35 @@ def test_manage_existing_snapshot_commit_failure_restores_the_charged_size(env, 
     assert env.driver.calls_to("delete_snapshot") == []
     assert _usage(env) == (10, 0) and _usage(env, "snapshots") == (1, 0)
     _assert_settled(env)
+
+
+# --- a driver that binds and then fails must not leave the data exposed to a delete ---------
+
+def test_manage_existing_driver_error_after_bind_unmanages(env):
+    """Regression: the revert skipped unmanage for any driver failure, so an object already
+    renamed to ``volume-<id>`` stayed bound to an ``error_managing`` row, and deleting that
+    row would have deleted the imported data."""
+    ref = env.driver.seed_foreign_volume(GiB, name="lv-import")
+    vid = _volume(env, status="managing", size=0)
+    env.driver.inject_failure(
+        "manage_existing", exception.VolumeBackendAPIException(reason="reply lost"),
+        when="after")
+    with pytest.raises(exception.VolumeBackendAPIException):
+        env.manage_existing(CTX, vid, ref)
+    assert _get(env, models.Volume, vid).status == "error_managing"
+    assert len(env.driver.calls_to("unmanage")) == 1
+    assert env.driver.calls_to("delete_volume") == []
+    _assert_settled(env)
+
+
+def test_manage_existing_refused_reference_is_not_unmanaged(env):
+    vid = _volume(env, status="managing", size=0)
+    env.driver.inject_failure(
+        "manage_existing", exception.ManageExistingInvalidReference(
+            existing_ref={"source-name": "x"}, reason="no such object"))
+    env.driver.seed_foreign_volume(GiB, name="x")
+    with pytest.raises(exception.ManageExistingInvalidReference):
+        env.manage_existing(CTX, vid, {"source-name": "x"})
+    assert _get(env, models.Volume, vid).status == "error_managing"
+    assert env.driver.calls_to("unmanage") == []
+    _assert_settled(env)
