@@ -9,6 +9,7 @@ command, as for every blockmgr program.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -60,6 +61,18 @@ def load_config(args, needs_backends: bool = True) -> cfg.ConfigOpts:
     else:
         validation.validate(conf, unchecked_sections=tuple(conf.enabled_backends))
     return conf
+
+
+@contextlib.contextmanager
+def open_database(conf: cfg.ConfigOpts):
+    """The configured database for one command, its connections closed afterwards."""
+    from blockmgr.db.session import Database
+
+    db = Database.from_config(conf)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def main(argv=None) -> int:

@@ -18,10 +18,10 @@ from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 
 from blockmgr import exception
+from blockmgr.cmd import manage
 from blockmgr.cmd.manage_service import format_table
 from blockmgr.db import models
 from blockmgr.db import repository
-from blockmgr.db.session import Database
 
 _ACTIVE_TASK_STATES = (tf_states.RUNNING, tf_states.REVERTING)
 
@@ -66,20 +66,11 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(needs_backends=True)
 
 
-@contextlib.contextmanager
-def _database(conf):
-    db = Database.from_config(conf)
-    try:
-        yield db
-    finally:
-        db.dispose()
-
-
 def list_resources(conf, args, out=None) -> int:
     out = out or sys.stdout
     model, header, to_row = _RESOURCES[args.kind]
     filters = {"status": args.status} if args.status else {}
-    with _database(conf) as db, db.reader() as session:
+    with manage.open_database(conf) as db, db.reader() as session:
         rows = repository.list_for_project(session, model, args.project_id, filters=filters)
         host = getattr(args, "host", None)
         if host:
@@ -100,7 +91,7 @@ def list_resources(conf, args, out=None) -> int:
 def _persistence(conf):
     from blockmgr.flows import engine
 
-    with _database(conf) as db:
+    with manage.open_database(conf) as db:
         backend = engine.open_persistence(conf, db)
         try:
             yield backend

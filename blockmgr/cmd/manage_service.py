@@ -7,12 +7,11 @@ serving (e.g. its driver failed to set up).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
 from blockmgr import services
-from blockmgr.db.session import Database
+from blockmgr.cmd import manage
 
 
 def add_parser(subparsers) -> None:
@@ -26,18 +25,9 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(needs_backends=True)
 
 
-@contextlib.contextmanager
-def _database(conf):
-    db = Database.from_config(conf)
-    try:
-        yield db
-    finally:
-        db.dispose()
-
-
 def list_services(conf, args, out=None) -> int:
     out = out or sys.stdout
-    with _database(conf) as db, db.reader() as session:
+    with manage.open_database(conf) as db, db.reader() as session:
         rows = services.list_services(session, conf.service_down_time, binary=args.binary,
                                       host=args.host)
     if args.format == "json":
