@@ -10,6 +10,7 @@ sections are dynamic (named by ``enabled_backends``) and are registered by
 from oslo_config import cfg
 from oslo_log import log
 
+from blockmgr.conf import api
 from blockmgr.conf import database
 from blockmgr.conf import default
 from blockmgr.conf import flows
@@ -17,7 +18,7 @@ from blockmgr.conf import quota
 from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
-_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler)
+_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler, api)
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

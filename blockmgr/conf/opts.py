@@ -1,5 +1,6 @@
 """Entry point for ``oslo-config-generator`` (namespace ``blockmgr``): every option we own."""
 
+from blockmgr.conf import api
 from blockmgr.conf import backend
 from blockmgr.conf import database
 from blockmgr.conf import default
@@ -15,6 +16,7 @@ def list_opts():
     groups = (default.list_opts() + database.list_opts() + quota.list_opts() + flows.list_opts()
               + scheduler.list_opts())
     groups += rpc.list_opts()
+    groups += api.list_opts()
     backend_opts = list(backend.GENERIC_OPTS)
     for _name, driver_cls in loader.known_driver_classes():
         for opt in driver_cls.list_opts():

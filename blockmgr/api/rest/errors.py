@@ -1,0 +1,99 @@
+"""Errors as Cinder's fault bodies, with the HTTP status each error family carries.
+
+Existing block storage clients (python-cinderclient, openstacksdk, gophercloud) read an error
+as a one-key object whose key names the fault and whose value holds ``message`` and ``code``::
+
+    {"itemNotFound": {"message": "Volume 42 could not be found.", "code": 404}}
+
+Every :class:`~blockmgr.exception.BlockmgrError` carries its HTTP status in ``code``; body
+validation failures become ``400 badRequest`` (FastAPI's default is 422, which Cinder clients
+do not expect); an unexpected exception is logged with its traceback and answered with a
+generic ``500 computeFault`` that leaks no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from blockmgr import exception
+
+LOG = logging.getLogger(__name__)
+
+#: Cinder's fault names by HTTP status.
+FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    409: "conflictingRequest",
+    413: "overLimit",
+    406: "notAcceptable",
+    415: "badMediaType",
+    500: "computeFault",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+class Forbidden(exception.BlockmgrError):
+    """The caller may not do this (another project's URL, an admin-only call)."""
+    msg_fmt = "Policy does not allow %(action)s."
+    code = 403
+
+
+class NotAuthenticated(exception.BlockmgrError):
+    msg_fmt = "Authentication required: %(reason)s"
+    code = 401
+
+
+def fault(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    """A response with Cinder's fault body for ``status``."""
+    name = FAULT_NAMES.get(status, "computeFault" if status >= 500 else "badRequest")
+    return JSONResponse(status_code=status, headers=headers,
+                        content={name: {"message": message, "code": status}})
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        msg = err.get("msg", "is invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field (not accepted here)"
+        parts.append("%s: %s" % (where or "body", msg))
+    return "Invalid input: " + "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every error into a fault body."""
+
+    @app.exception_handler(exception.BlockmgrError)
+    async def _blockmgr_error(request: Request, exc: exception.BlockmgrError):
+        status = exc.code if 400 <= exc.code < 600 else 500
+        if status >= 500 and status != 503:
+            LOG.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return fault(status, exc.msg)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(request: Request, exc: RequestValidationError):
+        return fault(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such resource: %s" % request.url.path
+        return fault(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        LOG.exception("Unexpected error in %s %s", request.method, request.url.path)
+        return fault(500, "The server could not complete the request (%s); the request id "
+                          "is in the server's log." % type(exc).__name__)

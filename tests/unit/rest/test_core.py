@@ -1,0 +1,58 @@
+"""The REST core: version discovery, microversions, fault bodies, project scoping."""
+
+from __future__ import annotations
+
+from tests.unit.rest.conftest import Api
+
+
+def test_version_discovery_lists_v3_with_its_microversion_range(http):
+    response = http.get("/")
+    assert response.status_code == 300
+    (version,) = response.json()["versions"]
+    assert version["id"] == "v3.0" and version["status"] == "CURRENT"
+    assert version["min_version"] == "3.0" and version["version"] == "3.14"
+    assert version["links"][0]["href"].endswith("/v3/")
+    assert http.get("/v3/").json()["version"]["id"] == "v3.0"
+
+
+def test_responses_state_the_microversion_served(http):
+    assert http.get("/").headers["OpenStack-API-Version"] == "volume 3.0"
+    response = http.get("/", headers={"OpenStack-API-Version": "volume 3.13"})
+    assert response.headers["OpenStack-API-Version"] == "volume 3.13"
+    response = http.get("/", headers={"OpenStack-API-Version": "volume latest"})
+    assert response.headers["OpenStack-API-Version"] == "volume 3.14"
+
+
+def test_out_of_range_or_malformed_microversion_is_refused(http):
+    response = http.get("/", headers={"OpenStack-API-Version": "volume 3.99"})
+    assert response.status_code == 406
+    assert "3.0 to 3.14" in response.json()["notAcceptable"]["message"]
+    response = http.get("/", headers={"OpenStack-API-Version": "volume three"})
+    assert response.status_code == 400
+    assert "volume 3.N" in response.json()["badRequest"]["message"]
+
+
+def test_unknown_path_is_an_item_not_found_fault(api):
+    response = api.get("no-such-collection")
+    assert response.status_code == 404
+    assert set(response.json()) == {"itemNotFound"}
+    assert response.json()["itemNotFound"]["code"] == 404
+
+
+def test_another_projects_url_is_forbidden_for_a_non_admin(http):
+    intruder = Api(http, "pA")
+    intruder.headers["X-Project-Id"] = "pB"     # caller pB, URL pA
+    response = intruder.get("volumes")
+    assert response.status_code == 403
+    assert "pB" in response.json()["forbidden"]["message"]
+
+
+def test_noauth_token_names_user_and_project(http):
+    response = http.get("/v3/pA/volumes", headers={"X-Auth-Token": "u1:pB"})
+    assert response.status_code == 403
+    assert http.get("/v3/pA/volumes", headers={"X-Auth-Token": "u1:pA"}).status_code == 200
+
+
+def test_bad_project_id_in_url_is_a_bad_request(api):
+    response = api.http.get("/v3/%20bad%20/volumes")
+    assert response.status_code == 400
