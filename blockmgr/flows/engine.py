@@ -38,6 +38,8 @@ from taskflow.types import failure as tf_failure
 from taskflow.utils import misc as tf_misc
 
 from blockmgr import exception
+from blockmgr import logcontext
+from blockmgr import metrics
 from blockmgr.flows import common
 from blockmgr.flows import faults
 from blockmgr.flows import persistence
@@ -185,7 +187,8 @@ class FlowRunner:
         LOG.info("Recovering flow %s (%s of %s %s): %s", flow_detail.uuid,
                  flow_detail.meta.get("action"), flow_detail.meta.get("kind"),
                  flow_detail.meta.get("resource_id"), "revert" if revert else "resume")
-        return ("revert" if revert else "resume"), self._run(engine, flow_detail.uuid)
+        return ("revert" if revert else "resume"), self._run(engine, flow_detail.uuid,
+                                                             resumed=True)
 
     def prune(self, retention_seconds: int) -> int:
         """Remove finished flows older than ``retention_seconds`` (-1: keep all)."""
@@ -203,11 +206,12 @@ class FlowRunner:
         engine.storage.inject({"runtime": runtime}, transient=True)
         return engine
 
-    def _run(self, engine, flow_id: str) -> FlowOutcome:
-        listener = (faults.CrashAtBoundary(engine, self.fault) if self.fault
-                    else contextlib.nullcontext())
+    def _run(self, engine, flow_id: str, resumed: bool = False) -> FlowOutcome:
+        listener = faults.listener_for(engine, self.fault)
         try:
-            with listener:
+            # Log lines carry the request and flow ids; metrics count the run.
+            with listener, logcontext.engine_scope(engine), \
+                    metrics.observe_flow(engine, resumed):
                 engine.run()
         except Exception as exc:  # the flow reverted; the caller maps the error
             return FlowOutcome(flow_id, engine, exc)

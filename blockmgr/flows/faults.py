@@ -5,10 +5,19 @@ flush -- as close to a power cut as a test can get) when the task is about to ex
 its ``RUNNING`` state was committed; ``after:<task name>`` exits once the task returned, before
 the next boundary commit. ``[flows] fault_inject`` does the same from config. Crash tests
 generate every boundary of a flow from its definition (:func:`boundaries`).
+
+A task name may be qualified by its flow's name, ``before:volume_create_manager/<task>``,
+to arm that boundary in that flow only.
+
+``file:<path>`` arms the hook from a file instead: every flow run reads the spec the file
+holds at that moment (none while the file is missing or empty). A crash-under-load test keeps
+one daemon running and arms it only when it wants the next crash, instead of paying a restart
+per armed boundary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from taskflow import states as tf_states
@@ -24,15 +33,39 @@ _WHEN_STATE = {"before": tf_states.RUNNING, "after": tf_states.SUCCESS}
 
 
 def parse(spec: str | None) -> tuple[str, str] | None:
-    """``"before:name"`` -> ``("before", "name")``; None/empty -> None; bad -> InvalidInput."""
+    """``"before:name"`` -> ``("before", "name")``, ``"file:/p"`` -> ``("file", "/p")``;
+    None/empty -> None; bad -> InvalidInput."""
     if not spec:
         return None
-    when, sep, name = spec.partition(":")
-    if not sep or when not in _WHEN_STATE or not name:
+    when, sep, name = spec.strip().partition(":")
+    if not sep or (when not in _WHEN_STATE and when != FILE) or not name:
         raise exception.InvalidInput(
-            reason="fault injection spec %r must be 'before:<task name>' or "
-                   "'after:<task name>'" % spec)
+            reason="fault injection spec %r must be 'before:<task name>', "
+                   "'after:<task name>' or 'file:<path of a file holding one of those>'"
+                   % spec)
     return when, name
+
+
+FILE = "file"
+#: Separates an optional flow name from the task name in a spec.
+FLOW_SEPARATOR = "/"
+
+
+def listener_for(engine, fault: tuple[str, str] | None):
+    """The context manager to run ``engine`` in: the crash listener for ``fault`` (read from
+    its file for ``("file", path)``), or a no-op."""
+    if fault is not None and fault[0] == FILE:
+        try:
+            with open(fault[1]) as armed:
+                fault = parse(armed.read())
+        except FileNotFoundError:
+            fault = None
+        if fault is not None and fault[0] == FILE:
+            raise exception.InvalidInput(reason="a fault file must hold a before:/after: "
+                                                "spec, not another file: spec")
+    if fault is None:
+        return contextlib.nullcontext()
+    return CrashAtBoundary(engine, fault)
 
 
 def configured(conf=None) -> tuple[str, str] | None:
@@ -64,8 +97,12 @@ class CrashAtBoundary(tf_listeners.Listener):
     def __init__(self, engine, spec: tuple[str, str]):
         super().__init__(engine, task_listen_for=(_WHEN_STATE[spec[0]],),
                          flow_listen_for=(), retry_listen_for=())
-        self._task = spec[1]
+        flow, sep, task = spec[1].rpartition(FLOW_SEPARATOR)
+        self._task = task
+        # "<flow name>/<task name>" arms the boundary in that flow only (a task such as
+        # NotifyStartTask;create.start is in several flows).
+        self._armed = not sep or engine.storage.flow_name == flow
 
     def _task_receiver(self, state, details):
-        if details.get("task_name") == self._task:
+        if self._armed and details.get("task_name") == self._task:
             os._exit(EXIT_CODE)
