@@ -371,12 +371,16 @@ def assert_backend_matches_rows(manager: VolumeManager) -> None:
     """Backend files the driver calls its own (``volume-<id>``, ``snapshot-<id>``) belong to
     live rows (nothing leaked), and every usable row has its file, of the row's size in GiB
     (rounded up, as manage-existing rounds a foreign object)."""
-    directory = manager.driver.directory
+    backend_matches_rows(manager.driver.directory, manager.db)
+
+
+def backend_matches_rows(directory: str, db) -> None:
+    """:func:`assert_backend_matches_rows` for a loopback ``directory`` and a database."""
     leftovers = [n for n in os.listdir(directory) if n.startswith(layout.TEMP_PREFIX)]
     assert leftovers == [], "temporary backend files left after recovery: %s" % leftovers
     files = {name: os.path.getsize(os.path.join(directory, name))
              for name in os.listdir(directory) if layout.is_managed_name(name)}
-    with manager.db.reader() as session:
+    with db.reader() as session:
         rows = {}
         for model, size_of in ((models.Volume, "size"), (models.Snapshot, "volume_size")):
             for row in session.scalars(sa.select(model).where(model.deleted.is_(False))):
