@@ -24,12 +24,15 @@ def known_driver_names() -> list[str]:
 
 def find_driver_class(name: str, section: str = "backend"):
     """Return the driver class for an entry-point name or a dotted ``module.Class`` path."""
-    try:
-        return sd_driver.DriverManager(
-            NAMESPACE, name, invoke_on_load=False,
-            on_missing_entrypoints_callback=lambda names: None).driver
-    except sd_exception.NoMatches:
-        pass
+    # A dotted path is not looked up as an entry point (stevedore would log "Could not
+    # load" for it), unless a package really registered that name.
+    if "." not in name or name in known_driver_names():
+        try:
+            return sd_driver.DriverManager(
+                NAMESPACE, name, invoke_on_load=False,
+                on_missing_entrypoints_callback=lambda names: None).driver
+        except sd_exception.NoMatches:
+            pass
     if "." in name:
         module_name, _, class_name = name.rpartition(".")
         try:
