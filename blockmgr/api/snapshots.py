@@ -156,3 +156,32 @@ class SnapshotService(common.ServiceBase):
         ctx = common.check_context(ctx)
         with self.db.reader() as session:
             return common.row_dict(self._get(session, models.Snapshot, snapshot_id, ctx))
+
+    # --- listing and renaming ----------------------------------------------------------------
+
+    def list_snapshots(self, ctx, *, filters: dict | None = None, marker: str | None = None,
+                       limit: int | None = None, offset: int | None = None,
+                       sort_keys: list | None = None, sort_dirs: list | None = None,
+                       all_projects: bool = False) -> list[dict]:
+        """One page of the context's snapshots; as
+        :meth:`~blockmgr.api.volumes.VolumeService.list_volumes`, with filters
+        :data:`SNAPSHOT_FILTERS` and sort keys :data:`SNAPSHOT_SORT_KEYS`."""
+        return api_volumes.list_resources(self, ctx, models.Snapshot, SNAPSHOT_SORT_KEYS,
+                                          SNAPSHOT_FILTERS, S, filters, marker, limit,
+                                          offset, sort_keys, sort_dirs, all_projects)
+
+    def update_snapshot(self, ctx, snapshot_id: str, **changes) -> dict:
+        """Change a snapshot's ``name`` and/or ``description`` (None clears one).
+
+        :raises InvalidInput: nothing to change, another field, text too long.
+        :raises SnapshotNotFound: unknown or another project's.
+        """
+        return api_volumes.update_labels(self, ctx, models.Snapshot, snapshot_id, changes)
+
+
+#: What snapshot listings may be filtered and sorted by (public name -> column).
+SNAPSHOT_FILTERS = {"name": "display_name", "status": "status", "volume_id": "volume_id"}
+SNAPSHOT_SORT_KEYS = {"id": "id", "name": "display_name", "display_name": "display_name",
+                      "description": "display_description", "status": "status",
+                      "size": "volume_size", "volume_id": "volume_id",
+                      "created_at": "created_at", "updated_at": "updated_at"}

@@ -8,6 +8,7 @@ import re
 from blockmgr import exception
 from blockmgr import states
 from blockmgr.api import common
+from blockmgr.api import listing
 from blockmgr.db import models
 from blockmgr.db import repository
 
@@ -383,6 +384,34 @@ class VolumeService(common.ServiceBase):
                                                    common.check_host(host))
 
 
+    # --- listing and renaming ----------------------------------------------------------------
+
+    def list_volumes(self, ctx, *, filters: dict | None = None, marker: str | None = None,
+                     limit: int | None = None, offset: int | None = None,
+                     sort_keys: list | None = None, sort_dirs: list | None = None,
+                     all_projects: bool = False) -> list[dict]:
+        """One page of the context's volumes (every project's for an admin with
+        ``all_projects``, who may then filter by ``project_id``); newest first unless
+        sorted otherwise. Filters: :data:`VOLUME_FILTERS`; sort keys:
+        :data:`VOLUME_SORT_KEYS`; paging rules: :mod:`blockmgr.api.listing`.
+
+        :raises InvalidInput: unknown filter, status or sort key, bad direction, limit,
+            offset or marker; ``all_projects`` for a non-admin.
+        """
+        return list_resources(self, ctx, models.Volume, VOLUME_SORT_KEYS, VOLUME_FILTERS,
+                              V, filters, marker, limit, offset, sort_keys, sort_dirs,
+                              all_projects)
+
+    def update_volume(self, ctx, volume_id: str, **changes) -> dict:
+        """Change a volume's ``name`` and/or ``description`` (None clears one), in any
+        status: they are labels no worker reads.
+
+        :raises InvalidInput: nothing to change, another field, text too long.
+        :raises VolumeNotFound: unknown or another project's.
+        """
+        return update_labels(self, ctx, models.Volume, volume_id, changes)
+
+
 def _listing_args(host, marker, limit, offset, sort_keys, sort_dirs) -> tuple:
     host = common.check_host(host)
     for what, value in (("limit", limit), ("offset", offset)):
@@ -390,14 +419,78 @@ def _listing_args(host, marker, limit, offset, sort_keys, sort_dirs) -> tuple:
                                   or value < 0):
             raise exception.InvalidInput(reason="%s must be an integer >= 0, not %r"
                                                 % (what, value))
-    if marker is not None and not isinstance(marker, str):
-        raise exception.InvalidInput(reason="marker must be a string")
-    keys = list(sort_keys or [])
+    if isinstance(marker, str):
+        # Drivers match the marker against each entry's reference; a string names the
+        # ``source-name`` of the last entry of the previous page.
+        marker = {"source-name": marker}
+    elif marker is not None:
+        marker = common.check_ref(marker)
+    # Cinder's public sort key "reference" is what the driver helpers call "identifier".
+    keys = ["identifier" if k == "reference" else k for k in sort_keys or []]
     dirs = list(sort_dirs or [])
-    if any(k not in MANAGEABLE_SORT_KEYS for k in keys):
+    if any(k not in MANAGEABLE_SORT_KEYS + ("identifier",) for k in keys):
         raise exception.InvalidInput(reason="sort keys must be among %s, not %s"
                                             % (", ".join(MANAGEABLE_SORT_KEYS), keys))
     if any(d not in ("asc", "desc") for d in dirs) or len(dirs) > max(len(keys), 1):
         raise exception.InvalidInput(reason="sort directions must be asc or desc, one per "
                                             "sort key, not %s" % (dirs,))
     return host, marker, limit, offset, keys or None, dirs or None
+
+
+#: What volume listings may be filtered and sorted by (public name -> column;
+#: ``display_name`` is the spelling python-cinderclient sends for ``name``).
+VOLUME_FILTERS = {"name": "display_name", "status": "status",
+                  "availability_zone": "availability_zone", "group_id": "group_id"}
+VOLUME_SORT_KEYS = {"id": "id", "name": "display_name", "display_name": "display_name",
+                    "description": "display_description", "status": "status",
+                    "size": "size", "availability_zone": "availability_zone",
+                    "created_at": "created_at", "updated_at": "updated_at"}
+
+
+def list_resources(service, ctx, model, sortable, filterable, statuses, filters, marker,
+                   limit, offset, sort_keys, sort_dirs, all_projects) -> list[dict]:
+    """The listing both volumes and snapshots share: scope, checks, one page as dicts."""
+    what = model.__tablename__[:-1]
+    ctx = common.check_context(ctx)
+    if not isinstance(all_projects, bool):
+        raise exception.InvalidInput(reason="all_projects must be a boolean")
+    if all_projects and not ctx.is_admin:
+        raise exception.InvalidInput(reason="only an admin may list every project's %ss"
+                                            % what)
+    accepted = dict(filterable, project_id="project_id") if all_projects else filterable
+    query = listing.check(filters=filters, marker=marker, limit=limit, offset=offset,
+                          sort_keys=sort_keys, sort_dirs=sort_dirs, sortable=sortable,
+                          filterable=accepted)
+    for column, value in query.filters.items():
+        if not isinstance(value, str):
+            raise exception.InvalidInput(reason="filter %s must be a string, not %r"
+                                                % (column, value))
+    status = query.filters.get("status")
+    if status is not None and status not in set(statuses):
+        raise exception.InvalidInput(reason="%r is not a %s status; statuses are: %s"
+                                            % (status, what, ", ".join(sorted(statuses))))
+    with service.db.reader() as session:
+        rows = listing.page(session, model, query,
+                            project_id=None if all_projects else common.owning_project(ctx))
+        return [common.row_dict(row) for row in rows]
+
+
+def update_labels(service, ctx, model, resource_id: str, changes: dict) -> dict:
+    """Set ``name`` / ``description`` (``display_*`` columns) of a row the caller may see."""
+    ctx = common.check_context(ctx)
+    columns = {"name": "display_name", "description": "display_description"}
+    unknown = sorted(set(changes) - set(columns))
+    if unknown:
+        raise exception.InvalidInput(reason="cannot change %s; only name and description "
+                                            "can be updated" % ", ".join(unknown))
+    if not changes:
+        raise exception.InvalidInput(reason="nothing to update: give a name and/or a "
+                                            "description")
+    values = {columns[k]: common.check_text(v, k) for k, v in changes.items()}
+
+    def work(session):
+        row = service._get(session, model, resource_id, ctx, for_update=True)
+        repository.update(session, row, **values)
+        return common.row_dict(row)
+
+    return service._write(work)

@@ -41,6 +41,29 @@ def get(session: Session, model: type[M], resource_id: str, *, project_id: str |
     return row
 
 
+def get_columns(session: Session, model: type[M], resource_id: str,
+                columns: tuple[str, ...]) -> sa.Row:
+    """Some columns of a live row, as a read-only ``Row`` (attribute access by column name);
+    the typed NotFound like :func:`get`.
+
+    For readers that only turn the row into a view: no ORM object is built or put in the
+    session, which halves the cost of the read.
+    """
+    key = ("columns", model, columns)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        table = model.__table__
+        stmt = sa.select(*(table.c[name] for name in columns)).where(
+            table.c.id == sa.bindparam("b_id"))
+        if "deleted" in table.c:
+            stmt = stmt.where(table.c.deleted.is_(False))
+        _STATEMENTS[key] = stmt
+    row = session.execute(stmt, {"b_id": resource_id}).first()
+    if row is None:
+        raise _not_found(model, resource_id)
+    return row
+
+
 def _not_found(model, resource_id: str) -> exception.NotFound:
     exc_cls, kwarg = _NOT_FOUND.get(model, (exception.NotFound, "id"))
     return exc_cls(**{kwarg: resource_id})
@@ -106,12 +129,15 @@ def update(session: Session, row: models.Base, **values) -> models.Base:
 
 
 def transition(session: Session, model: type[M], resource_id: str, new_status: str, *,
-               expected: Iterable[str] | None = None, **values) -> M:
+               expected: Iterable[str] | None = None, fetch: bool = True,
+               **values) -> M | None:
     """Atomically move a row to ``new_status`` if its current status allows it.
 
     ``expected`` narrows the allowed current statuses further (e.g. only ``deleting``).
     Raises the typed NotFound if the row is gone and InvalidStatusTransition if the current
-    status does not allow the move; in both cases nothing is written.
+    status does not allow the move; in both cases nothing is written. Returns the row as
+    written, read back once; ``fetch=False`` skips that read (and returns None) for a caller
+    that does not use the row -- the write and its checks are the same.
     """
     kind = model.__status_kind__
     sources = set(states.allowed_sources(kind, new_status))
@@ -127,6 +153,8 @@ def transition(session: Session, model: type[M], resource_id: str, new_status: s
         raise exception.InvalidStatusTransition(
             resource=kind, resource_id=resource_id, current=current.status,
             requested=new_status, allowed="only from " + ", ".join(sorted(sources)))
+    if not fetch:
+        return None
     # One read that also overwrites a copy of the row the session may already hold.
     row = session.scalars(_get_statement(model, False, False, False, True),
                           {"b_id": resource_id, "b_project": None}).first()
@@ -232,4 +260,59 @@ def snapshots_on_host(session: Session, host: str) -> Sequence[models.Snapshot]:
             .where(models.Snapshot.deleted.is_(False),
                    sa.or_(models.Volume.host == host, models.Volume.host.like(host + "#%")))
             .order_by(models.Snapshot.id))
+    return session.scalars(stmt).all()
+
+
+# --- sorted, keyset-paged listings (REST list calls) ------------------------------------------
+
+#: Columns that may be NULL are sorted by a non-NULL stand-in, so that every database orders
+#: them the same way (NULLs first on SQLite/MariaDB, last on PostgreSQL otherwise) and a
+#: keyset condition on them never meets a NULL comparison.
+def _sort_expression(model, name: str):
+    column = model.__table__.c[name]
+    if name == "updated_at":
+        return sa.func.coalesce(model.updated_at, model.created_at)
+    if column.nullable:
+        return sa.func.coalesce(getattr(model, name), "")
+    return getattr(model, name)
+
+
+def list_page(session: Session, model: type[M], *, project_id: str | None,
+              filters: dict | None = None, order: Sequence[tuple[str, str]] = (),
+              marker_id: str | None = None, offset: int = 0,
+              limit: int | None = None) -> Sequence[M]:
+    """One page of live rows, ordered by ``order`` (``[(column, "asc"|"desc")]``, ``id``
+    appended as the tie-breaker) and starting after the row ``marker_id`` (keyset paging, so
+    a page does not shift when rows are added before it), then skipping ``offset`` rows.
+
+    ``project_id`` None means every project. ``filters`` are equality matches on columns.
+    The marker must be a live row in the same project scope; the caller checks that first
+    (:func:`get`), so this function reports a vanished marker as the model's NotFound.
+    """
+    stmt = sa.select(model).where(model.deleted.is_(False))
+    if project_id is not None:
+        stmt = stmt.where(model.project_id == project_id)
+    for key, value in (filters or {}).items():
+        stmt = stmt.where(getattr(model, key) == value)
+    keys = list(order)
+    if "id" not in [name for name, _d in keys]:
+        keys.append(("id", keys[-1][1] if keys else "asc"))
+    exprs = [(_sort_expression(model, name), direction) for name, direction in keys]
+    if marker_id is not None:
+        values = session.execute(
+            sa.select(*[e for e, _d in exprs]).where(model.id == marker_id,
+                                                     model.deleted.is_(False))).first()
+        if values is None:
+            raise _not_found(model, marker_id)
+        after = []
+        for i, (expr, direction) in enumerate(exprs):
+            equal = [exprs[j][0] == values[j] for j in range(i)]
+            beyond = expr > values[i] if direction == "asc" else expr < values[i]
+            after.append(sa.and_(*equal, beyond))
+        stmt = stmt.where(sa.or_(*after))
+    stmt = stmt.order_by(*[e.asc() if d == "asc" else e.desc() for e, d in exprs])
+    if offset:
+        stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return session.scalars(stmt).all()

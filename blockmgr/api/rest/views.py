@@ -1,0 +1,125 @@
+"""Cinder-shaped JSON views of the client library's volume and snapshot rows.
+
+Clients (python-cinderclient, openstacksdk, gophercloud) read these keys, so names and
+value types follow Cinder's v3 API: ``bootable`` and ``encrypted``-style flags as Cinder
+sends them (``bootable`` is the string ``"true"``/``"false"``), admin-only attributes
+(``os-vol-host-attr:host``) only for an admin, microversioned keys (``group_id`` from 3.13,
+``group_snapshot_id`` from 3.14) only when asked for. Fields blockmgr does not have are sent
+with Cinder's neutral value (no attachments, no metadata, replication ``disabled``).
+
+One blockmgr addition: ``status_reason`` says why a resource is in an error status (Cinder
+only logs it), so that ``--wait`` style clients can show the reason.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+GROUP_ID_VERSION = (3, 13)
+GROUP_SNAPSHOT_ID_VERSION = (3, 14)
+
+
+def _base_url(request: Request) -> str:
+    endpoint = request.app.state.rest.conf.api.public_endpoint
+    return (endpoint or str(request.base_url)).rstrip("/")
+
+
+def links(request: Request, project_id: str, collection: str, resource_id: str) -> list:
+    """Cinder's ``self`` (versioned) and ``bookmark`` (unversioned) links."""
+    base = _base_url(request)
+    return [{"rel": "self",
+             "href": "%s/v3/%s/%s/%s" % (base, project_id, collection, resource_id)},
+            {"rel": "bookmark",
+             "href": "%s/%s/%s/%s" % (base, project_id, collection, resource_id)}]
+
+
+def _version(request: Request) -> tuple[int, int]:
+    return getattr(request.state, "api_version", (3, 0))
+
+
+def _timestamp(value):
+    """``2026-12-03T11:00:00.000000`` (naive UTC, as Cinder sends it)."""
+    if value and "." not in value:
+        return value + ".000000"
+    return value
+
+
+def volume_summary(request: Request, row: dict) -> dict:
+    return {"id": row["id"], "name": row["display_name"],
+            "links": links(request, row["project_id"], "volumes", row["id"])}
+
+
+def volume_detail(request: Request, ctx, row: dict) -> dict:
+    view = {
+        "id": row["id"],
+        "name": row["display_name"],
+        "description": row["display_description"],
+        "status": row["status"],
+        "size": row["size"],
+        "availability_zone": row["availability_zone"],
+        "created_at": _timestamp(row["created_at"]),
+        "updated_at": _timestamp(row["updated_at"]),
+        "volume_type": None,
+        "snapshot_id": row["snapshot_id"],
+        "source_volid": row["source_volid"],
+        "metadata": {},
+        "bootable": "true" if row["bootable"] else "false",
+        "encrypted": False,
+        "multiattach": bool(row["multiattach"]),
+        "attachments": [],
+        "user_id": row["user_id"],
+        "consistencygroup_id": None,
+        "replication_status": "disabled",
+        "migration_status": None,
+        "os-vol-tenant-attr:tenant_id": row["project_id"],
+        "status_reason": row.get("status_reason"),
+        "links": links(request, row["project_id"], "volumes", row["id"]),
+    }
+    if ctx.is_admin:
+        view["os-vol-host-attr:host"] = row["host"]
+        view["os-vol-mig-status-attr:migstat"] = None
+        view["os-vol-mig-status-attr:name_id"] = None
+    if _version(request) >= GROUP_ID_VERSION:
+        view["group_id"] = row["group_id"]
+    return view
+
+
+def volume_list(request: Request, ctx, rows: list[dict], detail: bool) -> list[dict]:
+    if detail:
+        return [volume_detail(request, ctx, row) for row in rows]
+    return [volume_summary(request, row) for row in rows]
+
+
+def snapshot_view(request: Request, ctx, row: dict, detail: bool = True) -> dict:
+    """A snapshot; ``detail`` adds the extended attributes (progress, project)."""
+    view = {
+        "id": row["id"],
+        "name": row["display_name"],
+        "description": row["display_description"],
+        "status": row["status"],
+        "size": row["volume_size"],
+        "volume_id": row["volume_id"],
+        "created_at": _timestamp(row["created_at"]),
+        "updated_at": _timestamp(row["updated_at"]),
+        "metadata": {},
+        "status_reason": row.get("status_reason"),
+        "links": links(request, row["project_id"], "snapshots", row["id"]),
+    }
+    if detail:
+        view["os-extended-snapshot-attributes:progress"] = row.get("progress") or "0%"
+        view["os-extended-snapshot-attributes:project_id"] = row["project_id"]
+    if _version(request) >= GROUP_SNAPSHOT_ID_VERSION:
+        view["group_snapshot_id"] = row["group_snapshot_id"]
+    return view
+
+
+def manageable_entry(entry: dict, detail: bool, snapshots: bool = False) -> dict:
+    """One ``manageable-volumes`` / ``manageable-snapshots`` entry."""
+    view = {"reference": entry["reference"], "size": entry["size"],
+            "safe_to_manage": entry["safe_to_manage"]}
+    if snapshots:
+        view["source_reference"] = entry.get("source_reference")
+    if detail:
+        view.update(reason_not_safe=entry.get("reason_not_safe"),
+                    cinder_id=entry.get("cinder_id"), extra_info=entry.get("extra_info"))
+    return view

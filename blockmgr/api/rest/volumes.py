@@ -1,0 +1,172 @@
+"""``/v3/{project_id}/volumes``: list (+ ``/detail``), show, create, update, delete.
+
+Thin: the body's shape is checked here (pydantic, unknown fields refused), every rule of
+the operation is the client library's (:class:`blockmgr.api.volumes.VolumeService`), and
+the answer is Cinder's view (:mod:`blockmgr.api.rest.views`).
+
+What blockmgr does not have is refused, not ignored: volume types (no type table yet),
+metadata, images, backups and legacy consistency groups. A client that sends them empty
+(python-cinderclient sends ``"metadata": {}`` and nulls) is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+from fastapi import Response
+from pydantic import Field
+
+from blockmgr import exception
+from blockmgr import states
+from blockmgr.api.rest import deps
+from blockmgr.api.rest import fields
+from blockmgr.api.rest import views
+
+router = APIRouter(tags=["volumes"])
+
+#: Query name -> library filter (``display_name`` is the v1 spelling clients still send).
+FILTERS = {"name": "name", "display_name": "name", "status": "status",
+           "availability_zone": "availability_zone", "group_id": "group_id",
+           "project_id": "project_id"}
+_LIST_PARAMS = frozenset({"all_tenants"})
+
+
+class VolumeCreate(fields.Body):
+    size: fields.Size | None = Field(
+        None, description="GiB; optional from a snapshot or source volume (defaults to "
+                           "its size)")
+    name: fields.Text | None = None
+    description: fields.Text | None = None
+    snapshot_id: fields.Uuid | None = None
+    source_volid: fields.Uuid | None = None
+    availability_zone: fields.Text | None = None
+    group_id: fields.Uuid | None = Field(None, description="microversion 3.13 or later")
+    volume_type: Any = Field(None, description="not supported: must be null")
+    metadata: Any = Field(None, description="not supported: must be empty or null")
+    consistencygroup_id: Any = Field(None, description="not supported: must be null")
+    imageRef: Any = Field(None, description="not supported: must be null")
+    backup_id: Any = Field(None, description="not supported: must be null")
+    multiattach: Any = Field(None, description="not supported: must be false or null")
+
+    refuse_volume_type = fields.refuse_unless_empty(
+        "volume_type", "volume types are not supported by blockmgr yet",
+        "omit volume_type (the scheduler picks a backend by capacity)")
+    refuse_metadata = fields.refuse_unless_empty(
+        "metadata", "volume metadata is not supported by blockmgr",
+        "omit metadata or send {}")
+    refuse_consistencygroup_id = fields.refuse_unless_empty(
+        "consistencygroup_id", "legacy consistency groups are not supported",
+        "use group_id (3.13+)")
+    refuse_imageRef = fields.refuse_unless_empty(
+        "imageRef", "creating a volume from an image is not supported",
+        "omit imageRef")
+    refuse_backup_id = fields.refuse_unless_empty(
+        "backup_id", "backups are not supported",
+        "omit backup_id")
+    refuse_multiattach = fields.refuse_unless_empty(
+        "multiattach", "multi-attach volumes are not supported",
+        "omit multiattach")
+
+
+class VolumeCreateRequest(fields.Body):
+    volume: VolumeCreate
+    scheduler_hints: dict[str, Any] | None = Field(
+        None, alias="OS-SCH-HNT:scheduler_hints", max_length=32)
+
+
+class VolumeUpdate(fields.Body):
+    name: fields.Text | None = None
+    description: fields.Text | None = None
+    display_name: fields.Text | None = None
+    display_description: fields.Text | None = None
+    metadata: Any = None
+
+    refuse_metadata = fields.refuse_unless_empty(
+        "metadata", "volume metadata is not supported by blockmgr",
+        "omit metadata")
+
+
+class VolumeUpdateRequest(fields.Body):
+    volume: VolumeUpdate
+
+
+def volume_id_of(volume_id: str) -> str:
+    return fields.path_id(volume_id, exception.VolumeNotFound, "volume_id")
+
+
+def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | None):
+    filters = fields.query_filters(request, FILTERS, "volumes", _LIST_PARAMS)
+    # Cinder ignores all_tenants for a non-admin; python-cinderclient sends it on every
+    # lookup by name, so refusing it would break `cinder show <name>`.
+    all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
+    rows = state.client.volumes.list_volumes(
+        ctx, filters=filters, marker=page.marker, limit=page.limit, offset=page.offset,
+        sort_keys=page.sort_keys, sort_dirs=page.sort_dirs, all_projects=all_projects)
+    items = views.volume_list(request, ctx, rows, detail)
+    return {"volumes": items, **deps.next_link(request, state, items, page, "volumes")}
+
+
+@router.get("/volumes", summary="List volumes (id, name, links)")
+def list_volumes(request: Request, ctx: deps.Context, state: deps.State, page: deps.Page,
+                 all_tenants: str | None = Query(None, max_length=8),
+                 name: str | None = Query(None), status: states.VolumeStatus | None = None):
+    """Filters: ``name``, ``status``, ``availability_zone``, ``group_id``; an admin with
+    ``all_tenants=1`` sees every project's (and may filter by ``project_id``)."""
+    return _list(request, ctx, state, page, False, all_tenants)
+
+
+@router.get("/volumes/detail", summary="List volumes with details")
+def list_volumes_detail(request: Request, ctx: deps.Context, state: deps.State,
+                        page: deps.Page, all_tenants: str | None = Query(None, max_length=8),
+                        name: str | None = Query(None),
+                        status: states.VolumeStatus | None = None):
+    return _list(request, ctx, state, page, True, all_tenants)
+
+
+@router.get("/volumes/{volume_id}", summary="Show a volume")
+def show_volume(request: Request, ctx: deps.Context, state: deps.State, volume_id: str):
+    row = state.client.volumes.get_volume(ctx, volume_id_of(volume_id))
+    return {"volume": views.volume_detail(request, ctx, row)}
+
+
+@router.post("/volumes", status_code=202, summary="Create a volume")
+def create_volume(request: Request, ctx: deps.Context, state: deps.State,
+                  body: VolumeCreateRequest):
+    """A raw volume (``size``), or from ``snapshot_id`` or ``source_volid`` (on the
+    source's backend; ``size`` defaults to the source's). ``202``: the volume is
+    ``creating``; poll it until ``available`` or ``error``."""
+    spec = body.volume
+    if spec.group_id is not None and request.state.api_version < views.GROUP_ID_VERSION:
+        raise exception.InvalidInput(reason="group_id needs microversion 3.13 or later "
+                                            "(send OpenStack-API-Version: volume 3.13)")
+    if spec.size is None and spec.snapshot_id is None and spec.source_volid is None:
+        raise exception.InvalidInput(reason="size is required for a volume that is not "
+                                            "created from a snapshot or a source volume")
+    row = state.client.volumes.create_volume(
+        ctx, spec.size, name=spec.name, description=spec.description,
+        snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
+        availability_zone=spec.availability_zone, group_id=spec.group_id,
+        scheduler_hints=body.scheduler_hints)
+    return {"volume": views.volume_detail(request, ctx, row)}
+
+
+@router.put("/volumes/{volume_id}", summary="Rename or re-describe a volume")
+def update_volume(request: Request, ctx: deps.Context, state: deps.State, volume_id: str,
+                  body: VolumeUpdateRequest):
+    spec = body.volume.model_dump(exclude_unset=True, exclude={"metadata"})
+    spec = fields.labels(spec)
+    row = state.client.volumes.update_volume(ctx, volume_id_of(volume_id), **spec)
+    return {"volume": views.volume_detail(request, ctx, row)}
+
+
+@router.delete("/volumes/{volume_id}", status_code=202, response_class=Response,
+               summary="Delete a volume")
+def delete_volume(ctx: deps.Context, state: deps.State, volume_id: str,
+                  cascade: str | None = Query(None, max_length=8)):
+    """``cascade=true`` deletes its snapshots too. ``202``: the volume is ``deleting``."""
+    state.client.volumes.delete_volume(ctx, volume_id_of(volume_id),
+                                       cascade=fields.as_bool(cascade, "cascade"))
+    return Response(status_code=202)

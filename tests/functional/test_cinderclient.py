@@ -1,0 +1,151 @@
+"""The real python-cinderclient, in noauth mode, against blockmgr's REST API served over
+HTTP by uvicorn (:class:`blockmgr.api.rest.server.ApiServer`) on the all-in-one stack:
+version discovery, volume create / list / show / rename / extend / delete, snapshot
+create / delete, manage / unmanage of a volume and of a snapshot, and error mapping.
+
+Managing is for admins (as in Cinder). cinderclient's noauth plugin sends no roles, so the
+admin client adds ``X-Roles: admin`` through its keystoneauth session, as a deployment
+behind an authenticating proxy would.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+pytest.importorskip("cinderclient")
+
+from cinderclient import api_versions                    # noqa: E402
+from cinderclient import client as cinder_client         # noqa: E402
+from cinderclient import exceptions as cinder_exc        # noqa: E402
+from cinderclient import utils as cinder_utils           # noqa: E402
+from cinderclient.contrib import noauth                  # noqa: E402
+from keystoneauth1 import session as ksa_session         # noqa: E402
+
+from blockmgr.api.rest.server import ApiServer           # noqa: E402
+from tests.unit.rest.conftest import stack               # noqa: E402,F401
+
+HOST = "node1@loopback"
+UNKNOWN = "8a1f0c1e-0000-4000-8000-000000000000"
+
+
+@pytest.fixture
+def server(stack):  # noqa: F811
+    srv = ApiServer(stack.app, "127.0.0.1", 0).start()
+    yield srv
+    assert srv.stop()
+
+
+def cinder(server, project: str, *, admin: bool = False, version: str = "3.14"):
+    auth = noauth.CinderNoAuthPlugin("u-" + project, project, endpoint=server.url + "/v3")
+    session = ksa_session.Session(
+        auth=auth, additional_headers={"X-Roles": "admin"} if admin else None)
+    return cinder_client.Client(version, session=session)
+
+
+def wait(get, resource_id, statuses=("available", "error"), timeout=30.0):
+    """Poll until the status is in ``statuses`` (None in it: until it is gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            item = get(resource_id)
+        except cinder_exc.NotFound:
+            if None in statuses:
+                return None
+            raise
+        if item.status in statuses:
+            return item
+        assert time.monotonic() < deadline, "still %s" % item.status
+        time.sleep(0.05)
+
+
+def test_cinderclient_drives_volumes_snapshots_and_manage(server, stack):  # noqa: F811
+    c = cinder(server, "pA")
+    discovered = api_versions.discover_version(c, api_versions.APIVersion("3.14"))
+    assert discovered.get_string() == "3.14"
+
+    vol = c.volumes.create(1, name="data", description="made by cinderclient")
+    assert vol.status == "creating" and vol.size == 1
+    vol = wait(c.volumes.get, vol.id)
+    assert vol.status == "available" and vol.name == "data" and vol.bootable == "false"
+    assert vol.group_id is None                                   # 3.13+ attribute
+    assert [v.id for v in c.volumes.list()] == [vol.id]
+    assert [v.name for v in c.volumes.list(detailed=False)] == ["data"]
+    assert cinder_utils.find_volume(c, "data").id == vol.id       # lookup by name
+    assert [v.id for v in c.volumes.list(search_opts={"status": "error"})] == []
+
+    c.volumes.update(vol, name="renamed")
+    assert c.volumes.get(vol.id).name == "renamed"
+    c.volumes.extend(vol, 2)
+    assert wait(c.volumes.get, vol.id, ("available", "error_extending")).size == 2
+
+    second = c.volumes.create(1, name="second")
+    wait(c.volumes.get, second.id)
+    paged = c.volumes.list(limit=1, sort="name:asc")
+    assert [v.name for v in paged] == ["renamed"]
+    assert [v.name for v in c.volumes.list(sort="name:desc")] == ["second", "renamed"]
+
+    snap = c.volume_snapshots.create(vol.id, name="snap")
+    assert wait(c.volume_snapshots.get, snap.id).status == "available"
+    assert [s.id for s in c.volume_snapshots.list()] == [snap.id]
+    c.volume_snapshots.delete(snap)
+    assert wait(c.volume_snapshots.get, snap.id, (None, "error_deleting")) is None
+
+    with pytest.raises(cinder_exc.NotFound):
+        c.volumes.get(UNKNOWN)
+    with pytest.raises(cinder_exc.BadRequest) as err:
+        c.volumes.create(0)
+    assert "size" in str(err.value)
+    with pytest.raises(cinder_exc.Forbidden):                  # manage needs an admin
+        c.volumes.list_manageable(HOST)
+
+    # --- manage / unmanage (admin) ---------------------------------------------------------
+    admin = cinder(server, "pA", admin=True)
+    admin.volumes.unmanage(second)
+    assert wait(c.volumes.get, second.id, (None, "error_unmanaging")) is None
+    listed = admin.volumes.list_manageable(HOST, detailed=True)
+    refs = {m.reference["source-name"]: m for m in listed}
+    assert refs["unmanaged-volume-" + second.id].safe_to_manage is True
+    adopted = admin.volumes.manage(HOST, {"source-name": "unmanaged-volume-" + second.id},
+                                   name="adopted")
+    adopted = wait(c.volumes.get, adopted.id, ("available", "error_managing"))
+    assert adopted.status == "available" and adopted.size == 1 and adopted.name == "adopted"
+
+    snap = c.volume_snapshots.create(adopted.id, name="to-unmanage")
+    wait(c.volume_snapshots.get, snap.id)
+    admin.volume_snapshots.unmanage(snap)
+    assert wait(c.volume_snapshots.get, snap.id, (None, "error_deleting")) is None
+    snaps = admin.volume_snapshots.list_manageable(HOST, detailed=False)
+    (entry,) = snaps
+    assert entry.source_reference == {"source-name": "volume-" + adopted.id}
+    managed = admin.volume_snapshots.manage(adopted.id, entry.reference, name="back")
+    assert wait(c.volume_snapshots.get, managed.id).status == "available"
+
+    # --- delete (cascade through the API) ------------------------------------------------
+    c.volumes.delete(adopted, cascade=True)
+    c.volumes.delete(vol)
+    for volume_id in (adopted.id, vol.id):
+        assert wait(c.volumes.get, volume_id, (None, "error_deleting")) is None
+    assert c.volumes.list() == []
+    directory = os.path.join(str(stack.conf.state_path), "volumes", "loopback")
+    assert not [n for n in os.listdir(directory) if n.startswith(("volume-", "snapshot-"))]
+
+
+def test_another_project_cannot_see_or_touch_volumes(server):
+    mine, theirs = cinder(server, "pA"), cinder(server, "pB")
+    vol = mine.volumes.create(1)
+    with pytest.raises(cinder_exc.NotFound):
+        theirs.volumes.get(vol.id)
+    with pytest.raises(cinder_exc.NotFound):
+        theirs.volumes.delete(vol.id)
+    assert theirs.volumes.list() == []
+    wait(mine.volumes.get, vol.id)
+    mine.volumes.delete(vol)
+    wait(mine.volumes.get, vol.id, (None,))
+
+
+def test_api_server_reports_a_busy_port_at_start(server, stack):  # noqa: F811
+    with pytest.raises(OSError):
+        ApiServer(stack.app, "127.0.0.1", server.port).start()
