@@ -28,6 +28,7 @@ from oslo_messaging.rpc import server as rpc_server
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr import metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -141,29 +142,54 @@ class BoundedRPCServer(rpc_server.RPCServer):
         name = "rpc-%s" % (self._target.server or self._target.topic)
         self._executor_cls = lambda **_opts: futures.ThreadPoolExecutor(
             max_workers=size, thread_name_prefix=name)
+        # Every request is counted by method and outcome (blockmgr.metrics).
+        self.dispatcher.dispatch = metrics.counting_dispatch(self.dispatcher.dispatch,
+                                                             self._target.topic)
         self._slots = threading.BoundedSemaphore(size)
         self._busy = 0
         self._busy_lock = threading.Lock()
+        # Dispatch order, for wait_dispatched_before(): requests are numbered in the
+        # listener thread, i.e. in the order the broker delivered them.
+        self._dispatched = 0
+        self._running: set[int] = set()
+        self._finished = threading.Condition(self._busy_lock)
 
     @property
     def busy(self) -> int:
         """Requests being processed right now."""
         return self._busy
 
+    @property
+    def dispatched(self) -> int:
+        """How many requests were handed to a thread so far (in delivery order)."""
+        return self._dispatched
+
+    def wait_dispatched_before(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until each of the first ``count`` requests handed to a thread has finished;
+        True if they all had within ``timeout``."""
+        with self._finished:
+            return self._finished.wait_for(
+                lambda: not self._running or min(self._running) >= count, timeout)
+
     def _on_incoming(self, incoming):
         self._slots.acquire()
         with self._busy_lock:
             self._busy += 1
+            seq = self._dispatched
+            self._dispatched += 1
+            self._running.add(seq)
         try:
             future = self._work_executor.submit(self._process_incoming, incoming)
         except BaseException:
-            self._release()
+            self._release(seq)
             raise
-        future.add_done_callback(lambda _f: self._release())
+        future.add_done_callback(lambda _f: self._release(seq))
 
-    def _release(self):
+    def _release(self, seq: int):
         with self._busy_lock:
             self._busy -= 1
+            self._running.discard(seq)
+            self._finished.notify_all()
         self._slots.release()
 
 

@@ -86,6 +86,7 @@ class ServiceState:
     heartbeat_at: dt.datetime | None
     report_count: int
     version: str | None
+    availability_zone: str = "nova"
 
 
 def list_services(session, down_time_s: int, *, binary: str | None = None,
@@ -103,7 +104,8 @@ def list_services(session, down_time_s: int, *, binary: str | None = None,
     return [ServiceState(id=row.id, host=row.host, binary=row.binary, topic=row.topic,
                          up=is_up(row, down_time_s, now), disabled=row.disabled,
                          disabled_reason=row.disabled_reason, heartbeat_at=row.heartbeat_at,
-                         report_count=row.report_count, version=row.rpc_current_version)
+                         report_count=row.report_count, version=row.rpc_current_version,
+                         availability_zone=row.availability_zone)
             for row in session.scalars(stmt.order_by(models.Service.binary,
                                                      models.Service.host))]
 

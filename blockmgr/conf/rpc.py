@@ -10,6 +10,21 @@ file that sets them as "unknown". :func:`register_opts` registers them up front 
 config it is given, which also spares every private ``ConfigOpts`` the
 ``NoSuchOptError: oslo_messaging_tracing`` (and ``oslo_messaging_metrics``) of a call or
 cast (``environment-notes.md``).
+
+**Durable queues by default.** :func:`register_opts` also registers oslo.messaging's
+``[oslo_messaging_rabbit]`` options and turns ``amqp_durable_queues`` on (oslo.messaging's
+default is off). blockmgr's requests are casts whose only record, until a worker takes them,
+is the message: with transient queues a broker restart deletes the queues, and a request
+cast before the workers have reconnected and re-declared them is dropped unseen, its
+resource stuck in a transitional status. A durable queue (and its binding to the durable
+control exchange) survives the restart, oslo.messaging publishes persistent messages, so
+both the requests queued at the restart and those cast just after it are kept. The price is
+the broker writing each message to disk. An operator may still set it to ``false``.
+Switching an existing deployment: oslo.messaging meets the old transient exchange and
+queues with a warning ("inequivalent arg 'durable'") and keeps using them until they are
+gone -- they are deleted by the next broker restart, after which the daemons declare
+durable ones; or delete them by hand. Fanout (capacity reports) and reply queues stay
+transient either way (oslo.messaging's choice; nothing is lost with them but a report).
 """
 
 from oslo_config import cfg
@@ -46,6 +61,14 @@ opts = [
                       "waits twice as long, up to driver_setup_retry_max_interval."),
     cfg.FloatOpt("driver_setup_retry_max_interval", default=60.0, min=0.0,
                  help="Longest wait between two driver setup retries, in seconds."),
+    cfg.IntOpt("recovery_drain_timeout", default=600, min=1,
+               help="A volume backend that restarts finds rows it owns in a transitional "
+                    "status without a flow; their request may still be queued in the "
+                    "broker. They are moved to their error status once every request "
+                    "queued before the start has been served (a marker message sent "
+                    "through the backend's own queue tells when), or at the latest this "
+                    "many seconds after the backend started serving, e.g. when the broker "
+                    "lost the queue. A request that arrives later is refused."),
     cfg.IntOpt("api_rpc_retries", default=2, min=-1,
                help="Client library (blockmgr.api): how often a cast or call reconnects to "
                     "an unreachable message broker before it fails. A failed cast moves the "
@@ -65,6 +88,19 @@ def _messaging_default_opts():
     return []
 
 
+#: oslo.messaging defaults blockmgr changes (group, option, value); see the module docstring.
+MESSAGING_DEFAULTS = [("oslo_messaging_rabbit", "amqp_durable_queues", True)]
+
+
+def _messaging_group_opts(name: str) -> list:
+    import oslo_messaging.opts as messaging_opts
+
+    for group, group_opts in messaging_opts.list_opts():
+        if group == name:
+            return list(group_opts)
+    return []
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     from oslo_messaging._metrics import client as metrics
     from oslo_messaging._tracing import client as tracing
@@ -73,6 +109,21 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(_messaging_default_opts())
     conf.register_opts(tracing.oslo_messaging_tracing, group="oslo_messaging_tracing")
     conf.register_opts(metrics.oslo_messaging_metrics, group="oslo_messaging_metrics")
+    for group, name, value in MESSAGING_DEFAULTS:
+        conf.register_opts(_messaging_group_opts(group), group=group)
+        conf.set_default(name, value, group=group)
+
+
+def update_sample_defaults() -> None:
+    """``oslo.config.opts.defaults`` hook for ``oslo-config-generator``: shows blockmgr's
+    defaults of oslo.messaging options (:data:`MESSAGING_DEFAULTS`) in the sample. It changes
+    oslo.messaging's option objects, so it is for the generator process only."""
+    from oslo_messaging._drivers import amqp
+    from oslo_messaging._drivers import impl_rabbit
+
+    for group, name, value in MESSAGING_DEFAULTS:
+        if group == "oslo_messaging_rabbit":
+            cfg.set_defaults(amqp.amqp_opts + impl_rabbit.rabbit_opts, **{name: value})
 
 
 def list_opts():

@@ -1,4 +1,4 @@
-"""``[scheduler]`` options: placement retries, capacity weighing, sweeps."""
+"""``[scheduler]`` options: placement retries, capacity weighing, liveness, sweeps."""
 
 from oslo_config import cfg
 
@@ -23,6 +23,20 @@ opts = [
                     "place volumes on it; 0 means a report stays usable as long as the "
                     "service heartbeats (liveness comes from "
                     "``[DEFAULT] service_down_time``)."),
+    cfg.IntOpt("suspect_missed_heartbeats", default=3, min=0,
+               help="A volume backend whose heartbeat count has not moved for this many of "
+                    "its own heartbeat periods (measured from its heartbeats) is suspected "
+                    "dead before ``[DEFAULT] service_down_time`` declares it down: new "
+                    "volumes go to other backends while one fits, and to it only when "
+                    "none does. 0 disables the suspicion."),
+    cfg.IntOpt("stale_create_timeout", default=600, min=0,
+               help="A volume still ``creating`` on a backend whose volume service is down, "
+                    "placed there and silent (no heartbeat) for at least this many seconds, "
+                    "and with no unfinished flow, is moved to ``error`` by the scheduler "
+                    "(its request is lost with the worker, or waits in a queue nobody "
+                    "reads). If the worker comes back later, the request is refused. "
+                    "Checked every 60 s, or every quarter of this timeout if less. "
+                    "0 disables the check (such volumes then wait for their worker)."),
 ]
 
 

@@ -19,6 +19,7 @@ added, which tells the worker not to reschedule (Cinder's convention).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -64,7 +65,8 @@ class SchedulerManager:
         self.volume_rpcapi = volume_rpcapi
         self.quota = quota
         self.notifier = notifier
-        self.live = live or liveness.LiveBackends(db, conf.service_down_time)
+        self.live = live or liveness.LiveBackends(
+            db, conf.service_down_time, missed=conf.scheduler.suspect_missed_heartbeats)
         self.states = backend_states or host_state.BackendStates()
         self._started = time.monotonic()
         self._ready = threading.Event()
@@ -82,6 +84,13 @@ class SchedulerManager:
             return
         if self.states.update(host, capabilities, timestamp):
             self._report_arrived.set()
+
+    def serving(self) -> None:
+        """The RPC server consumes from now on: ``startup_wait`` counts from here, not from
+        construction (opening the flow logbooks of a loaded node can take longer than the
+        wait itself, and the capacity reports can only arrive once the fanout queue is
+        consumed)."""
+        self._started = time.monotonic()
 
     def wait_until_ready(self) -> bool:
         """Block until every live volume service has reported, or ``[scheduler]
@@ -232,6 +241,8 @@ class SchedulerManager:
                 rejected.update(why)
                 backends = {p.backend for p in passed}
                 candidates = backends if candidates is None else candidates & backends
+            if candidates and candidates - self.live.suspects():
+                candidates -= self.live.suspects()   # very likely dead: only as a last resort
             if not candidates:
                 raise exception.NoValidBackend(
                     reason="no backend suits every volume type of group %s%s"
@@ -294,8 +305,18 @@ class SchedulerManager:
     def _place(self, request: bm_filters.PlacementRequest, what: str) -> host_state.PoolState:
         multiplier = self.conf.scheduler.capacity_weight_multiplier
 
+        suspects = self.live.suspects()
+
         def choose(pools):
-            passed, rejected = bm_filters.apply(self._fresh(pools), request)
+            pools = self._fresh(pools)
+            if suspects and request.live_backends is not None:
+                # Backends that very likely died (liveness.py) only if nothing else fits.
+                trusted = dataclasses.replace(request,
+                                              live_backends=request.live_backends - suspects)
+                passed, _rejected = bm_filters.apply(pools, trusted)
+                if passed:
+                    return weighers.order(passed, request, multiplier)[0]
+            passed, rejected = bm_filters.apply(pools, request)
             if not passed:
                 raise exception.NoValidBackend(
                     reason="no pool can take %s (%g GiB)%s"

@@ -40,6 +40,14 @@ class UnfinishedFlows:
         return flow_id in self._live
 
 
+def liveness(persistence) -> Callable[[str], bool]:
+    """A fresh ``is_owner_live`` for one sweep: :class:`UnfinishedFlows` over
+    ``persistence``, or "everyone is live" when the logbooks are not visible (None)."""
+    if persistence is None:
+        return lambda _owner: True
+    return UnfinishedFlows(persistence)
+
+
 @dataclasses.dataclass
 class SweepResult:
     orphans: list[str] = dataclasses.field(default_factory=list)
@@ -58,9 +66,7 @@ class ReservationSweeper:
         self.persistence = persistence
 
     def _liveness(self) -> Callable[[str], bool]:
-        if self.persistence is None:
-            return lambda _owner: True
-        return UnfinishedFlows(self.persistence)
+        return liveness(self.persistence)
 
     def sweep(self) -> SweepResult:
         result = SweepResult()

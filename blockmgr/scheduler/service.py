@@ -1,9 +1,15 @@
-"""The scheduler service: its RPC server, heartbeat and reservation sweeper, started together.
+"""The scheduler service: its RPC server, heartbeat, reservation sweeper and quota reconciler,
+started together.
 
 ``blockmgr-scheduler`` (:mod:`blockmgr.cmd.scheduler`) builds one from the global config; the
 all-in-one mode and tests build one from any config, database and transport. The RPC server
 listens on topic ``blockmgr-scheduler`` (shared queue: several schedulers share the load) and
 its fanout queue (every scheduler gets every capacity report).
+
+The quota reconciler (:mod:`blockmgr.quota_reconciler`) runs every ``[quota]
+reconcile_interval`` seconds (0: never), first one interval after start. Metrics: the
+process's :mod:`blockmgr.metrics`, plus :meth:`SchedulerService.metrics_collectors` (quota
+reservations), served by ``blockmgr-scheduler`` when ``[metrics] enabled``.
 """
 
 from __future__ import annotations
@@ -11,20 +17,25 @@ from __future__ import annotations
 import logging
 import threading
 
+from blockmgr import metrics as bm_metrics
+from blockmgr import periodic
+from blockmgr import quota_reconciler
 from blockmgr import rpc
 from blockmgr import services
 from blockmgr.scheduler import manager as sched_manager
 from blockmgr.scheduler import reservations
+from blockmgr.scheduler import stale
 
 LOG = logging.getLogger(__name__)
 
 
 class SchedulerService:
-    """:param persistence: flow persistence for the sweeper's liveness checks; by default
-    opened from ``[flows]`` (None when flows are kept in memory)."""
+    """:param persistence: flow persistence for the sweeper's and the reconciler's liveness
+    checks; by default opened from ``[flows]`` (None when flows are kept in memory).
+    :param metrics: where the reconciler records its runs (default: this process's)."""
 
     def __init__(self, conf, *, db, transport, quota, notifier, volume_rpcapi=None,
-                 persistence=None):
+                 persistence=None, metrics=None):
         from blockmgr.volume import rpcapi as volume_rpcapi_mod
 
         self.conf = conf
@@ -36,9 +47,17 @@ class SchedulerService:
         if persistence is None and (conf.flows.persistence_connection or "") != "memory":
             from blockmgr.flows import engine as flow_engine
             persistence = flow_engine.open_persistence(conf, db)
+        self.quota = quota
+        self.persistence = persistence
         self.sweep = reservations.PeriodicSweep(
             reservations.ReservationSweeper(quota, persistence),
             conf.quota.reservation_clean_interval)
+        self.metrics = metrics or bm_metrics.get()
+        self.reconciler = quota_reconciler.QuotaReconciler(quota, db, persistence,
+                                                           metrics=self.metrics)
+        self._reconcile_timer: periodic.PeriodicTimer | None = None
+        self.stale_creates = stale.StaleCreates(conf, db=db, notifier=notifier)
+        self._stale_timer: periodic.PeriodicTimer | None = None
         self.server = rpc.get_server(transport, rpc.SCHEDULER_TOPIC, conf.host, [self.manager])
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="scheduler-heartbeat",
@@ -52,20 +71,41 @@ class SchedulerService:
                 version=sched_manager.SchedulerManager.RPC_API_VERSION)
             services.heartbeat(session, self._service_id)
         self.server.start()
+        self.manager.serving()
         self.sweep.start()
+        interval = self.conf.quota.reconcile_interval
+        if interval > 0:
+            self._reconcile_timer = periodic.PeriodicTimer(
+                "quota-reconciler", interval, self.reconciler.run,
+                initial_delay=interval).start()
+        if self.stale_creates.timeout:
+            every = stale.sweep_interval(self.stale_creates.timeout)
+            self._stale_timer = periodic.PeriodicTimer(
+                "stale-creates", every, self.stale_creates.sweep, initial_delay=every).start()
         self._heartbeat.start()
         LOG.info("Scheduler %s serving topic %s", self.conf.host, rpc.SCHEDULER_TOPIC)
 
     def stop(self) -> None:
         self._stop.set()
         self.sweep.stop()
+        if self._reconcile_timer is not None:
+            self._reconcile_timer.stop(timeout=5)
+        if self._stale_timer is not None:
+            self._stale_timer.stop(timeout=5)
         self.server.stop()
         self.server.wait()
+
+    def metrics_collectors(self) -> list:
+        """Collectors only a scheduler serves: quota reservations (outstanding, orphaned)."""
+        return [bm_metrics.QuotaCollector(
+            self.db, self.quota, lambda: reservations.liveness(self.persistence))]
 
     def _beat(self) -> None:
         while not self._stop.wait(self.conf.report_interval):
             try:
                 with self.db.writer() as session:
                     services.heartbeat(session, self._service_id)
+                # also watch the workers' heartbeats while idle (liveness.py: suspects)
+                self.manager.live.get(fresh=True)
             except Exception:
                 LOG.exception("Scheduler heartbeat failed")

@@ -48,12 +48,14 @@ class VolumeManager:
         casting a failed create back to the scheduler; None disables rescheduling.
     :param runner: a :class:`~blockmgr.flows.engine.FlowRunner`; by default one on the
         ``[flows]`` persistence for this host.
+    :param host: the backend host served, default ``conf.host@backend_name``; a cluster
+        member serves ``cluster@backend_name`` (``docs/cluster.md``).
     """
 
     def __init__(self, conf, backend_name: str, *, db, driver, quota, notifier,
-                 reschedule=None, runner=None, locks=None):
+                 reschedule=None, runner=None, locks=None, host=None):
         self.conf = conf
-        self.host = "%s@%s" % (conf.host, backend_name)
+        self.host = host or "%s@%s" % (conf.host, backend_name)
         self.db, self.driver, self.quota, self.notifier = db, driver, quota, notifier
         self.reschedule = reschedule
         self.runner = runner or flow_engine.FlowRunner(
@@ -68,11 +70,12 @@ class VolumeManager:
             host=self.host, conf=self.conf,
             reschedule=self.reschedule if reschedule is _KEEP else reschedule)
 
-    def init_host(self) -> recovery.RecoveryReport:
-        """Count allocated capacity, then recover everything left in flight (recovery.py)."""
+    def init_host(self, defer_orphans: bool = False) -> recovery.RecoveryReport:
+        """Count allocated capacity, then recover everything left in flight (recovery.py).
+        ``defer_orphans``: see :func:`recovery.recover` (the daemon, which has a queue)."""
         with self.db.reader() as session:
             self.capacity.load(session, self.host)
-        report = recovery.recover(self)
+        report = recovery.recover(self, defer_orphans=defer_orphans)
         with self.db.reader() as session:
             self.capacity.load(session, self.host)
         return report

@@ -10,6 +10,8 @@ Start-up of a backend, in this order (``cinder-reference.md`` §8, minus its wea
    The backend stays down meanwhile; the process and its other backends are unaffected.
 3. ``VolumeManager.init_host()``: count allocated capacity, recover unfinished flows and
    orphaned transitional resources, release orphaned reservations -- *before* consuming.
+   Orphans whose request may still be queued are resolved once the queue ahead of the
+   start has been served (:mod:`blockmgr.volume.drain`).
 4. Start the RPC server (topic ``blockmgr-volume``, server ``host@backend``; at most
    ``rpc_worker_threads`` requests at once, the rest wait in the broker).
 5. Heartbeat at once and every ``report_interval``; publish capabilities at once and every
@@ -19,6 +21,13 @@ Start-up of a backend, in this order (``cinder-reference.md`` §8, minus its wea
 Stopping (:meth:`BackendService.stop`): stop the timers, stop consuming, wait up to the grace
 period for running requests. Requests still running then are abandoned to their persisted
 flows; the next start resumes them (step 3).
+
+Cluster mode (a backend section with ``cluster = NAME``, ``docs/cluster.md``): the backend is
+served as ``NAME@backend`` -- driver, RPC server, services row, capacity reports and volume
+hosts all use that name, shared by every member -- and, before step 3, the worker joins the
+cluster (:class:`blockmgr.cluster.member.ClusterMember`: jobboard, claim renewal, tooz locks).
+Step 3 then recovers only flows it can claim, and after it the member's takeover conductor
+starts. Stopping also stops the conductor and the claim renewals.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import logging
 import threading
 import time
 
+from blockmgr import cluster as bm_cluster
 from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr import periodic
@@ -76,7 +86,12 @@ class BackendService:
                  driver=None, manager_factory=None):
         self.conf = conf
         self.backend_name = backend_name
-        self.host = "%s@%s" % (conf.host, backend_name)
+        #: This worker's own ``host@backend``; :attr:`host` is the name it serves, which in
+        #: cluster mode is the cluster's ``cluster@backend``.
+        self.member_host = "%s@%s" % (conf.host, backend_name)
+        self.cluster_host = bm_cluster.cluster_host(conf, backend_name)
+        self.host = self.cluster_host or self.member_host
+        self.cluster = None   # the ClusterMember, once joined
         self.db = db
         self.transport = transport
         self.notifier = notifier
@@ -84,6 +99,7 @@ class BackendService:
         self._driver_given = driver is not None
         self.manager = None
         self.server = None
+        self.drain = None   # blockmgr.volume.drain.QueueDrain, once recovered
         self.service_id: int | None = None
         self.scheduler = SchedulerClient(transport)
         self.last_capabilities: dict | None = None
@@ -112,24 +128,34 @@ class BackendService:
                 return
             self._set_reason("starting: recovering unfinished work")
             self.manager = self._build_manager()
-            report = self.manager.init_host()
+            report = self.manager.init_host(defer_orphans=True)
             LOG.info("%s recovered: %d flow(s) resumed, %d reverted, %d failed, %d orphan(s)",
                      self.host, len(report.resumed), len(report.reverted),
                      len(report.failed), len(report.orphans))
             if self._stopping.is_set():
                 return
+            from blockmgr.volume import drain
             from blockmgr.volume import endpoint
 
+            self.drain = drain.QueueDrain(self.manager, report.deferred,
+                                          transport=self.transport,
+                                          timeout=self.conf.recovery_drain_timeout)
             self.server = rpc.get_server(
                 self.transport, rpc.VOLUME_TOPIC, self.host,
-                [endpoint.VolumeEndpoint(self.manager, self.capabilities)],
+                [endpoint.VolumeEndpoint(self.manager, self.capabilities),
+                 self.drain.endpoint],
                 pool_size=self.conf.rpc_worker_threads)
             self.server.start()
+            self.drain.start(self.server)
             self._set_reason(None)
             self.heartbeat()
             self.ready_after = time.monotonic() - self._started_at
             self.ready.set()
-            LOG.info("%s is serving (ready after %.3f s)", self.host, self.ready_after)
+            if self.cluster is not None:
+                self.cluster.start_conductor(self.manager)
+            LOG.info("%s is serving%s (ready after %.3f s)", self.host,
+                     " as member %s" % self.member_host if self.cluster else "",
+                     self.ready_after)
             self._timers = [
                 periodic.PeriodicTimer("heartbeat-%s" % self.host, self.conf.report_interval,
                                        self.heartbeat,
@@ -187,9 +213,17 @@ class BackendService:
         from blockmgr.quota import QuotaEngine
         from blockmgr.volume.manager import VolumeManager
 
+        extra = {}
+        if self.cluster_host:
+            from blockmgr.cluster import member
+
+            self.cluster = member.open_member(self.conf, self.cluster_host, self.member_host,
+                                              self.db)
+            extra = {"runner": self.cluster.runner, "locks": self.cluster.locks,
+                     "host": self.host}
         return VolumeManager(self.conf, self.backend_name, db=self.db, driver=self.driver,
                              quota=QuotaEngine(self.db, self.conf), notifier=self.notifier,
-                             reschedule=self.scheduler.reschedule)
+                             reschedule=self.scheduler.reschedule, **extra)
 
     # --- periodic work ------------------------------------------------------------------
 
@@ -206,6 +240,10 @@ class BackendService:
     def publish_capabilities(self) -> dict:
         """Measure (driver stats, refreshed), add allocated capacity, fanout to schedulers."""
         started = time.monotonic()
+        if self.cluster_host:
+            # Peers place volumes too: count the cluster's allocation from the database.
+            with self.db.reader() as session:
+                self.manager.capacity.load(session, self.host)
         stats = self.driver.get_volume_stats(refresh=True)
         elapsed = time.monotonic() - started
         if elapsed > self.conf.backend_stats_polling_interval / 2:
@@ -237,10 +275,19 @@ class BackendService:
         :returns: True if nothing was left running (False: the rest resumes at next start).
         """
         self._stopping.set()
+        if self.drain is not None:
+            self.drain.stop()
         for timer in self._timers:
             timer.stop(timeout=1)
         if self._thread is not None:
             self._thread.join(timeout=1)
+        try:
+            return self._drain(grace)
+        finally:
+            if self.cluster is not None:
+                self.cluster.stop()
+
+    def _drain(self, grace: float) -> bool:
         server = self.server
         if server is None:
             return True

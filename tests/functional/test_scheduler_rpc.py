@@ -24,10 +24,10 @@ from blockmgr.db import repository
 from blockmgr.scheduler import rpcapi as scheduler_rpcapi
 from blockmgr.scheduler import service as sched_service
 from tests.conftest import require_service
+from tests.functional.daemons import private_vhost
 
 pytestmark = pytest.mark.functional
 
-RABBIT = "rabbit://guest:guest@127.0.0.1:5672/"
 CTX = bm_context.RequestContext(project_id="p1", user_id="u1")
 
 
@@ -69,14 +69,23 @@ def wait_for(predicate, timeout=10.0):
     return False
 
 
-@pytest.fixture
-def cluster(conf, sqlite_database):
+@pytest.fixture(scope="module")
+def vhost_url():
+    """A RabbitMQ vhost of this module's own (``daemons.private_vhost``): the scheduler's
+    topic queue is named after the topic alone, so a scheduler of another test or run on
+    the same vhost would take this module's requests."""
     require_service("rabbitmq")
+    with private_vhost() as url:
+        yield url
+
+
+@pytest.fixture
+def cluster(conf, sqlite_database, vhost_url):
     conf.set_override("control_exchange", "bm-test-%s" % uuid.uuid4().hex[:12])
     conf.set_override("startup_wait", 5, group="scheduler")
     conf.set_override("persistence_connection", "memory", group="flows")
     db = sqlite_database
-    transport = rpc.get_transport(conf, url=RABBIT)
+    transport = rpc.get_transport(conf, url=vhost_url)
     quota = bm_quota.QuotaEngine(db, conf)
     notifier = notifications.MemoryNotifier()
     with db.writer() as session:

@@ -8,7 +8,6 @@ redeclare an existing queue with different arguments.)
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -29,15 +28,24 @@ from blockmgr.db import repository
 from blockmgr.db.session import Database
 from blockmgr.volume import rpcapi
 from tests.conftest import require_service
+from tests.functional.daemons import private_vhost
 
 pytestmark = [pytest.mark.functional]
 
-RABBIT_URL = os.environ.get("BLOCKMGR_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
 BIN = Path(sys.executable).parent
 CTX = bm_context.RequestContext(project_id="p1", user_id="u1")
 
 
-def _write_config(tmp_path: Path, db_url: str, loopback_directory: Path) -> tuple[Path, str]:
+@pytest.fixture(scope="module")
+def vhost_url():
+    """A RabbitMQ vhost of this module's own (``daemons.private_vhost``), never ``/``."""
+    require_service("rabbitmq")
+    with private_vhost() as url:
+        yield url
+
+
+def _write_config(tmp_path: Path, db_url: str, loopback_directory: Path,
+                  rabbit_url: str) -> tuple[Path, str]:
     tag = uuid.uuid4().hex[:10]
     host = "ft-%s" % tag
     path = tmp_path / "blockmgr.conf"
@@ -63,7 +71,7 @@ connection = {db_url}
 volume_driver = loopback
 loopback_directory = {volumes}
 loopback_attach = file
-""".format(host=host, rabbit=RABBIT_URL, tag=tag, state=tmp_path / "state",
+""".format(host=host, rabbit=rabbit_url, tag=tag, state=tmp_path / "state",
            log=tmp_path / "volume.log", db_url=db_url, volumes=loopback_directory))
     return path, host
 
@@ -112,9 +120,10 @@ def _client_conf(config: Path):
 
 @pytest.mark.parametrize("db_backend", ["mysql", "postgresql"])
 def test_daemon_serves_create_and_connection_then_stops_on_sigterm(db_backend, database,
-                                                                   tmp_path, record_property):
+                                                                   tmp_path, record_property,
+                                                                   vhost_url):
     require_service("rabbitmq")
-    config, host = _write_config(tmp_path, database.url, tmp_path / "volumes")
+    config, host = _write_config(tmp_path, database.url, tmp_path / "volumes", vhost_url)
     daemon = Daemon(config, tmp_path)
     try:
         up = _wait_for(lambda: (_service(database, host + "@lb") or None)
@@ -168,11 +177,11 @@ def test_daemon_serves_create_and_connection_then_stops_on_sigterm(db_backend, d
 
 @pytest.mark.parametrize("db_backend", ["mysql"])
 def test_driver_setup_failure_keeps_the_backend_down_but_the_process_alive(
-        db_backend, database, tmp_path):
+        db_backend, database, tmp_path, vhost_url):
     require_service("rabbitmq")
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("in the way")
-    config, host = _write_config(tmp_path, database.url, blocker)
+    config, host = _write_config(tmp_path, database.url, blocker, vhost_url)
     daemon = Daemon(config, tmp_path)
     try:
         row = _wait_for(lambda: (_service(database, host + "@lb") or None)

@@ -16,8 +16,10 @@ from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.scheduler import filters
 from blockmgr.scheduler import host_state
+from blockmgr.scheduler import liveness
 from blockmgr.scheduler import manager as sched_manager
 from blockmgr.scheduler import reservations
+from blockmgr.scheduler import stale
 from blockmgr.scheduler import weighers
 from blockmgr.volume import rpcapi as volume_rpcapi
 
@@ -438,3 +440,125 @@ def test_unknown_volume_is_ignored(env):
     assert env.api.sent == []
     with pytest.raises(exception.VolumeNotFound):
         volume(env.db, "0" * 36)
+
+
+# --- liveness: suspects before service_down_time; stale creates of a dead worker ----------
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def beat(db, host, at):
+    """One heartbeat of ``host`` written at ``at`` (naive UTC), as the worker would."""
+    with db.writer() as session:
+        row = session.query(models.Service).filter_by(host=host).one()
+        row.report_count += 1
+        row.heartbeat_at = at
+
+
+def test_a_backend_whose_heartbeats_stop_is_suspected_before_it_is_down(env):
+    clock = Clock()
+    live = liveness.LiveBackends(env.db, 60, clock=clock, missed=3)
+    start = models.utcnow()
+    for i in range(1, 3):   # two reads that see the count move: period 2 s measured
+        clock.now += 2
+        for host in ("n1@lvm", "n2@lvm"):
+            beat(env.db, host, start + dt.timedelta(seconds=2 * i))
+        assert live.get(fresh=True) == {"n1@lvm", "n2@lvm"}
+        assert live.suspects() == frozenset()
+    # n1 dies; n2 beats on. 3 periods (6 s) later n1 is suspect but still up.
+    for i in range(3, 7):
+        clock.now += 2
+        beat(env.db, "n2@lvm", start + dt.timedelta(seconds=2 * i))
+        live.get(fresh=True)
+    assert live.get() == {"n1@lvm", "n2@lvm"}
+    assert live.suspects() == {"n1@lvm"}
+    # it comes back: no longer suspect
+    clock.now += 2
+    beat(env.db, "n1@lvm", start + dt.timedelta(seconds=14))
+    assert live.suspects(fresh=True) == frozenset()
+
+
+def test_suspicion_needs_a_measured_period_and_can_be_disabled(env):
+    clock = Clock()
+    never = liveness.LiveBackends(env.db, 60, clock=clock, missed=0)
+    unmeasured = liveness.LiveBackends(env.db, 60, clock=clock, missed=3)
+    never.get(fresh=True)
+    unmeasured.get(fresh=True)
+    clock.now += 3600   # no heartbeat for an hour on this clock, none seen to move before
+    assert never.suspects(fresh=True) == frozenset()
+    assert unmeasured.suspects(fresh=True) == frozenset()
+
+
+class SuspectingLive(liveness.LiveBackends):
+    def __init__(self, db, suspects):
+        super().__init__(db, 60)
+        self._fixed = frozenset(suspects)
+
+    def suspects(self, *, fresh=False):
+        return self._fixed
+
+
+def test_placement_avoids_a_suspect_while_another_backend_fits(env):
+    env.mgr.live = SuspectingLive(env.db, {"n1@lvm"})   # n1 is emptier, but suspect
+    vid = new_volume(env.db, size=10)
+    env.mgr.create_volume(CTX, vid, {"size": 10}, {})
+    assert volume(env.db, vid).host == "n2@lvm#pool"
+    # only n1 can take 45 GiB: a suspect is still better than an error
+    big = new_volume(env.db, size=45)
+    env.mgr.create_volume(CTX, big, {"size": 45}, {})
+    assert volume(env.db, big).host == "n1@lvm#pool"
+    # groups too
+    with env.db.writer() as session:
+        gid = repository.create(session, models.Group, status="creating", project_id="p1").id
+    env.mgr.create_group(CTX, gid, {})
+    with env.db.reader() as session:
+        assert repository.get(session, models.Group, gid).host == "n2@lvm"
+
+
+def _age(db, volume_id, seconds):
+    with db.writer() as session:
+        repository.update(session, repository.get(session, models.Volume, volume_id),
+                          scheduled_at=models.utcnow() - dt.timedelta(seconds=seconds))
+
+
+def test_stale_creates_of_a_worker_that_never_came_back_end_in_error(env):
+    env.conf.set_override("stale_create_timeout", 300, group="scheduler")
+    sweeper = stale.StaleCreates(env.conf, db=env.db, notifier=env.notifier)
+    with env.db.writer() as session:   # n1 died 10 minutes ago; n2 is alive
+        session.query(models.Service).filter_by(host="n1@lvm").update(
+            {"heartbeat_at": models.utcnow() - dt.timedelta(seconds=600)})
+    dead_old = new_volume(env.db, host="n1@lvm#pool")
+    dead_new = new_volume(env.db, host="n1@lvm#pool")
+    alive_old = new_volume(env.db, host="n2@lvm#pool")
+    nowhere = new_volume(env.db, host="gone@lvm#pool")       # no service row at all
+    done = new_volume(env.db, host="n1@lvm#pool", status="available")
+    for vid in (dead_old, alive_old, nowhere, done):
+        _age(env.db, vid, 400)
+    _age(env.db, dead_new, 100)
+    assert sorted(sweeper.sweep()) == sorted([dead_old, nowhere])
+    row = volume(env.db, dead_old)
+    assert row.status == "error" and "n1@lvm has been down" in row.status_reason
+    assert [volume(env.db, v).status for v in (dead_new, alive_old, done)] == [
+        "creating", "creating", "available"]
+    events = [(e, p["volume_id"]) for _prio, e, p in env.notifier.events]
+    assert ("volume.create.error", dead_old) in events
+    # not twice
+    assert sweeper.sweep() == []
+    # a dead worker that was silent for less than the timeout is given the time to return
+    with env.db.writer() as session:
+        session.query(models.Service).filter_by(host="n1@lvm").update(
+            {"heartbeat_at": models.utcnow() - dt.timedelta(seconds=120)})
+    _age(env.db, dead_new, 400)
+    assert sweeper.sweep() == []
+    env.conf.set_override("stale_create_timeout", 0, group="scheduler")
+    assert sweeper.sweep() == []
+
+
+def test_stale_sweep_interval():
+    assert stale.sweep_interval(600) == 60 and stale.sweep_interval(8) == 2
+    assert stale.sweep_interval(1) == 1

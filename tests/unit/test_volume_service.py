@@ -253,20 +253,22 @@ def test_recovery_runs_before_the_server_consumes(env):
     order = []
 
     class RecordingManager(VolumeManager):
-        def init_host(self):
+        def init_host(self, **kwargs):
             order.append(("init_host", svc.server))
-            return super().init_host()
+            return super().init_host(**kwargs)
 
     def factory(driver):
         return RecordingManager(env.conf, BACKEND, db=env.db, driver=driver,
                                 quota=QuotaEngine(env.db, env.conf), notifier=MemoryNotifier())
 
-    # a volume left "creating" by a dead worker, without a flow: recovery makes it error
+    # a volume left "creating" by a dead worker, without a flow and without a queued
+    # request: error once the queue ahead of the start is served (blockmgr.volume.drain)
     orphan = _volume(env.db)
     svc = env.make(manager_factory=factory)
     svc.start()
     assert svc.ready.wait(10)
     assert order == [("init_host", None)]
+    assert svc.drain.resolved.wait(10) and svc.drain.how == "drained"
     assert _status(env.db, orphan) == "error"
 
 
