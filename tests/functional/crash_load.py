@@ -549,7 +549,7 @@ def _assert_equal(got, wanted, what):
 def main(argv=None) -> int:
     """``python -m tests.functional.crash_load --db URL`` runs every point by hand."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", required=True, help="database URL (it is wiped first)")
+    parser.add_argument("--db", required=True, help="URL of an EMPTY database (the schema is created in it)")
     parser.add_argument("--rabbit", default="rabbit://guest:guest@127.0.0.1:5672/",
                         help="transport URL (use a vhost of its own)")
     parser.add_argument("--random-kills", type=int, default=10)
