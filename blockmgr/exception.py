@@ -260,3 +260,46 @@ class FlowInterrupted(BlockmgrError):
     msg_fmt = ("Flow %(flow_id)s was interrupted by a worker restart during %(task)s and "
                "was reverted.")
     reschedulable = False
+
+
+class FlowLogbookWriteFailed(BlockmgrError):
+    """The flow logbook (``[flows] persistence_connection``) refused a write while a flow
+    ran, so its progress may not be recorded; the runner then finishes the flow from what
+    the logbook holds, as a restart would (``docs/flows.md``)."""
+
+    msg_fmt = ("Could not record the progress of flow %(flow_id)s in the flow logbook: "
+               "%(reason)s. Check that the logbook database is reachable and writable; the "
+               "flow is finished from its last recorded step once it is (at the latest when "
+               "the worker restarts).")
+    reschedulable = False
+
+
+# --- cluster mode ---------------------------------------------------------------------------
+
+class ClusterUnavailable(BackendUnavailable):
+    """The Redis jobboard or the lock service of a clustered backend cannot be reached:
+    the request is refused before anything was changed (``docs/cluster.md``)."""
+
+    msg_fmt = ("Backend %(backend)s cannot coordinate with its cluster peers through "
+               "%(url)s: %(reason)s. Check that Redis answers there.")
+
+
+# --- policy ---------------------------------------------------------------------------------
+
+class NotAuthorized(BlockmgrError):
+    """The caller is known but may not do this (a non-admin changing quotas, reading another
+    project's quota). Resources of another project are reported as not found instead, so
+    their ids do not leak."""
+
+    msg_fmt = "Not authorized: %(reason)s"
+    code = 403
+
+
+# --- service start-up -----------------------------------------------------------------------
+
+class ServiceStartError(BlockmgrError):
+    """A long-running command cannot start: its port is taken, its state directory is in use
+    by another process, ... ``reason`` says what to do about it."""
+
+    msg_fmt = "%(service)s cannot start: %(reason)s"
+    reschedulable = False

@@ -11,14 +11,16 @@ from oslo_config import cfg
 from oslo_log import log
 
 from blockmgr.conf import api
+from blockmgr.conf import cluster
 from blockmgr.conf import database
 from blockmgr.conf import default
 from blockmgr.conf import flows
+from blockmgr.conf import metrics
 from blockmgr.conf import quota
 from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
-_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler, api)
+_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler, api, cluster, metrics)
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

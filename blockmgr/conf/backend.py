@@ -33,7 +33,7 @@ def register_backend(conf: cfg.ConfigOpts, name: str) -> None:
     """Register the generic and the driver-specific options of backend section ``name``."""
     from blockmgr.drivers import loader
 
-    if name in ("DEFAULT", "database", "quota", "flows"):
+    if name in ("DEFAULT", "database", "quota", "flows", "cluster", "metrics"):
         raise exception.ConfigurationError(
             section="DEFAULT", option="enabled_backends",
             reason="%r is a reserved section name and cannot be a backend" % name)

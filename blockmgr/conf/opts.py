@@ -2,9 +2,11 @@
 
 from blockmgr.conf import api
 from blockmgr.conf import backend
+from blockmgr.conf import cluster
 from blockmgr.conf import database
 from blockmgr.conf import default
 from blockmgr.conf import flows
+from blockmgr.conf import metrics
 from blockmgr.conf import quota
 from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
@@ -17,6 +19,8 @@ def list_opts():
               + scheduler.list_opts())
     groups += rpc.list_opts()
     groups += api.list_opts()
+    groups += cluster.list_opts()
+    groups += metrics.list_opts()
     backend_opts = list(backend.GENERIC_OPTS)
     for _name, driver_cls in loader.known_driver_classes():
         for opt in driver_cls.list_opts():
