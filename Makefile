@@ -1,8 +1,11 @@
 # Developer entry points. Everything runs from a virtualenv in .venv (created when missing).
 #
 #   make test           install the project with its test extras and run the whole test suite
-#   make run            install, then create/upgrade the database (embedded SQLite by
-#                       default; `make run CONFIG=/etc/blockmgr/blockmgr.conf` for another)
+#   make run            install, then run `blockmgr serve`: REST API on 127.0.0.1:8776,
+#                       scheduler and a loopback volume worker in one process, state in
+#                       ~/.local/share/blockmgr (database created/upgraded at start).
+#                       `make run CONFIG=/etc/blockmgr/blockmgr.conf` adds a config file,
+#                       `make run SERVE_ARGS="--port 8777 --state-dir /tmp/bm"` passes options
 #   make sample-config  regenerate etc/blockmgr/blockmgr.conf.sample
 
 PYTHON ?= python3
@@ -24,11 +27,8 @@ $(INSTALLED): pyproject.toml setup.py | $(BIN)/python
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-MANAGE = $(BIN)/blockmgr-manage $(if $(CONFIG),--config-file $(CONFIG))
-
 run: $(INSTALLED)
-	$(MANAGE) db sync
-	$(MANAGE) db version
+	$(BIN)/blockmgr serve $(if $(CONFIG),--config-file $(CONFIG)) $(SERVE_ARGS)
 
 sample-config: $(INSTALLED)
 	$(BIN)/oslo-config-generator --config-file etc/blockmgr/blockmgr-config-generator.conf

@@ -18,7 +18,10 @@ import os
 import threading
 import uuid
 
+import sqlalchemy as sa
 from oslo_config import cfg
+
+from blockmgr import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ def embedded_config(conf: cfg.ConfigOpts, state_dir: str | None = None) -> cfg.C
     if state_dir:
         conf.set_override("state_path", os.path.abspath(os.path.expanduser(state_dir)))
     os.makedirs(conf.state_path, mode=0o700, exist_ok=True)
-    if not conf.transport_url:
+    if not _configured(conf, "transport_url"):
+        # oslo.messaging's own default is "rabbit://" (a broker on localhost), never wanted
+        # here: only a URL the operator wrote puts the node on a broker.
         conf.set_override("transport_url", EMBEDDED_TRANSPORT)
     if not conf.enabled_backends:
         conf.set_override("enabled_backends", [EMBEDDED_BACKEND])
@@ -58,12 +63,25 @@ def embedded_config(conf: cfg.ConfigOpts, state_dir: str | None = None) -> cfg.C
     return conf
 
 
+def _configured(conf: cfg.ConfigOpts, name: str, group: str | None = None) -> bool:
+    """Whether the operator set option ``name`` (config file, command line, override),
+    as opposed to it holding a library's default."""
+    location = conf.get_location(name, group)
+    return location is not None and location.location not in (
+        cfg.Locations.opt_default, cfg.Locations.set_default)
+
+
 class AllInOne:
     """One node running the scheduler, a volume worker per backend, and the REST app.
 
-    Life cycle: :meth:`start` (migrates the database, starts the services, waits until every
-    backend is serving or ``ready_timeout`` passes), then :attr:`app` can be served;
-    :meth:`stop` stops consuming and leaves unfinished flows persisted for the next start.
+    Life cycle: construction creates no schema and starts no thread; :meth:`start` creates
+    or upgrades the schema, fails requests a previous run accepted but never placed (see
+    :meth:`fail_unplaced`), starts the scheduler and the volume workers
+    (whose start resumes or reverts this node's unfinished flows *before* they consume) and
+    waits until every backend is serving or ``ready_timeout`` passes; then :attr:`app` can be
+    served. :meth:`stop` -- after the caller stopped serving :attr:`app` -- stops placing,
+    then stops the workers, and leaves flows still running after the grace period persisted
+    for the next start.
     """
 
     def __init__(self, conf: cfg.ConfigOpts):
@@ -81,7 +99,6 @@ class AllInOne:
         self.transport = rpc.get_transport(conf)
         self.notifier = notifications.Notifier(
             conf, conf.host, transport=rpc.get_notification_transport(conf))
-        self._migrate()
         self.scheduler = sched_service.SchedulerService(
             conf, db=self.db, transport=self.transport, quota=self.quota,
             notifier=self.notifier)
@@ -100,6 +117,47 @@ class AllInOne:
         migration.upgrade(self.db.engine)
         if (self.conf.flows.persistence_connection or "") != "memory":
             flow_engine.open_persistence(self.conf, self.db).close()
+
+    def fail_unplaced(self) -> list[tuple[str, str]]:
+        """Move resources accepted but never placed by a previous run to their error status.
+
+        With the in-process transport a request the scheduler had not taken when the
+        process ended is gone with the process: its row stays ``creating`` (or
+        ``managing``, ...) with no host, so no worker's recovery ever looks at it. Only
+        called before this node's scheduler starts and only for ``inprocess://`` -- on a
+        shared broker such a request may still be queued for another scheduler. Quota stays
+        consumed by the failed resource until it is deleted, as for any resource in error.
+
+        :returns: ``(kind, id)`` of every resource moved.
+        """
+        from blockmgr import states
+        from blockmgr.db import models
+        from blockmgr.db import repository
+        from blockmgr.volume import recovery
+
+        moved = []
+        for kind, model in (("volume", models.Volume), ("group", models.Group)):
+            with self.db.reader() as session:
+                rows = [(row.id, row.status) for row in session.scalars(
+                    sa.select(model).where(model.deleted.is_(False), model.host.is_(None),
+                                           model.status.in_(sorted(
+                                               states.TRANSITIONAL[kind]))))]
+            for resource_id, status in rows:
+                target = recovery.ORPHAN_STATUS[kind][status]
+                reason = {}
+                if hasattr(model, "status_reason"):   # groups have none
+                    reason["status_reason"] = ("the service stopped before the request "
+                                               "was placed on a backend")
+                try:
+                    with self.db.writer() as session:
+                        repository.transition(session, model, resource_id, target,
+                                              expected=(status,), **reason)
+                except (exception.NotFound, exception.InvalidStatusTransition):
+                    continue
+                LOG.warning("%s %s was left %s before placement; now %s", kind,
+                            resource_id, status, target)
+                moved.append((kind, resource_id))
+        return moved
 
     @property
     def app(self):
@@ -120,6 +178,9 @@ class AllInOne:
         with self._lock:
             if self._started:
                 return self.volumes.wait_ready(0)
+            self._migrate()
+            if self.conf.transport_url.startswith("inprocess://"):
+                self.fail_unplaced()
             self.scheduler.start()
             self.volumes.start()
             self._started = True
@@ -138,11 +199,15 @@ class AllInOne:
                 self.db.dispose()
                 return True
             self._started = False
-        drained = self.volumes.stop(grace)
+        # The scheduler first: with nothing left to place, the workers' grace period is
+        # spent on the requests they already run. A message either service had not taken
+        # dies with the in-process broker; the next start turns its resource into an error
+        # (the worker's recovery for placed ones, fail_unplaced for the rest).
         try:
             self.scheduler.stop()
         except Exception:
             LOG.exception("Stopping the scheduler failed")
+        drained = self.volumes.stop(grace)
         self.transport.cleanup()
         self.db.dispose()
         return drained

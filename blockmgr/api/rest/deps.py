@@ -86,7 +86,7 @@ def request_context(request: Request,
                                     is_admin=is_admin)
     incoming = request.headers.get(REQUEST_ID_HEADER)
     if incoming and incoming.startswith("req-") and len(incoming) <= 64:
-        ctx.request_id = incoming
+        ctx = dataclasses.replace(ctx, request_id=incoming)   # RequestContext is frozen
     request.state.request_id = ctx.request_id
     return ctx
 
