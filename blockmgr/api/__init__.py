@@ -6,7 +6,8 @@
     client = api.Client(conf, db, quota, transport=transport)
     volume = client.volumes.create_volume(ctx, 10, name="data")
 
-:class:`Client` bundles the three services (``volumes``, ``snapshots``, ``groups``), sharing
+:class:`Client` bundles the services (``volumes``, ``snapshots``, ``groups``, and
+``quotas``, which needs no RPC), sharing
 one scheduler and one volume RPC client. Each service can also be built alone with explicit
 RPC clients (tests pass recording doubles). Contracts: ``docs/client-library.md``.
 """
@@ -14,10 +15,11 @@ RPC clients (tests pass recording doubles). Contracts: ``docs/client-library.md`
 from __future__ import annotations
 
 from blockmgr.api.groups import GroupService
+from blockmgr.api.quotas import QuotaSetService
 from blockmgr.api.snapshots import SnapshotService
 from blockmgr.api.volumes import VolumeService
 
-__all__ = ["Client", "GroupService", "SnapshotService", "VolumeService"]
+__all__ = ["Client", "GroupService", "QuotaSetService", "SnapshotService", "VolumeService"]
 
 
 class Client:
@@ -45,3 +47,4 @@ class Client:
         self.volumes = VolumeService(conf, db, quota, **deps)
         self.snapshots = SnapshotService(conf, db, quota, **deps)
         self.groups = GroupService(conf, db, quota, **deps)
+        self.quotas = QuotaSetService(conf, quota)

@@ -9,6 +9,7 @@ import json
 from blockmgr import exception
 from blockmgr import states
 from blockmgr.api import common
+from blockmgr.api import listing
 from blockmgr.db import models
 from blockmgr.db import repository
 
@@ -113,19 +114,46 @@ class GroupService(common.ServiceBase):
         return row
 
     def update_group(self, ctx, group_id: str, *, add_volumes: list | None = None,
-                     remove_volumes: list | None = None) -> dict:
-        """Add/remove volumes: checks here (ids, projects, statuses, same backend, no other
-        group), group ``updating``, cast; the worker changes the membership."""
+                     remove_volumes: list | None = None, name: str | None = None,
+                     description: str | None = None) -> dict:
+        """Rename / re-describe a group and add/remove volumes.
+
+        ``name`` / ``description`` (None: unchanged) are written at once, in any status but
+        ``deleting``. Membership changes are checked here (ids, projects, statuses, same
+        backend, no other group), the group goes ``updating`` in the same transaction as the
+        new name, and the worker is cast to change the membership.
+
+        :raises InvalidInput: nothing to change, a volume both added and removed, bad text.
+        :raises GroupNotFound, VolumeNotFound: unknown or another project's.
+        :raises InvalidGroup, InvalidVolume: wrong statuses, backend or membership.
+        """
         ctx = common.check_context(ctx)
         add = _ids(add_volumes, "add_volumes")
         remove = _ids(remove_volumes, "remove_volumes")
-        if not add and not remove:
-            raise exception.InvalidInput(reason="give volumes to add or to remove")
+        texts = {key: common.check_text(value, key)
+                 for key, value in (("name", name), ("description", description))
+                 if value is not None}
+        if not add and not remove and not texts:
+            raise exception.InvalidInput(reason="give a name, a description, or volumes to "
+                                                "add or to remove")
         if set(add) & set(remove):
             raise exception.InvalidInput(reason="a volume cannot be added and removed at once")
 
+        def rename(session):
+            group = self._get(session, models.Group, group_id, ctx, for_update=True)
+            if group.status in (G.DELETING, G.DELETED):
+                raise exception.InvalidGroup(reason="group %s is %s" % (group.id,
+                                                                        group.status))
+            repository.update(session, group, **texts)
+            return common.row_dict(group)
+
+        if not add and not remove:
+            return self._write(rename)
+
         def work(session):
             group = self._get(session, models.Group, group_id, ctx, for_update=True)
+            if texts:
+                repository.update(session, group, **texts)
             if group.status not in _USABLE or not group.host:
                 raise exception.InvalidGroup(reason="group %s is %s, not available"
                                                     % (group.id, group.status))
@@ -308,10 +336,70 @@ class GroupService(common.ServiceBase):
                        source_group_id=source_group_id), undo)
         return row
 
+    # --- reading ------------------------------------------------------------------------
+
     def get_group(self, ctx, group_id: str) -> dict:
         ctx = common.check_context(ctx)
         with self.db.reader() as session:
             return common.row_dict(self._get(session, models.Group, group_id, ctx))
+
+    def get_group_snapshot(self, ctx, group_snapshot_id: str) -> dict:
+        ctx = common.check_context(ctx)
+        with self.db.reader() as session:
+            return common.row_dict(self._get(session, models.GroupSnapshot,
+                                             group_snapshot_id, ctx))
+
+    def list_groups(self, ctx, *, filters: dict | None = None, marker: str | None = None,
+                    limit: int | None = None, offset: int | None = None,
+                    sort_keys: list | None = None, sort_dirs: list | None = None,
+                    all_projects: bool = False) -> list[dict]:
+        """One page of the context's groups (every project's for an admin with
+        ``all_projects``); newest first unless sorted otherwise. Paging rules:
+        :mod:`blockmgr.api.listing`.
+
+        :raises InvalidInput: unknown filter or sort key, bad direction / limit / marker.
+        """
+        return self._list(ctx, models.Group, GROUP_SORT_KEYS, GROUP_FILTERS, filters, marker,
+                          limit, offset, sort_keys, sort_dirs, all_projects)
+
+    def list_group_snapshots(self, ctx, *, filters: dict | None = None,
+                             marker: str | None = None, limit: int | None = None,
+                             offset: int | None = None, sort_keys: list | None = None,
+                             sort_dirs: list | None = None,
+                             all_projects: bool = False) -> list[dict]:
+        """One page of the context's group snapshots; as :meth:`list_groups`."""
+        return self._list(ctx, models.GroupSnapshot, GROUP_SNAPSHOT_SORT_KEYS,
+                          GROUP_SNAPSHOT_FILTERS, filters, marker, limit, offset, sort_keys,
+                          sort_dirs, all_projects)
+
+    def _list(self, ctx, model, sortable, filterable, filters, marker, limit, offset,
+              sort_keys, sort_dirs, all_projects) -> list[dict]:
+        ctx = common.check_context(ctx)
+        if not isinstance(all_projects, bool):
+            raise exception.InvalidInput(reason="all_projects must be a boolean")
+        if all_projects and not ctx.is_admin:
+            raise exception.InvalidInput(reason="only an admin may list every project's "
+                                                "%ss" % model.__tablename__[:-1])
+        query = listing.check(filters=filters, marker=marker, limit=limit, offset=offset,
+                              sort_keys=sort_keys, sort_dirs=sort_dirs, sortable=sortable,
+                              filterable=filterable)
+        for key, value in query.filters.items():
+            if not isinstance(value, str):
+                raise exception.InvalidInput(reason="filter %s must be a string, not %r"
+                                                    % (key, value))
+        with self.db.reader() as session:
+            rows = listing.page(session, model, query,
+                                project_id=None if all_projects else common.owning_project(ctx))
+            return [common.row_dict(row) for row in rows]
+
+
+#: What group and group snapshot listings may be sorted and filtered by.
+GROUP_SORT_KEYS = ("id", "name", "description", "status", "created_at", "updated_at",
+                   "availability_zone", "group_type_id")
+GROUP_FILTERS = ("name", "status", "availability_zone", "group_type_id")
+GROUP_SNAPSHOT_SORT_KEYS = ("id", "name", "description", "status", "created_at",
+                            "updated_at", "group_id")
+GROUP_SNAPSHOT_FILTERS = ("name", "status", "group_id")
 
 
 def _group_snapshots(session, group_id: str) -> list:

@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI
 from fastapi import Request
 
+from blockmgr.api.rest import auth
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import errors
 from blockmgr.api.rest import versions
@@ -44,13 +45,18 @@ def _available_routers():
             LOG.debug("REST router %s not present", name)
 
 
-def create_app(conf, *, client, db, quota) -> FastAPI:
+def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAPI:
     """The FastAPI application serving Cinder's v3 API subset (``docs/rest-api.md``).
 
     :param conf: config with the ``[api]`` group registered.
     :param client: :class:`blockmgr.api.Client`.
     :param db: :class:`blockmgr.db.session.Database`.
     :param quota: :class:`blockmgr.quota.QuotaEngine`.
+    :param auth_protocol_factory: with ``[api] auth_strategy = keystone``, what builds the
+        token-validating WSGI middleware (default keystonemiddleware's ``AuthProtocol``;
+        tests pass one that needs no Keystone). See :func:`blockmgr.api.rest.auth.install`.
+    :raises ConfigurationError: keystone without keystonemiddleware, or a bad
+        ``[keystone_authtoken]`` section -- the API must not start unprotected.
     """
     app = FastAPI(title="blockmgr block storage API",
                   version=versions.fmt(versions.MAX_VERSION),
@@ -58,6 +64,7 @@ def create_app(conf, *, client, db, quota) -> FastAPI:
                   docs_url="/docs", redoc_url=None, openapi_url="/openapi.json")
     app.state.rest = deps.RestState(conf=conf, client=client, db=db, quota=quota)
     errors.install(app)
+    auth.install(app, conf, protocol_factory=auth_protocol_factory)   # noauth: nothing
 
     @app.middleware("http")
     async def _microversion_and_request_id(request: Request, call_next):
