@@ -1,8 +1,11 @@
-"""``blockmgr-manage quota show|check|sync|set|reset``: inspect and repair project quotas.
+"""``blockmgr-manage quota show|check|sync|reconcile|set|reset``: inspect and repair quotas.
 
 ``check`` exits 1 when any usage drifts from what the real tables and live reservations say
 (Cinder's ``quota check`` can never exit 1, see ``cinder-reference.md`` §4.5), 0 when clean.
-``sync`` writes the expected values and prints what it fixed. See ``docs/quota.md``.
+``sync`` writes the expected values and prints what it fixed. ``reconcile`` is what the
+scheduler runs periodically (:mod:`blockmgr.quota_reconciler`): release the reservations of
+finished or vanished flows, then sync, and print per project and resource what changed;
+``--dry-run`` only reports (exit 1 when something would change). See ``docs/quota.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ def add_parser(subparsers) -> None:
                       help="first roll back reservations past their expiry time")
     sync.set_defaults(handler=sync_quota)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="release reservations of finished flows, fix usage, report")
+    reconcile.add_argument("--project-id",
+                           help="recompute only this project's usage (orphaned "
+                                "reservations are released in every project)")
+    reconcile.add_argument("--dry-run", action="store_true",
+                           help="report what would be released and fixed; change nothing "
+                                "(exit 1 when something would change)")
+    reconcile.set_defaults(handler=reconcile_quota)
+
     set_ = commands.add_parser("set", help="override one limit of a project")
     set_.add_argument("--project-id", required=True)
     set_.add_argument("--resource", required=True,
@@ -46,7 +59,7 @@ def add_parser(subparsers) -> None:
                        choices=QuotaEngine.RESOURCES + QuotaEngine.LIMIT_ONLY)
     reset.set_defaults(handler=reset_limit)
 
-    for sub in (show, check, sync, set_, reset):
+    for sub in (show, check, sync, reconcile, set_, reset):
         sub.set_defaults(needs_backends=False)
 
 
@@ -100,6 +113,51 @@ def sync_quota(conf, args) -> int:
     for drift in drifts:
         print("FIXED %s" % drift)
     return 0
+
+
+def reconcile_quota(conf, args) -> int:
+    from blockmgr import quota_reconciler
+
+    db = Database.from_config(conf)
+    persistence = None
+    try:
+        persistence = _flow_persistence(conf, db)
+        reconciler = quota_reconciler.QuotaReconciler(QuotaEngine(db, conf), db, persistence)
+        report = reconciler.run(args.project_id, dry_run=args.dry_run)
+    finally:
+        if persistence is not None:
+            persistence.close()
+        db.dispose()
+    if reconciler.persistence is None:
+        print("Flow logbooks are in memory ([flows] persistence_connection = memory): every "
+              "owned reservation counts as live; only expired ownerless ones are released.")
+    verb = "WOULD RELEASE" if args.dry_run else "RELEASED"
+    for orphan in report.released:
+        print("%s reservation %s: project %s %s %+d (%s)" % (
+            verb, orphan.uuid, orphan.project_id, orphan.resource, orphan.delta,
+            "owner flow %s is finished or gone" % orphan.owner if orphan.owner
+            else "no owner, expired"))
+    for drift in report.drifts:
+        print("%s %s" % ("DRIFT" if args.dry_run else "FIXED", drift))
+    if report.changes:
+        print("%-36s %-10s %21s %21s %9s" % ("project", "resource", "in_use before->after",
+                                             "reserved before->after", "released"))
+        for c in report.changes:
+            print("%-36s %-10s %21s %21s %9d" % (
+                c.project_id, c.resource, "%d -> %d" % (c.in_use_before, c.in_use_after),
+                "%d -> %d" % (c.reserved_before, c.reserved_after), c.released))
+    print(report.summary() if not report.clean
+          else "Nothing to do: no orphaned reservation, usage matches the database.")
+    return 1 if args.dry_run and not report.clean else 0
+
+
+def _flow_persistence(conf, db):
+    """The flow logbooks the volume workers write, or None when they are in memory."""
+    if (conf.flows.persistence_connection or "") == "memory":
+        return None
+    from blockmgr.flows import engine as flow_engine
+
+    return flow_engine.open_persistence(conf, db)
 
 
 def set_limit(conf, args) -> int:

@@ -2,6 +2,8 @@
 
 Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR]``. Runs until SIGTERM
 or SIGINT (stops consuming, finishes the requests being placed); SIGHUP reloads log levels.
+With ``[metrics] enabled`` it serves Prometheus metrics on ``[metrics] scheduler_port``.
+Exit status 2: a configuration error (nothing started), e.g. the metrics port is taken.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _config(argv) -> cfg.ConfigOpts:
 
 def main(argv=None) -> int:
     from blockmgr import exception
+    from blockmgr import logcontext
+    from blockmgr import metrics
     from blockmgr import notifications
     from blockmgr import quota as bm_quota
     from blockmgr import rpc
@@ -42,7 +46,7 @@ def main(argv=None) -> int:
     except (cfg.Error, exception.ConfigurationError) as exc:
         print("blockmgr-scheduler: %s" % exc, file=sys.stderr)
         return 2
-    logging.setup(conf, "blockmgr")
+    logcontext.setup(conf, "blockmgr")
     db = Database.from_config(conf)
     transport = rpc.get_transport(conf)
     notifier = notifications.Notifier(conf, conf.host,
@@ -54,11 +58,18 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload_log_levels(conf))
+    try:
+        endpoint = metrics.serve(conf, "scheduler_port", service.metrics_collectors())
+    except exception.ConfigurationError as exc:
+        LOG.error("blockmgr-scheduler cannot start: %s", exc)
+        return 2
     service.start()
     while not done.wait(1.0):
         pass
     LOG.info("Stopping the scheduler")
     service.stop()
+    if endpoint is not None:
+        endpoint.stop()
     return 0
 
 

@@ -24,7 +24,6 @@ import threading
 import time
 
 from oslo_config import cfg
-from oslo_log import log as oslo_log
 
 from blockmgr import exception
 
@@ -86,9 +85,11 @@ def main(argv=None) -> int:
     except (exception.BlockmgrError, cfg.Error) as exc:
         print("ERROR: %s" % exc, file=sys.stderr)
         return 2
-    oslo_log.setup(conf, "blockmgr")
-
+    from blockmgr import logcontext
+    from blockmgr import metrics
     from blockmgr.volume import service
+
+    logcontext.setup(conf, "blockmgr")   # oslo_log.setup + request/flow ids on every line
 
     stop = threading.Event()
     reload_logs = threading.Event()
@@ -98,6 +99,8 @@ def main(argv=None) -> int:
 
     try:
         daemon = service.VolumeDaemon(conf)
+        endpoint = metrics.serve(conf, "volume_port", [metrics.CapacityCollector(
+            lambda: [(b.host, b.last_capabilities) for b in daemon.backends])])
         daemon.start()
     except exception.BlockmgrError as exc:
         LOG.error("blockmgr-volume cannot start: %s", exc)
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
     grace = conf.graceful_shutdown_timeout
     LOG.info("Stopping: no new requests; waiting up to %d s for running ones", grace)
     drained = daemon.stop(grace)
+    if endpoint is not None:
+        endpoint.stop()
     LOG.info("blockmgr-volume stopped (%s)",
              "clean" if drained else "running operations left to resume at next start")
     logging.shutdown()

@@ -28,6 +28,13 @@ opts = [
                     "process exits immediately (os._exit) at that task boundary, to test "
                     "crash recovery. The BLOCKMGR_FAULT_INJECT environment variable does "
                     "the same and wins over this option. Never set it in production."),
+    cfg.IntOpt("recovery_workers", default=0, min=0,
+               help="Threads that resume or revert the unfinished flows of a backend when "
+                    "its worker starts, before it serves requests. 0 means as many as "
+                    "``rpc_worker_threads`` (the concurrency the flows ran with); 1 "
+                    "recovers one flow at a time. Each recovered flow holds the locks of "
+                    "its resources, and flows sharing a lock are recovered one after the "
+                    "other."),
 ]
 
 

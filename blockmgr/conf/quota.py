@@ -33,6 +33,11 @@ opts = [
                     "many seconds at reserve time; 0 disables age-based refresh."),
     cfg.BoolOpt("no_snapshot_gb_quota", default=False,
                 help="Do not count snapshot sizes against the gigabytes quota."),
+    cfg.IntOpt("reconcile_interval", default=3600, min=0,
+               help="Seconds between the scheduler's quota reconciler runs: release the "
+                    "reservations of finished or vanished flows, recompute every project's "
+                    "usage from the real tables, and log what was fixed. 0 disables the "
+                    "periodic run ('blockmgr-manage quota reconcile' still works)."),
 ]
 
 

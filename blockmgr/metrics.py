@@ -1,0 +1,401 @@
+"""Prometheus metrics of one blockmgr process: what they count, and how they are served.
+
+One :class:`Metrics` per process (:func:`get`), on a registry of its own rather than
+prometheus_client's global default: only blockmgr's families (and this process's CPU/memory)
+are exposed, and nothing a library registers on the default registry can collide with them.
+The metric names, labels and meanings are listed in ``docs/metrics.md``.
+
+Where the numbers come from:
+
+* flows -- :class:`FlowObserver`, entered around ``engine.run()`` by
+  :class:`blockmgr.flows.engine.FlowRunner`: start/resume/finish counters, the in-flight
+  gauge, and per-task execute durations from TaskFlow's atom notifier (three callbacks
+  registered per run, two notifications per task; no database access);
+* RPC requests -- :func:`counting_dispatch`, wrapped around the oslo.messaging dispatcher of
+  every :class:`blockmgr.rpc.BoundedRPCServer` (volume workers and schedulers alike);
+* backend capacity -- :class:`CapacityCollector`, reading the capacity reports the volume
+  worker last published (no driver call on scrape);
+* quota reservations -- :class:`QuotaCollector`, two cheap queries per scrape;
+* the quota reconciler -- :meth:`Metrics.record_reconcile`.
+
+Served by :class:`MetricsServer` (``[metrics]`` options, the daemons) or mounted in an ASGI
+app with :func:`asgi_app` (the REST API).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Iterable
+
+import prometheus_client
+from prometheus_client import core as prom_core
+from taskflow import states as tf_states
+
+from blockmgr import exception
+
+LOG = logging.getLogger(__name__)
+
+#: Task execute durations span a quick DB update to a long data copy.
+TASK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                30.0, 60.0, 300.0, 900.0, float("inf"))
+
+#: ``outcome`` label of ``blockmgr_flows_finished_total``.
+SUCCEEDED, REVERTED, FAILED, INTERRUPTED = "succeeded", "reverted", "failed", "interrupted"
+#: ``outcome`` label of ``blockmgr_rpc_requests_total``.
+RPC_SUCCESS, RPC_EXPECTED, RPC_UNEXPECTED = "success", "expected_error", "unexpected_error"
+
+
+class Metrics:
+    """The metric families of one process, on ``registry`` (default: a new one)."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None, *,
+                 process_collectors: bool = True):
+        self.registry = registry = registry or prometheus_client.CollectorRegistry()
+        if process_collectors:
+            prometheus_client.ProcessCollector(registry=registry)
+            prometheus_client.PlatformCollector(registry=registry)
+        self.flows_started = prometheus_client.Counter(
+            "blockmgr_flows_started", "Flows launched, by action (operation).",
+            ["action"], registry=registry)
+        self.flows_resumed = prometheus_client.Counter(
+            "blockmgr_flows_resumed",
+            "Interrupted flows picked up again after a restart, by action (whether they "
+            "then ran on or reverted).", ["action"], registry=registry)
+        self.flows_finished = prometheus_client.Counter(
+            "blockmgr_flows_finished",
+            "Flow runs that ended, by action and outcome: succeeded, reverted (the "
+            "operation failed and was undone), failed (the revert itself failed; the "
+            "flow stays in its logbook for an operator) or interrupted (the thread was "
+            "torn down mid-flow, e.g. at exit; the flow resumes at the next start).",
+            ["action", "outcome"], registry=registry)
+        self.flows_in_flight = prometheus_client.Gauge(
+            "blockmgr_flows_in_flight", "Flows running in this process now, by action.",
+            ["action"], registry=registry)
+        self.task_duration = prometheus_client.Histogram(
+            "blockmgr_flow_task_duration_seconds",
+            "Wall-clock time of one task's execute, by flow action and task name (failed "
+            "executes included).", ["action", "task"], buckets=TASK_BUCKETS,
+            registry=registry)
+        self.rpc_requests = prometheus_client.Counter(
+            "blockmgr_rpc_requests",
+            "RPC requests served, by topic, method and outcome (success, expected_error: "
+            "a blockmgr error the caller is told about, unexpected_error: a bug or an "
+            "unhandled failure); error is the exception class.",
+            ["topic", "method", "outcome", "error"], registry=registry)
+        self.reconcile_runs = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_runs",
+            "Quota reconciler runs, by outcome (ok, error).", ["outcome"], registry=registry)
+        self.reconcile_released = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_released_reservations",
+            "Reservations the quota reconciler released because their owner flow was "
+            "finished or gone (or, ownerless, expired), by resource.",
+            ["resource"], registry=registry)
+        self.reconcile_fixed = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_usage_corrections",
+            "Usage values the quota reconciler corrected, by resource and field "
+            "(in_use, reserved).", ["resource", "field"], registry=registry)
+        self.reconcile_last_success = prometheus_client.Gauge(
+            "blockmgr_quota_reconcile_last_success_timestamp_seconds",
+            "Unix time the quota reconciler last completed.", registry=registry)
+        # labels() takes a lock and builds a tuple; flows ask for the same few children
+        # over and over, so they are kept here (dict reads need no lock).
+        self._children: dict[tuple, object] = {}
+
+    def child(self, metric, *labels):
+        key = (id(metric),) + labels
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def observe_flow(self, engine, resumed: bool = False) -> "FlowObserver":
+        return FlowObserver(self, engine, resumed)
+
+    def record_reconcile(self, report) -> None:
+        """Count what a :class:`blockmgr.quota_reconciler.ReconcileReport` fixed."""
+        if report.error is not None:
+            self.reconcile_runs.labels("error").inc()
+            return
+        self.reconcile_runs.labels("ok").inc()
+        for resource, count in report.released_by_resource().items():
+            self.reconcile_released.labels(resource).inc(count)
+        for drift in report.drifts:
+            self.reconcile_fixed.labels(drift.resource, drift.field).inc()
+        self.reconcile_last_success.set(time.time())
+
+
+_process_metrics: Metrics | None = None
+_process_lock = threading.Lock()
+
+
+def get() -> Metrics:
+    """This process's :class:`Metrics` (created at first use)."""
+    global _process_metrics
+    found = _process_metrics
+    if found is None:
+        with _process_lock:
+            if _process_metrics is None:
+                _process_metrics = Metrics()
+            found = _process_metrics
+    return found
+
+
+# --- flows ------------------------------------------------------------------------------------
+
+class FlowObserver:
+    """Counts one flow run and times its tasks; a context manager around ``engine.run()``.
+
+    The outcome is read from the flow state TaskFlow leaves behind: SUCCESS, REVERTED, or
+    anything else (a failed revert) as ``failed``; a ``BaseException`` that is not an
+    ``Exception`` (interpreter exit) leaves the flow unfinished: ``interrupted``.
+    """
+
+    __slots__ = ("_metrics", "_engine", "_action", "_resumed", "_started", "_notifier")
+
+    _EVENTS = (tf_states.RUNNING, tf_states.SUCCESS, tf_states.FAILURE)
+
+    def __init__(self, metrics: Metrics, engine, resumed: bool = False):
+        self._metrics = metrics
+        self._engine = engine
+        self._action = str(engine.storage.flow_meta.get("action") or engine.storage.flow_name)
+        self._resumed = resumed
+        self._started: dict[str, float] = {}
+        self._notifier = engine.atom_notifier
+
+    def __enter__(self):
+        m, action = self._metrics, self._action
+        m.child(m.flows_resumed if self._resumed else m.flows_started, action).inc()
+        m.child(m.flows_in_flight, action).inc()
+        for event in self._EVENTS:
+            self._notifier.register(event, self._on_task)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        m, action = self._metrics, self._action
+        for event in self._EVENTS:
+            self._notifier.deregister(event, self._on_task)
+        m.child(m.flows_in_flight, action).dec()
+        if exc_type is None:
+            outcome = SUCCEEDED
+        elif not issubclass(exc_type, Exception):
+            outcome = INTERRUPTED
+        elif self._engine.storage.get_flow_state() == tf_states.REVERTED:
+            outcome = REVERTED
+        else:
+            outcome = FAILED
+        m.child(m.flows_finished, action, outcome).inc()
+        return False
+
+    def _on_task(self, state, details):
+        name = details.get("task_name")
+        if name is None:    # a retry atom
+            return
+        if state == tf_states.RUNNING:
+            self._started[name] = time.perf_counter()
+            return
+        started = self._started.pop(name, None)
+        if started is not None:   # None: the task was already running before a resume
+            m = self._metrics
+            m.child(m.task_duration, self._action, name).observe(
+                time.perf_counter() - started)
+
+
+def observe_flow(engine, resumed: bool = False) -> FlowObserver:
+    """:class:`FlowObserver` on this process's metrics."""
+    return FlowObserver(get(), engine, resumed)
+
+
+# --- RPC --------------------------------------------------------------------------------------
+
+def counting_dispatch(dispatch: Callable, topic: str, metrics: Metrics | None = None):
+    """Wrap an oslo.messaging dispatcher's ``dispatch(incoming)`` to count each request by
+    method and outcome. Expected errors arrive wrapped in oslo's ``ExpectedException``
+    (the class counted is the wrapped one); an unknown method is counted as ``unknown``
+    so a bad client cannot grow the label set."""
+    from oslo_messaging.rpc import dispatcher as oslo_dispatcher
+
+    metrics = metrics or get()
+
+    def count(method, outcome, error):
+        metrics.child(metrics.rpc_requests, topic, method, outcome, error).inc()
+
+    def dispatch_counted(incoming):
+        method = str(incoming.message.get("method"))
+        try:
+            result = dispatch(incoming)
+        except oslo_dispatcher.ExpectedException as exc:
+            count(method, RPC_EXPECTED, exc.exc_info[0].__name__)
+            raise
+        except oslo_dispatcher.NoSuchMethod:
+            count("unknown", RPC_UNEXPECTED, "NoSuchMethod")
+            raise
+        except Exception as exc:
+            count(method, RPC_UNEXPECTED, type(exc).__name__)
+            raise
+        count(method, RPC_SUCCESS, "")
+        return result
+
+    return dispatch_counted
+
+
+# --- collectors ---------------------------------------------------------------------------
+
+_POOL_FIELDS = (("total_capacity_gb", "blockmgr_pool_total_gibibytes",
+                 "Pool size reported by the driver, GiB (+Inf: 'infinite')."),
+                ("free_capacity_gb", "blockmgr_pool_free_gibibytes",
+                 "Free space reported by the driver, GiB (+Inf: 'infinite')."),
+                ("allocated_capacity_gb", "blockmgr_pool_allocated_gibibytes",
+                 "GiB of volumes this worker placed in the pool."),
+                ("provisioned_capacity_gb", "blockmgr_pool_provisioned_gibibytes",
+                 "GiB provisioned in the pool as reported by the driver."))
+
+
+def _capacity_value(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str) and value.lower() == "infinite":
+        return float("inf")
+    return None   # 'unknown', missing or junk: no sample rather than a wrong one
+
+
+class CapacityCollector:
+    """Per-pool capacity from the reports the worker last published.
+
+    :param reports: returns ``[(backend host, capacity report or None), ...]``; a backend
+        that has not published yet yields no pool samples.
+    """
+
+    def __init__(self, reports: Callable[[], Iterable[tuple[str, dict | None]]]):
+        self._reports = reports
+
+    def collect(self):
+        families = {field: prom_core.GaugeMetricFamily(name, doc, labels=["backend", "pool"])
+                    for field, name, doc in _POOL_FIELDS}
+        for backend, report in self._reports():
+            for pool in (report or {}).get("pools") or ():
+                for field, _name, _doc in _POOL_FIELDS:
+                    value = _capacity_value(pool.get(field))
+                    if value is not None:
+                        families[field].add_metric([backend, str(pool.get("pool_name"))],
+                                                   value)
+        return list(families.values())
+
+    def describe(self):
+        return [prom_core.GaugeMetricFamily(name, doc, labels=["backend", "pool"])
+                for _field, name, doc in _POOL_FIELDS]
+
+
+class QuotaCollector:
+    """Outstanding and orphaned quota reservations, queried at scrape time.
+
+    Orphans are what :meth:`blockmgr.quota.QuotaEngine.orphans` says (owner flow finished
+    or gone, or ownerless and expired), with liveness from ``liveness()`` (a fresh
+    ``is_owner_live`` callable per scrape). A failing query yields
+    ``blockmgr_quota_scrape_error 1`` instead of failing the whole scrape.
+    """
+
+    def __init__(self, db, quota, liveness: Callable[[], Callable[[str], bool]]):
+        self._db = db
+        self._quota = quota
+        self._liveness = liveness
+
+    def collect(self):
+        from blockmgr import quota_reconciler
+
+        error = prom_core.GaugeMetricFamily(
+            "blockmgr_quota_scrape_error",
+            "1 when the reservation metrics could not be read from the database.")
+        try:
+            totals = quota_reconciler.reservation_totals(self._db)
+            orphans = self._quota.orphans(self._liveness())
+        except Exception:
+            LOG.warning("Could not read quota reservations for metrics", exc_info=True)
+            error.add_metric([], 1)
+            return [error]
+        error.add_metric([], 0)
+        outstanding = prom_core.GaugeMetricFamily(
+            "blockmgr_quota_reservations_outstanding",
+            "Live (unresolved) quota reservations, by resource.", labels=["resource"])
+        reserved = prom_core.GaugeMetricFamily(
+            "blockmgr_quota_reserved_outstanding",
+            "Sum of the positive deltas of live reservations (GiB for gigabytes), by "
+            "resource.", labels=["resource"])
+        orphaned = prom_core.GaugeMetricFamily(
+            "blockmgr_quota_reservations_orphaned",
+            "Live reservations whose owner flow is finished or gone (or ownerless and "
+            "expired): the next sweep or reconcile releases them.", labels=["resource"])
+        from blockmgr.quota import QuotaEngine
+
+        counts = {r: 0 for r in QuotaEngine.RESOURCES}
+        for orphan in orphans:
+            counts[orphan.resource] = counts.get(orphan.resource, 0) + 1
+        for resource in sorted(set(QuotaEngine.RESOURCES) | set(totals)):
+            count, positive = totals.get(resource, (0, 0))
+            outstanding.add_metric([resource], count)
+            reserved.add_metric([resource], positive)
+            orphaned.add_metric([resource], counts.get(resource, 0))
+        return [error, outstanding, reserved, orphaned]
+
+
+# --- serving ----------------------------------------------------------------------------------
+
+class MetricsServer:
+    """prometheus_client's threaded WSGI server for one registry, on (host, port).
+
+    :raises ConfigurationError: the address cannot be bound (port in use, bad address).
+    """
+
+    def __init__(self, registry, host: str, port: int, *, option: str = "port",
+                 collectors: Iterable = ()):
+        self._registry = registry
+        self._collectors = list(collectors)
+        try:
+            self._httpd, self._thread = prometheus_client.start_http_server(
+                port, addr=host, registry=registry)
+        except OSError as exc:
+            raise exception.ConfigurationError(
+                section="metrics", option=option,
+                reason="cannot serve metrics on %s:%d: %s; choose a free port or set "
+                       "[metrics] enabled = false" % (host, port, exc)) from exc
+        for collector in self._collectors:
+            registry.register(collector)
+        self.host = host
+        self.port = self._httpd.server_port
+
+    @property
+    def url(self) -> str:
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "http://%s:%d/metrics" % (host, self.port)
+
+    def stop(self) -> None:
+        """Stop serving and unregister the collectors this server registered."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+        for collector in self._collectors:
+            self._registry.unregister(collector)
+        self._collectors = []
+
+
+def serve(conf, port_option: str, collectors: Iterable = (),
+          metrics: Metrics | None = None) -> MetricsServer | None:
+    """Start the endpoint ``[metrics]`` asks for (None when disabled), with ``collectors``
+    registered until it stops. ``port_option``: ``volume_port`` or ``scheduler_port``."""
+    if not conf.metrics.enabled:
+        return None
+    metrics = metrics or get()
+    server = MetricsServer(metrics.registry, conf.metrics.bind_host,
+                           getattr(conf.metrics, port_option), option=port_option,
+                           collectors=collectors)
+    LOG.info("Serving metrics on %s", server.url)
+    return server
+
+
+def asgi_app(registry=None):
+    """An ASGI app answering with the metrics of ``registry`` (default: this process's),
+    for the REST API: ``app.mount("/metrics", metrics.asgi_app())``."""
+    return prometheus_client.make_asgi_app(registry or get().registry)
