@@ -82,6 +82,11 @@ def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAP
             response.headers[deps.REQUEST_ID_HEADER] = request_id
         return response
 
+    if conf.metrics.enabled:
+        # Same port as the API: the process's request, flow and reservation metrics.
+        from blockmgr import metrics
+
+        app.mount("/metrics", metrics.asgi_app())
     app.include_router(versions.router)
     for router in _available_routers():
         app.include_router(router, prefix="/v3/{project_id}")

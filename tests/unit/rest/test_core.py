@@ -56,3 +56,24 @@ def test_noauth_token_names_user_and_project(http):
 def test_bad_project_id_in_url_is_a_bad_request(api):
     response = api.http.get("/v3/%20bad%20/volumes")
     assert response.status_code == 400
+
+
+def test_metrics_are_served_on_the_api_port_when_enabled(stack):
+    from fastapi.testclient import TestClient
+
+    from blockmgr.api.rest import app as rest_app
+
+    stack.conf.set_override("enabled", True, group="metrics")
+    try:
+        app = rest_app.create_app(stack.conf, client=stack.client, db=stack.db,
+                                  quota=stack.quota)
+        with TestClient(app) as client:
+            response = client.get("/metrics/")
+            assert response.status_code == 200
+            assert "blockmgr_" in response.text
+    finally:
+        stack.conf.clear_override("enabled", group="metrics")
+    plain = rest_app.create_app(stack.conf, client=stack.client, db=stack.db,
+                                quota=stack.quota)
+    with TestClient(plain) as client:
+        assert client.get("/metrics/").status_code == 404
