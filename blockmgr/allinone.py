@@ -27,14 +27,18 @@ LOG = logging.getLogger(__name__)
 
 EMBEDDED_BACKEND = "loopback"
 EMBEDDED_TRANSPORT = "inprocess://blockmgr-serve"
+#: ``[DEFAULT] host`` of an all-in-one node the operator did not name. The distributed
+#: default (the machine's hostname) would orphan every volume of the state directory when
+#: a laptop or container changes its hostname: rows and flows are keyed by ``host@backend``.
+EMBEDDED_HOST = "local"
 
 
 def embedded_config(conf: cfg.ConfigOpts, state_dir: str | None = None) -> cfg.ConfigOpts:
     """Fill in what an all-in-one node needs and the operator did not configure.
 
     ``conf`` has been parsed (``register_all`` + command line). Only options the operator
-    left unset are changed: the state directory (``state_dir`` wins when given), the
-    transport (always in-process unless a ``transport_url`` was set), and, when no backend is
+    left unset are changed: the state directory (``state_dir`` wins when given), the node's
+    name (:data:`EMBEDDED_HOST`, stable across hostname changes), the transport (always in-process unless a ``transport_url`` was set), and, when no backend is
     enabled, one ``[loopback]`` backend. Backends are registered and the result validated.
     """
     from blockmgr.conf import backend
@@ -43,6 +47,8 @@ def embedded_config(conf: cfg.ConfigOpts, state_dir: str | None = None) -> cfg.C
     if state_dir:
         conf.set_override("state_path", os.path.abspath(os.path.expanduser(state_dir)))
     os.makedirs(conf.state_path, mode=0o700, exist_ok=True)
+    if not _configured(conf, "host"):
+        conf.set_override("host", EMBEDDED_HOST)
     if not _configured(conf, "transport_url"):
         # oslo.messaging's own default is "rabbit://" (a broker on localhost), never wanted
         # here: only a URL the operator wrote puts the node on a broker.
