@@ -6,7 +6,7 @@ time the worker process(es) spent per flow, and DB commits per flow (SQLAlchemy 
 events on every engine involved: the service database and the flow logbooks).
 Never a timed test: figures go to docs/benchmarks.md.
 
-    /work/venv/bin/python bench/bench_flows.py [--flows 300] [--workers 1 2]
+    /work/venv/bin/python bench/bench_flows.py [--flows 300] [--workers 1 2] [--repeat 3]
 
 ``--workers N`` runs N worker processes at once, each a ``VolumeManager`` of its own backend
 (``bench@noop1``, ``bench@noop2``, ...: one process per backend, as a multi-backend deployment
@@ -166,6 +166,9 @@ def main():
                         help="worker process counts to measure (e.g. 1 2)")
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS))
     parser.add_argument("--persistence", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each configuration this many times (one row each: on "
+                             "a shared machine compare the lowest CPU ms/flow)")
     args = parser.parse_args()
     print("load average before: %.2f %.2f %.2f; %d CPUs" % (os.getloadavg()
                                                              + (os.cpu_count(),)))
@@ -174,7 +177,7 @@ def main():
         "commits/flow"))
     for op in args.ops:
         for persistence in args.persistence:
-            for workers in args.workers:
+            for workers in [w for w in args.workers for _ in range(args.repeat)]:
                 r = run(op, persistence, args.flows, workers)
                 print("%-16s %-11s %7d %8.1f %10.1f %8.1f %12.1f %13.1f" % (
                     r["op"], r["persistence"], r["workers"], r["ops_s"], r["median_ms"],

@@ -64,6 +64,27 @@ def get_columns(session: Session, model: type[M], resource_id: str,
     return row
 
 
+def live_ids_on_host(session: Session, model: type[M], host: str, *,
+                     ids: Iterable[str] = (), provider_id: str | None = None) -> list[str]:
+    """Ids of live rows on ``host@backend`` (any ``#pool`` under it) that have one of
+    ``ids`` or the given ``provider_id``: what a backend already manages under those names.
+
+    ``ids`` is a primary-key lookup; ``provider_id`` has no index of its own and is
+    narrowed by the ``(host, status)`` index, so it costs a scan of the backend's rows.
+    """
+    ids = sorted(set(ids))
+    found: list[str] = []
+    table = model.__table__
+    on_host = sa.or_(table.c.host == host, table.c.host.like(host + "#%"))
+    if ids:
+        found += session.scalars(sa.select(table.c.id).where(
+            table.c.id.in_(ids), table.c.deleted.is_(False), on_host)).all()
+    if provider_id is not None:
+        found += session.scalars(sa.select(table.c.id).where(
+            table.c.provider_id == provider_id, table.c.deleted.is_(False), on_host)).all()
+    return sorted(set(found))
+
+
 def _not_found(model, resource_id: str) -> exception.NotFound:
     exc_cls, kwarg = _NOT_FOUND.get(model, (exception.NotFound, "id"))
     return exc_cls(**{kwarg: resource_id})

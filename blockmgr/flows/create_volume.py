@@ -203,6 +203,8 @@ class CreateVolumeOnFinishTask(common.FlowTask):
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION
+    # Where the runner puts the volume if the flow cannot be finished (logbook down).
+    flow.blockmgr_error_status = (models.Volume, V.ERROR, (V.CREATING,))
     return flow.add(
         ExtractVolumeRefTask(),
         OnFailureRescheduleTask(),

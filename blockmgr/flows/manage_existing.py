@@ -1,8 +1,8 @@
 """Bring an existing backend volume under management (seed 001, in the snapshot flow's shape).
 
 extract volume ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> manage existing -> quota commit (and status ``available``, one
-transaction) -> on finish (notify end).
+quota reserve -> manage existing (driver only) -> quota commit (with the size, the driver's
+model update and status ``available``: one transaction) -> on finish (notify end).
 
 The API created the row (``managing``, size 0) and counted ``volumes: +1``; this flow charges
 ``gigabytes: +size``. Failure: ``error_managing``, the reservation rolled back, the backend
@@ -13,13 +13,16 @@ Store: ``context``, ``volume_id``, ``manage_existing_ref``, ``flow_id``.
 The row is read once, by the extract task; later tasks take the facts they need from its
 result ``volume_ref`` (persisted in the logbook, so a resumed task sees the same facts). Only
 this flow writes the row while it runs (the manager holds the volume's lock and the status
-is ``managing``), so the facts cannot go stale before the manage task writes the binding.
-The quota commit and the final status are one transaction (:class:`QuotaCommitTask`).
+is ``managing``), so the facts cannot go stale before the commit task writes the binding.
+The binding (size, driver model update), the quota commit and the final status are one
+transaction (:class:`QuotaCommitTask`): two write transactions per flow (reserve, commit).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 
 from taskflow.patterns import linear_flow
 
@@ -34,9 +37,15 @@ ACTION = "volume:manage_existing"
 V = states.VolumeStatus
 
 
+#: The row's columns a :class:`~blockmgr.interface.objects.VolumeView` is made of (its
+#: ``name`` derives from the id, as the model's does).
+_VIEW_COLUMNS = tuple(f.name for f in dataclasses.fields(objects.VolumeView) if f.name != "name")
+
+
 def _view(runtime, volume_id: str) -> objects.VolumeView:
     with runtime.db.reader() as session:
-        return objects.VolumeView.from_model(repository.get(session, models.Volume, volume_id))
+        row = repository.get_columns(session, models.Volume, volume_id, _VIEW_COLUMNS)
+    return objects.VolumeView(**row._mapping)
 
 
 def _ref_view(volume_ref: dict) -> objects.VolumeView:
@@ -44,19 +53,65 @@ def _ref_view(volume_ref: dict) -> objects.VolumeView:
     return objects.VolumeView(**volume_ref)
 
 
+#: The name a managed volume's backend object gets (``VolumeView.name``).
+_MANAGED_NAME = re.compile(r"^volume-([0-9a-fA-F-]{36})$")
+
+
+def _managed_already(session, backend_host: str, volume_id: str, ref: dict) -> list[str]:
+    """Other live volumes of this backend that ``ref`` names: by their managed name
+    (``source-name`` ``volume-<id>``) or their ``provider_id`` (``source-id``)."""
+    match = _MANAGED_NAME.match(str(ref.get("source-name") or ""))
+    source_id = ref.get("source-id")
+    if not match and source_id is None:
+        return []   # the common case costs no query
+    owners = repository.live_ids_on_host(
+        session, models.Volume, backend_host, ids=[match.group(1)] if match else [],
+        provider_id=str(source_id) if source_id is not None else None)
+    return [owner for owner in owners if owner != volume_id]   # a re-run names itself
+
+
 class ExtractVolumeRefTask(common.FlowTask):
-    """Check the row exists and is being managed; provides ``volume_ref``: every
+    """Check the row exists and is being managed, and that the reference does not name a
+    volume this backend already manages; provides ``volume_ref``: every
     :class:`~blockmgr.interface.objects.VolumeView` field (JSON), the only read of the row
-    on the success path."""
+    on the success path.
+
+    The ownership check is the flow's, before the driver is asked anything: a driver
+    cannot see the database, so it cannot tell a ``volume-<id>`` object whose volume still
+    exists from a leftover one. The API checks names at request time; this check also
+    covers ``source-id`` and a volume created since. Revert: a refused reference makes the
+    volume ``error_managing`` (any other failure here leaves the row alone: it was not
+    ``managing`` or is gone).
+    """
 
     default_provides = "volume_ref"
 
-    def execute(self, runtime, volume_id):
-        view = _view(runtime, volume_id)
-        if view.status not in (V.MANAGING, V.AVAILABLE):
-            raise exception.InvalidVolume(
-                reason="volume %s is %s, not managing" % (volume_id, view.status))
+    def execute(self, runtime, volume_id, manage_existing_ref):
+        with runtime.db.reader() as session:
+            row = repository.get_columns(session, models.Volume, volume_id, _VIEW_COLUMNS)
+            view = objects.VolumeView(**row._mapping)
+            if view.status not in (V.MANAGING, V.AVAILABLE):
+                raise exception.InvalidVolume(
+                    reason="volume %s is %s, not managing" % (volume_id, view.status))
+            owners = _managed_already(session, runtime.host, volume_id, manage_existing_ref)
+        if owners:
+            raise exception.ManageExistingAlreadyManaged(
+                reason="%s (volume %s on %s)" % (
+                    json.dumps(manage_existing_ref, sort_keys=True), ", ".join(owners),
+                    runtime.host))
         return dataclasses.asdict(view)
+
+    def revert(self, runtime, volume_id, result, flow_failures=None, **kwargs):
+        if not (common.is_failure(result)
+                and result.check("blockmgr.exception.ManageExistingAlreadyManaged")):
+            return
+        try:
+            with runtime.db.writer() as session:
+                repository.transition(session, models.Volume, volume_id, V.ERROR_MANAGING,
+                                      expected=(V.MANAGING, V.ERROR_MANAGING), fetch=False,
+                                      status_reason=common.failure_reason(flow_failures))
+        except exception.VolumeNotFound:
+            common.LOG.warning("Volume %s vanished while refusing its import", volume_id)
 
 
 class PrepareForQuotaReservationTask(common.FlowTask):
@@ -81,7 +136,9 @@ class PrepareForQuotaReservationTask(common.FlowTask):
 
 
 class ManageExistingTask(common.FlowTask):
-    """Bind the backend object to the volume; record the size and model update.
+    """Bind the backend object to the volume; provides ``managed``, the driver's (filtered)
+    model update, which :class:`QuotaCommitTask` writes with the size -- the result is in
+    the logbook before that task runs, so a resumed commit writes the same binding.
     Revert: unmanage (never delete). Interrupted by a crash it is reverted, not repeated:
     a half-done rename cannot be told from a bad reference."""
 
@@ -90,18 +147,17 @@ class ManageExistingTask(common.FlowTask):
 
     def execute(self, runtime, volume_id, volume_ref, manage_existing_ref, size):
         update = runtime.driver.manage_existing(_ref_view(volume_ref), manage_existing_ref)
-        update = common.filter_model_update(update, common.VOLUME_MODEL_FIELDS,
-                                            "volume %s" % volume_id)
-        with runtime.db.writer() as session:
-            row = repository.get(session, models.Volume, volume_id)
-            repository.update(session, row, size=size, **update)
-        return update
+        return common.filter_model_update(update, common.VOLUME_MODEL_FIELDS,
+                                          "volume %s" % volume_id)
 
     def revert(self, runtime, volume_id, volume_ref, result, **kwargs):
         if common.manage_was_refused(result):
             return   # the driver refused: nothing was bound
         try:
-            runtime.driver.unmanage(_view(runtime, volume_id))
+            view = _view(runtime, volume_id)
+            if isinstance(result, dict):   # the binding, whether or not the row got it
+                view = view.with_changes(**result)
+            runtime.driver.unmanage(view)
         except Exception:  # best effort: the volume is error_managing either way
             common.LOG.exception("Could not unmanage volume %s while reverting", volume_id)
         with runtime.db.writer() as session:   # it no longer holds the backend's gigabytes
@@ -110,12 +166,15 @@ class ManageExistingTask(common.FlowTask):
 
 
 class QuotaCommitTask(common.QuotaCommitTask):
-    """Commit the flow's reservations and make the volume ``available`` (``launched_at``
-    set) in ONE transaction; provides ``committed_quota`` like the shared task.
+    """Commit the flow's reservations and write the binding (``size``, the ``managed``
+    model update) and status ``available`` (``launched_at`` set) in ONE transaction;
+    provides ``committed_quota`` like the shared task.
 
     Atomic on purpose: the project is charged the volume's gigabytes exactly when the
-    volume becomes usable. With two transactions a crash between them left the usage
-    committed on a ``managing`` volume until recovery resumed the flow. Idempotent on
+    volume gets its size and becomes usable (a separate write of the size by the manage
+    task cost a transaction and let the row's size run ahead of the usage). With two
+    transactions a crash between them left the usage committed on a ``managing``
+    volume until recovery resumed the flow. Idempotent on
     re-run: nothing of the flow is live any more and ``available`` -> ``available`` is
     allowed. If the status cannot be written (the row vanished or changed status), the
     commit rolls back with it; the task fails, and the reserve task's revert rolls the
@@ -124,12 +183,16 @@ class QuotaCommitTask(common.QuotaCommitTask):
     if a later task fails after this one succeeded.
     """
 
-    def execute(self, runtime, flow_id, volume_id, quota_request, reservations):
+    def execute(self, runtime, flow_id, volume_id, quota_request, reservations, size,
+                managed):
+        binding = common.filter_model_update(managed, common.VOLUME_MODEL_FIELDS,
+                                             "volume %s" % volume_id)
         with runtime.db.writer() as session:
             runtime.quota.commit_owned(flow_id, session=session)
             repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
-                                  expected=(V.MANAGING, V.AVAILABLE),
-                                  launched_at=models.utcnow(), status_reason=None)
+                                  expected=(V.MANAGING, V.AVAILABLE), fetch=False,
+                                  launched_at=models.utcnow(), status_reason=None,
+                                  size=size, **binding)
         return {"project_id": quota_request["project_id"],
                 "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
 
@@ -150,6 +213,8 @@ class ManageExistingOnFinishTask(common.FlowTask):
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION
+    # Where the runner puts the volume if the flow cannot be finished (logbook down).
+    flow.blockmgr_error_status = (models.Volume, V.ERROR_MANAGING, (V.MANAGING,))
     return flow.add(
         ExtractVolumeRefTask(),
         common.NotifyStartTask("volume", "manage_existing", "volume_id"),

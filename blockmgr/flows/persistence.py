@@ -48,6 +48,8 @@ from taskflow.persistence import models as tf_models
 from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 
+from blockmgr import exception
+
 _METADATA = sa.MetaData()
 TABLES = tf_tables.fetch(_METADATA)
 
@@ -206,7 +208,11 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 self._atom_flow[ad.uuid] = flow_detail.uuid
 
     def flush(self, flow_uuid: str | None = None) -> None:
-        """Write what ``flow_uuid`` (every flow if None) has staged, one transaction each."""
+        """Write what ``flow_uuid`` (every flow if None) has staged, one transaction each.
+
+        :raises FlowLogbookWriteFailed: a write failed (the error it wraps is its cause);
+            what was staged stays staged.
+        """
         with self._lock:
             uuids = [flow_uuid] if flow_uuid is not None else list(self._staged)
         for uuid in uuids:
@@ -218,14 +224,18 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 if staged is not None and (staged.flow is not None or staged.atoms):
                     try:
                         self._write_retrying(uuid, staged)
-                    except Exception:
+                    except Exception as exc:
+                        # Kept for the next flush: each staged state was reached by the
+                        # engine (a boundary whose write failed stopped the side effect
+                        # after it), so writing them later is like a crash just after.
                         with self._lock:
                             newer = self._staged.get(uuid)
                             if newer is not None:
                                 staged.atoms.update(newer.atoms)
                                 staged.flow = newer.flow or staged.flow
                             self._staged[uuid] = staged
-                        raise
+                        raise exception.FlowLogbookWriteFailed(
+                            flow_id=uuid, reason="%s: %s" % (type(exc).__name__, exc)) from exc
 
     def _write_retrying(self, flow_uuid: str, staged: _Staged) -> None:
         """``_write``, retried when the server picked this transaction as a deadlock victim.

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+import taskflow.engines
 from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 from taskflow import task as tf_task
@@ -214,11 +215,11 @@ def _managing(manager):
                                  host=manager.host + "#pool", project_id="p1").id
 
 
-@pytest.mark.parametrize("mode, expected", [("memory", 3), (None, 3 + 9)])
+@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 9)])
 def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
-    """3 service transactions (reserve, manage, quota commit with the status ``available``)
-    + N + 2 logbook commits for the 7-task flow when persisted (the logbook shares the
-    service's SQLite file)."""
+    """2 service transactions (reserve; quota commit with the binding and the status
+    ``available``) + N + 2 logbook commits for the 7-task flow when persisted (the logbook
+    shares the service's SQLite file)."""
     manager = _manager(sqlite_database, conf, mode)
     commits = [0]
     engines = {id(sqlite_database.engine): sqlite_database.engine}
@@ -286,24 +287,59 @@ def test_sqlite_reader_does_not_wait_for_a_writer(sqlite_database):
 
 
 def test_sqlite_writers_still_take_the_lock_at_begin(sqlite_database):
-    statements = []
-    sa.event.listen(sqlite_database.engine, "before_cursor_execute",
-                    lambda conn, cursor, stmt, *args: statements.append(stmt))
-    with sqlite_database.writer() as session:
-        session.execute(sa.text("select 1"))
-    with sqlite_database.reader() as session:
-        session.execute(sa.text("select 1"))
-    begins = [s for s in statements if s.startswith("BEGIN")]
-    assert begins == ["BEGIN IMMEDIATE", "BEGIN"]
+    """A writer holds SQLite's write lock from its BEGIN (before any write), a reader does
+    not: another connection's ``BEGIN IMMEDIATE`` fails at once in the first case only."""
+    import sqlite3
+    other = sqlite3.connect(sqlite_database.engine.url.database, timeout=0,
+                            isolation_level=None)
+
+    def other_can_write() -> bool:
+        try:
+            other.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            return False
+        other.execute("ROLLBACK")
+        return True
+
+    try:
+        with sqlite_database.writer() as session:
+            session.execute(sa.text("select 1"))
+            assert not other_can_write()
+        with sqlite_database.reader() as session:
+            session.execute(sa.text("select 1"))
+            assert other_can_write()
+        assert other_can_write()
+    finally:
+        other.close()
+
+
+def test_sqlite_begin_that_fails_raises_a_translated_error(sqlite_database):
+    """The direct BEGIN falls back to SQLAlchemy when the driver refuses, so the caller sees
+    SQLAlchemy's error (as when every BEGIN went through SQLAlchemy), not a bare
+    ``sqlite3`` exception."""
+    import sqlite3
+    holder = sqlite3.connect(sqlite_database.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    sa.event.listen(sqlite_database.engine, "connect",
+                    lambda dbapi_con, _rec: dbapi_con.execute("PRAGMA busy_timeout = 0"))
+    sqlite_database.engine.pool.dispose()   # new connections: no busy wait
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            with sqlite_database.writer() as session:
+                session.execute(sa.text("select 1"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 # --- manage flows: one read of the row, quota commit and status in one transaction ----------
 
 def test_manage_existing_reads_the_volume_row_once_in_the_flow(sqlite_database, conf):
-    """The manager's ownership check, the extract task, the manage task's load-and-update
-    (one write transaction) and the read-back of the status write: the other tasks take the
-    facts from ``volume_ref``, the manager its capacity from the flow's ``size`` (7 reads
-    before: prepare and manage re-read the row, the manager re-read it after the flow)."""
+    """The manager's ownership check and the extract task: the other tasks take the facts
+    from ``volume_ref``, the commit task writes the binding without loading or reading
+    back the row, the manager takes its capacity from the flow's ``size`` (7 reads before:
+    prepare and manage re-read the row, the manager re-read it after the flow)."""
     manager = _manager(sqlite_database, conf, "memory")
     ctx = bm_context.RequestContext(project_id="p1")
     manager.manage_existing(ctx, _managing(manager), {"source-name": "x"})   # warm up
@@ -313,8 +349,11 @@ def test_manage_existing_reads_the_volume_row_once_in_the_flow(sqlite_database, 
                     lambda conn, cursor, stmt, *args: reads.append(stmt)
                     if stmt.startswith("SELECT") and "FROM volumes" in stmt else None)
     manager.manage_existing(ctx, volume_id, {"source-name": "x"})
-    assert len(reads) == 4
+    assert len(reads) == 2
     assert manager.capacity.get("pool") == 6   # two volumes of 3 GiB (the driver's size)
+    with sqlite_database.reader() as session:
+        row = repository.get(session, models.Volume, volume_id)
+    assert (row.status, row.size, row.provider_location) == ("available", 3, "noop")
 
 
 def _reserved_manage(db, conf, status):
@@ -334,14 +373,18 @@ def test_manage_commit_charges_quota_and_makes_available_together(sqlite_databas
     runtime, quota, volume_id, owner, request, reservations = _reserved_manage(
         sqlite_database, conf, "managing")
     task = manage_existing.QuotaCommitTask()
-    done = task.execute(runtime, owner, volume_id, request, reservations)
+    binding = {"provider_location": "pool/lv-1", "provider_id": "lv-1"}
+    done = task.execute(runtime, owner, volume_id, request, reservations, 2, binding)
     assert done == {"project_id": "p1", "deltas": {"gigabytes": 2}}
-    assert task.execute(runtime, owner, volume_id, request, reservations) == done   # re-run
+    assert task.execute(runtime, owner, volume_id, request, reservations, 2,
+                        binding) == done   # re-run
     usage = quota.get_usages("p1")["gigabytes"]
     assert (usage["in_use"], usage["reserved"]) == (2, 0)
     with sqlite_database.reader() as session:
         row = repository.get(session, models.Volume, volume_id)
         assert row.status == "available" and row.launched_at is not None
+        assert (row.size, row.provider_location, row.provider_id) == (2, "pool/lv-1",
+                                                                       "lv-1")
 
 
 def test_manage_commit_is_undone_when_the_status_cannot_be_written(sqlite_database, conf):
@@ -350,10 +393,14 @@ def test_manage_commit_is_undone_when_the_status_cannot_be_written(sqlite_databa
         sqlite_database, conf, "error")
     with pytest.raises(exception.InvalidStatusTransition):
         manage_existing.QuotaCommitTask().execute(runtime, owner, volume_id, request,
-                                                  reservations)
+                                                  reservations, 5,
+                                                  {"provider_location": "pool/lv-1"})
     usage = quota.get_usages("p1")["gigabytes"]
     assert (usage["in_use"], usage["reserved"]) == (0, 2)   # still live: reserve's revert
     assert quota.reservations_of(owner) != []                # rolls it back
+    with sqlite_database.reader() as session:   # nor was the binding written
+        row = repository.get(session, models.Volume, volume_id)
+        assert (row.size, row.provider_location) == (2, None)
 
 
 def test_snapshot_manage_commit_charges_quota_and_sets_status_together(sqlite_database,
@@ -373,3 +420,79 @@ def test_snapshot_manage_commit_charges_quota_and_sets_status_together(sqlite_da
     with sqlite_database.reader() as session:
         row = repository.get(session, models.Snapshot, snapshot_id)
         assert (row.status, row.progress) == ("available", "100%")
+
+
+# --- the pruned selector ------------------------------------------------------------------------
+
+RAN: list[str] = []
+
+
+class Mark(tf_task.Task):
+    def execute(self):
+        RAN.append(self.name)
+
+
+def _never(history):
+    return False
+
+
+def shapes_flow(shape: str = "linear"):
+    """Flows whose next-atom search differs: a chain, parallel branches inside a chain, a
+    diamond, and a graph whose link decider ignores a branch."""
+    from taskflow.patterns import graph_flow, unordered_flow
+    t = {name: Mark(name=name) for name in "abcdefg"}
+    if shape == "linear":
+        return linear_flow.Flow("linear").add(*t.values())
+    if shape == "nested":
+        return linear_flow.Flow("nested").add(
+            t["a"], unordered_flow.Flow("par").add(t["b"], t["c"], t["d"]), t["e"],
+            linear_flow.Flow("tail").add(t["f"], t["g"]))
+    flow = graph_flow.Flow(shape).add(*t.values())
+    flow.link(t["a"], t["b"]).link(t["a"], t["c"]).link(t["b"], t["d"])
+    flow.link(t["c"], t["d"]).link(t["d"], t["e"]).link(t["e"], t["f"])
+    flow.link(t["f"], t["g"])
+    if shape == "decided":   # b alone ignored: d still runs (after c)
+        flow.link(t["a"], t["b"], decider=_never, decider_depth="atom")
+    return flow
+
+
+@pytest.mark.parametrize("shape", ["linear", "nested", "diamond", "decided"])
+def test_pruned_selector_finds_what_stock_finds(shape):
+    """At every atom completion both selectors name the same next atoms, and the flow runs
+    every atom once, after its predecessors."""
+    from taskflow.engines.action_engine import selector as tf_selector
+    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    compared = []
+    real_run = runner._run
+
+    def run(engine, flow_id):
+        runtime = engine._runtime
+        assert isinstance(runtime.selector, flow_engine._PrunedSelector)
+        stock = tf_selector.Selector(runtime)
+
+        def on_state(state, details):
+            if state != tf_states.SUCCESS:
+                return
+            atom = next(n for n in runtime.iterate_nodes(("task",))
+                        if n.name == details["task_name"])
+            pruned = {a.name for a, _ in runtime.selector.iter_next_atoms(atom=atom)}
+            assert pruned == {a.name for a, _ in stock.iter_next_atoms(atom=atom)}
+            compared.append(atom.name)
+
+        engine.atom_notifier.register(tf_states.SUCCESS, on_state)
+        return real_run(engine, flow_id)
+
+    runner._run = run
+    RAN.clear()
+    outcome = runner.run(shapes_flow, factory_kwargs={"shape": shape}, store={},
+                         runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded, outcome.failure
+    ours = list(RAN)
+    RAN.clear()
+    taskflow.engines.run(shapes_flow(shape), engine="serial")   # stock TaskFlow
+    assert sorted(ours) == sorted(RAN) and sorted(compared) == sorted(RAN)
+    assert ("b" in RAN) == (shape != "decided") and "d" in RAN
+    RAN[:] = ours
+    order = {name: i for i, name in enumerate(RAN)}
+    for before, after in [("a", "e"), ("e", "f"), ("f", "g"), ("c", "e")]:
+        assert order[before] < order[after]
