@@ -419,7 +419,10 @@ class QuotaEngine:
                 .where(models.Reservation.deleted.is_(False),
                        models.Reservation.owner.is_not(None))).all()
         live = _LivenessCache(is_owner_live)
-        dead_owners = [owner for owner in sorted(owners) if not live(owner)]
+        requests = {owner: parse_request_owner(owner) for owner in owners}
+        dead_owners = [owner for owner in sorted(owners)
+                       if not (self._request_pending(*requests[owner]) if requests[owner]
+                               else live(owner))]
         with self._db.reader() as session:
             ownerless = session.execute(
                 sa.select(models.Reservation.uuid, models.Reservation.project_id,
@@ -428,6 +431,15 @@ class QuotaEngine:
                        models.Reservation.owner.is_(None),
                        models.Reservation.expire < models.utcnow())).all()
         return dead_owners, ownerless
+
+    def _request_pending(self, kind: str, resource_id: str, status: str) -> bool:
+        """Whether the request owning a reservation (:func:`request_owner`) may still be
+        served: its resource is still in the status the request put it in."""
+        model = _REQUEST_MODELS[kind]
+        with self._db.reader() as session:
+            current = session.scalar(sa.select(model.status).where(
+                model.id == resource_id, model.deleted.is_(False)))
+        return current == status
 
     def check(self, project_id: str | None = None) -> list[Drift]:
         """Compare usages with the real tables and live reservations; change nothing."""
@@ -762,6 +774,47 @@ class QuotaEngine:
 
 
 # --- module helpers -------------------------------------------------------------------------
+
+def request_owner(kind: str, resource_id: str, status: str) -> str:
+    """The owner of a reservation the API takes for a request a worker has yet to serve
+    (an extend: the volume is ``extending``).
+
+    Such a reservation has no flow yet. It lives while the resource stays in ``status``:
+    the worker's flow takes it over (extend swaps it for a flow-owned one), and a request
+    that is lost -- the worker died after taking the message, before its flow was saved --
+    moves the resource on (recovery: ``error_extending``), which makes the reservation an
+    orphan that recovery rolls back at once and any sweep would release.
+
+    Owners are at most 36 characters (a flow id), so the request is written compactly: a
+    four-letter prefix naming (kind, status) and the resource id's 32 hex digits.
+    """
+    try:
+        prefix = _REQUEST_PREFIXES[(kind, status)]
+    except KeyError:
+        raise ValueError("no request owner for a %s that is %s" % (kind, status)) from None
+    return prefix + uuidlib.UUID(resource_id).hex
+
+
+def parse_request_owner(owner: str | None) -> tuple[str, str, str] | None:
+    """``(kind, resource_id, status)`` of a :func:`request_owner` string, else None (a flow
+    id, or no owner)."""
+    if not owner or len(owner) != 36 or owner[:4] not in _REQUEST_KINDS:
+        return None
+    try:
+        resource_id = str(uuidlib.UUID(hex=owner[4:]))
+    except ValueError:
+        return None
+    kind, status = _REQUEST_KINDS[owner[:4]]
+    return kind, resource_id, status
+
+
+_REQUEST_MODELS = {"volume": models.Volume}
+#: (kind, status) -> owner prefix of the requests that can own reservations.
+_REQUEST_PREFIXES = {("volume", "extending"): "vext"}
+_REQUEST_KINDS = {prefix: key for key, prefix in _REQUEST_PREFIXES.items()}
+#: (kind, status) pairs whose requests can own reservations (:func:`request_owner`).
+REQUEST_OWNERS = frozenset(_REQUEST_PREFIXES)
+
 
 class _LivenessCache:
     """Asks ``is_owner_live`` once per owner; an owner whose check raises counts as live."""

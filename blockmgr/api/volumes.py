@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from blockmgr import exception
+from blockmgr import quota as bm_quota
 from blockmgr import states
 from blockmgr.api import common
 from blockmgr.api import listing
@@ -267,8 +268,9 @@ class VolumeService(common.ServiceBase):
                                                     "current %d GiB" % (new_size, volume.size))
             reservations = []
             if volume.use_quota:
-                reservations = self.quota.reserve(volume.project_id, session=session,
-                                                  gigabytes=new_size - volume.size)
+                reservations = self.quota.reserve(
+                    volume.project_id, session=session, gigabytes=new_size - volume.size,
+                    owner=bm_quota.request_owner("volume", volume.id, V.EXTENDING))
             repository.transition(session, models.Volume, volume.id, V.EXTENDING,
                                   expected=_EXTENDABLE, previous_status=volume.status)
             return reservations, volume.status

@@ -41,6 +41,7 @@ from typing import Callable
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr import quota as bm_quota
 from blockmgr import states
 from blockmgr.cluster import recovery as cluster_recovery
 from blockmgr.db import models
@@ -366,6 +367,10 @@ def _move_orphan(manager, kind: str, resource_id: str, status: str):
     with manager.db.writer() as session:
         repository.transition(session, model, resource_id, target, expected=(status,),
                               **reason)
+        if (kind, status) in bm_quota.REQUEST_OWNERS:
+            # What the API reserved for the lost request (an extend's gigabytes).
+            manager.quota.rollback_owned(bm_quota.request_owner(kind, resource_id, status),
+                                         session=session)
     return target
 
 

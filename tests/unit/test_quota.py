@@ -496,6 +496,38 @@ def test_release_orphans_uses_owner_liveness_not_age(engine):
     assert engine.release_orphans(is_owner_live) == []
 
 
+def test_a_request_owned_reservation_lives_while_its_resource_waits(engine, sqlite_database):
+    """The API's extend reservation belongs to the request until a flow takes it over: kept
+    while the volume is ``extending``, an orphan once the volume moved on without it (the
+    request was lost) -- whatever the flow-liveness callback says."""
+    from blockmgr import quota as bm_quota
+    from blockmgr.db import repository
+
+    with sqlite_database.writer() as session:
+        vol = repository.create(session, models.Volume, status="extending", size=1,
+                                project_id=P)
+        vid = vol.id
+    owner = bm_quota.request_owner("volume", vid, "extending")
+    assert bm_quota.parse_request_owner(owner) == ("volume", vid, "extending")
+    assert bm_quota.parse_request_owner("5f1c0d9e-flow-id") is None
+    uuids = engine.reserve(P, gigabytes=2, owner=owner)
+    asked = []
+
+    def is_owner_live(o):
+        asked.append(o)
+        return False
+
+    assert engine.release_orphans(is_owner_live) == [] and asked == []
+    with sqlite_database.writer() as session:
+        repository.update(session, repository.get(session, models.Volume, vid),
+                          status="error_extending")
+    assert [o.uuid for o in engine.orphans(is_owner_live)] == uuids
+    assert engine.release_orphans(is_owner_live) == uuids
+    assert usage(engine, "gigabytes")["reserved"] == 0
+    with pytest.raises(ValueError):
+        bm_quota.request_owner("volume", vid, "creating")
+
+
 # --- check / sync -----------------------------------------------------------------------------
 
 def test_truth_counts_only_live_quota_rows(engine, sqlite_database, conf):

@@ -24,6 +24,7 @@ from blockmgr.volume import drain as volume_drain
 from blockmgr.volume import recovery
 from blockmgr.volume import service as volume_service
 from blockmgr.volume.manager import VolumeManager
+from tests.unit.test_volume_service import PROJECT
 from tests.unit.test_volume_service import _status
 from tests.unit.test_volume_service import _volume
 from tests.unit.test_volume_service import _wait_for
@@ -226,3 +227,22 @@ def test_orphaned_groups_and_group_snapshots_are_resolved_too(env):
         assert [repository.get(session, m, i).status for m, i in (
             (models.Group, ids[0]), (models.Group, ids[1]),
             (models.GroupSnapshot, ids[2]))] == ["error", "error", "error"]
+
+
+def test_a_lost_extend_gives_back_what_the_api_reserved(env):
+    """An extend whose request was lost (row ``extending``, no flow): recovery moves the
+    volume to ``error_extending`` and rolls back the API's reservation in the same
+    transaction (found by the crash-under-load harness: it stayed reserved for a day)."""
+    from blockmgr import quota as bm_quota
+
+    manager = _manager(env)
+    vid = _volume(env.db, status="extending")
+    owner = bm_quota.request_owner("volume", vid, "extending")
+    manager.quota.reserve(PROJECT, gigabytes=3, owner=owner)
+    report = manager.init_host(defer_orphans=True)
+    assert report.deferred == [("volume", vid, "extending")]
+    assert manager.quota.reservations_of(owner) != []
+    assert recovery.resolve_orphans(manager, report.deferred) == [
+        ("volume", vid, "error_extending")]
+    assert manager.quota.reservations_of(owner) == []
+    assert manager.quota.get_usages(PROJECT)["gigabytes"]["reserved"] == 0
