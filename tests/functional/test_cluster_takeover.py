@@ -200,6 +200,9 @@ def test_fifty_flows_with_a_member_killed_all_settle_with_exact_quota(
             assert c.board_jobs() == 0 and _unfinished_flows(c) == set()
             assert h.usage()["volumes"] == 50 and h.usage()["gigabytes"] == 50
             h.assert_quota_exact()
-            assert "Taking over flow" in c.processes["b"].log_text(10 ** 7)
+            # Who finished the killed member's claimed flows is a race (b after their claims
+            # expired, or the restarted a at its start-up recovery); both are correct, and
+            # the empty board and logbook above prove none was left. The takeover path
+            # itself is proven by the test above.
         finally:
             h.close()
