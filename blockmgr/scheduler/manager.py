@@ -122,8 +122,8 @@ class SchedulerManager:
         try:
             retry = self._count_attempt(props, volume_id)
             size = self._volume_size(spec, volume_id)
-            request = self._request(spec, size, retry)
             self.wait_until_ready()
+            request = self._request(spec, size, retry)
             chosen = self._place(request, "volume %s" % volume_id)
         except exception.NoValidBackend as exc:
             self._volume_failed(ctx, volume_id, V.ERROR, "create", exc, spec)
@@ -193,7 +193,8 @@ class SchedulerManager:
                 previous = volume.previous_status or V.AVAILABLE
             delta = max(0, int(new_size) - size)
             request = bm_filters.PlacementRequest(
-                size_gb=delta, resource_backend=host, live_backends=self.live.get())
+                size_gb=delta, resource_backend=host,
+                live_backends=self._live_with(rpc.backend_of(host)))
             pool = self.states.pool(host or "")
             if pool is None:   # no report (yet): only liveness can be judged
                 reason = bm_filters.service_up(
@@ -230,19 +231,10 @@ class SchedulerManager:
         types = [t for t in spec.get("volume_types") or [] if isinstance(t, dict)] or [{}]
         try:
             self.wait_until_ready()
-            live = self.live.get()
-            candidates = None
-            rejected: dict[str, str] = {}
-            for volume_type in types:
-                request = bm_filters.PlacementRequest(
-                    extra_specs=dict(volume_type.get("extra_specs") or {}),
-                    resource_backend=spec.get("resource_backend"), live_backends=live)
-                passed, why = bm_filters.apply(self.states.pools(), request)
-                rejected.update(why)
-                backends = {p.backend for p in passed}
-                candidates = backends if candidates is None else candidates & backends
-            if candidates and candidates - self.live.suspects():
-                candidates -= self.live.suspects()   # very likely dead: only as a last resort
+            candidates, rejected = self._group_candidates(spec, types, self.live.get())
+            if not candidates:   # a backend may have come up within the cache's second
+                candidates, rejected = self._group_candidates(spec, types,
+                                                              self.live.get(fresh=True))
             if not candidates:
                 raise exception.NoValidBackend(
                     reason="no backend suits every volume type of group %s%s"
@@ -266,6 +258,22 @@ class SchedulerManager:
                                 {"group_id": group_id, "reason": _reason(exc)})
 
     # --- placement ------------------------------------------------------------------------
+
+    def _group_candidates(self, spec: dict, types: list, live: frozenset):
+        """(backends that suit every volume type and are up, rejection reasons)."""
+        candidates = None
+        rejected: dict[str, str] = {}
+        for volume_type in types:
+            request = bm_filters.PlacementRequest(
+                extra_specs=dict(volume_type.get("extra_specs") or {}),
+                resource_backend=spec.get("resource_backend"), live_backends=live)
+            passed, why = bm_filters.apply(self.states.pools(), request)
+            rejected.update(why)
+            backends = {p.backend for p in passed}
+            candidates = backends if candidates is None else candidates & backends
+        if candidates and candidates - self.live.suspects():
+            candidates -= self.live.suspects()   # very likely dead: only as a last resort
+        return candidates, rejected
 
     def _count_attempt(self, props: dict, volume_id: str) -> dict | None:
         max_attempts = self.conf.scheduler.scheduler_max_attempts
@@ -303,8 +311,22 @@ class SchedulerManager:
             live_backends=self.live.get())
 
     def _place(self, request: bm_filters.PlacementRequest, what: str) -> host_state.PoolState:
-        multiplier = self.conf.scheduler.capacity_weight_multiplier
+        """The best pool for ``request``. Liveness comes from a cache (``LiveBackends``, one
+        second old at most); a placement that finds nothing is retried once on a fresh read,
+        so a backend that came up within that second is not refused."""
+        try:
+            return self._place_on(request, what)
+        except exception.NoValidBackend:
+            if request.live_backends is None:
+                raise
+            live = self.live.get(fresh=True)
+            if live == request.live_backends:
+                raise
+            return self._place_on(dataclasses.replace(request, live_backends=live), what)
 
+    def _place_on(self, request: bm_filters.PlacementRequest,
+                  what: str) -> host_state.PoolState:
+        multiplier = self.conf.scheduler.capacity_weight_multiplier
         suspects = self.live.suspects()
 
         def choose(pools):
@@ -332,6 +354,14 @@ class SchedulerManager:
         now = time.time()
         return [p for p in pools
                 if now - (self.states.received_at(p.backend) or 0) <= max_age]
+
+    def _live_with(self, backend: str | None) -> frozenset:
+        """The live backends, read afresh if the cached set lacks ``backend`` (it may have
+        come up within the cache's second)."""
+        live = self.live.get()
+        if backend and backend not in live:
+            live = self.live.get(fresh=True)
+        return live
 
     def _manage_target(self, host: str, what: str) -> str:
         if not isinstance(host, str) or "@" not in host:

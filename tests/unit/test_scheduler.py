@@ -271,6 +271,35 @@ def test_down_service_gets_nothing(env):
     assert volume(env.db, vid).host == "n2@lvm#pool"
 
 
+def test_a_backend_that_came_up_after_the_liveness_cache_was_read_gets_placements(env):
+    """Regression (CI flake): the cache is read while n3 has not heartbeat yet; n3 then
+    heartbeats and reports within the cache's second. Creates, extends and groups that only
+    n3 can take must go there, not end in error as 'down or disabled'."""
+    env.mgr.live.get(fresh=True)   # cached without n3
+    with env.db.writer() as session:
+        sid = services.register(session, "n3@big", services.VOLUME_BINARY, "blockmgr-volume")
+        services.heartbeat(session, sid)
+    env.mgr.update_service_capabilities(CTX, "volume", "n3@big", report("big", pool(total=1000, free=900)))
+    vid = new_volume(env.db, size=500)
+    env.mgr.create_volume(CTX, vid, {"size": 500}, {})
+    assert volume(env.db, vid).host == "n3@big#pool"
+
+    env.mgr.live.get(fresh=True)
+    env.mgr.live._cached = frozenset({"n1@lvm"})   # an older read, again without n3
+    uuids = env.quota.reserve("p1", gigabytes=10)
+    grown = new_volume(env.db, size=10, status="extending", host="n3@big#pool",
+                       previous_status="available")
+    env.mgr.extend_volume(CTX, grown, 20, uuids)
+    assert env.api.sent[-1][:2] == ("extend_volume", "n3@big#pool")
+
+    env.mgr.live._cached = frozenset({"n1@lvm"})
+    with env.db.writer() as session:
+        gid = repository.create(session, models.Group, status="creating", project_id="p1").id
+    env.mgr.create_group(CTX, gid, {"volume_types": [
+        {"extra_specs": {"volume_backend_name": "big"}}]})
+    assert env.api.sent[-1] == ("create_group", "n3@big", {"group_id": gid})
+
+
 def test_volume_type_backend_name_and_resource_backend(env):
     env.mgr.update_service_capabilities(CTX, "volume", "n2@lvm", report("gold", pool(free=6)))
     vid = new_volume(env.db, size=5)
