@@ -37,6 +37,8 @@ class ExtractSnapshotTask(common.FlowTask):
     """Check the row is ``creating``; provides ``snapshot_ref`` (JSON facts).
     Revert (whatever failed after it): the snapshot goes to ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "snapshot_ref"
 
     def execute(self, runtime, snapshot_id):
@@ -89,7 +91,7 @@ class CreateSnapshotOnFinishTask(common.FlowTask):
         with runtime.db.writer() as session:
             repository.transition(session, models.Snapshot, snapshot_id, S.AVAILABLE,
                                   expected=(S.CREATING, S.AVAILABLE), progress="100%",
-                                  status_reason=None)
+                                  status_reason=None, fetch=False)
         runtime.notifier.info(common.ctx(context), "snapshot.%s" % self.event_suffix,
                               {"snapshot_id": snapshot_id,
                                "volume_id": snapshot_ref["volume_id"],

@@ -58,6 +58,8 @@ class ExtractVolumeRefTask(common.FlowTask):
     """Check the row exists and is ``creating``; provides ``refreshed``: every
     :class:`~blockmgr.interface.objects.VolumeView` field (JSON)."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "refreshed"
 
     def execute(self, runtime, volume_id):
@@ -78,6 +80,8 @@ class OnFailureRescheduleTask(common.FlowTask):
     ``retry['exc']``), and the partial backend object deleted, best effort. Returns True iff
     rescheduled. A failing cast errors the volume out (Cinder leaves it ``creating``).
     """
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def execute(self, runtime, volume_id):
         return None
@@ -126,6 +130,8 @@ def _format_failure(failures) -> str:
 class ExtractVolumeSpecTask(common.FlowTask):
     """Provides ``volume_spec``: ``type`` (raw | snap | source_vol), size, name, and the
     source id. Precedence: snapshot, then source volume, else raw."""
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     default_provides = "volume_spec"
 
@@ -193,7 +199,7 @@ class CreateVolumeOnFinishTask(common.FlowTask):
     def execute(self, runtime, context, volume_id, volume_spec):
         with runtime.db.writer() as session:
             repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
-                                  expected=(V.CREATING, V.AVAILABLE),
+                                  expected=(V.CREATING, V.AVAILABLE), fetch=False,
                                   launched_at=models.utcnow(), status_reason=None)
         runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
                               {"volume_id": volume_id, "size": volume_spec["volume_size"],

@@ -86,6 +86,11 @@ def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
     return code == 1213 or getattr(orig, "pgcode", None) == "40P01"
 
 
+#: Valid before a MySQL/MariaDB transaction starts (applies to the next one only) and as the
+#: first statement of a PostgreSQL one (psycopg2 has just sent BEGIN).
+_READ_COMMITTED_NEXT = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
 def create_engine(url: str) -> sa.engine.Engine:
     """A pooled engine; for SQLite with the pragmas TaskFlow never sets."""
     if not url.startswith("sqlite"):
@@ -149,6 +154,8 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._writing: dict[str, threading.Lock] = {}
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
+        self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
+        self._replayable: set[str] = set()      # atoms that resume (not revert) after a crash
 
     def get_connection(self):
         conn = _Connection(self, upgrade_lock=self._upgrade_lock)
@@ -194,10 +201,34 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self._last_state[atom_detail.uuid] = atom_detail.state
         # Commit on *entering* RUNNING/REVERTING; later saves in that state (progress,
         # metadata) wait for the next boundary.
-        if (entered and atom_detail.state in _COMMIT_ATOM_STATES) \
+        if (entered and atom_detail.state in _COMMIT_ATOM_STATES
+                and not self._may_defer(flow_uuid, atom_detail)) \
                 or self.commits == "every-transition":
             self.flush(flow_uuid)
         return True
+
+    def declare_atoms(self, deferrable, replayable) -> None:
+        """Name the atoms (uuids) whose start need not be a boundary.
+
+        ``deferrable``: tasks without a side effect a crash could leave half-done
+        (``FlowTask.durable_start`` False). ``replayable``: tasks that run again after a
+        crash rather than revert (``on_crash`` RESUME). A deferrable task entering
+        ``RUNNING`` is not committed while everything its flow has staged belongs to
+        replayable tasks: a crash then leaves the logbook as if it had come just after the
+        last boundary (earlier tasks run again; they are idempotent), and recovery decides
+        exactly as it would have. Forgotten with the flow.
+        """
+        with self._lock:
+            self._deferrable.update(deferrable)
+            self._replayable.update(replayable)
+
+    def _may_defer(self, flow_uuid: str, atom_detail: tf_models.AtomDetail) -> bool:
+        if atom_detail.state != tf_states.RUNNING or atom_detail.uuid not in self._deferrable:
+            return False
+        with self._lock:
+            staged = self._staged.get(flow_uuid)
+            return staged is not None and all(
+                uuid in self._replayable for uuid in staged.atoms)
 
     def remember(self, flow_detail: tf_models.FlowDetail) -> None:
         """Record that ``flow_detail`` and its atoms have rows (it was read from the DB)."""
@@ -255,10 +286,12 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
     def _write(self, flow_uuid: str, staged: _Staged) -> None:
         state = staged.flow.state if staged.flow is not None else None
         prune = self.prune_on_finish and state in PRUNABLE_FLOW_STATES
-        eng = self._engine
-        if eng.dialect.name != "sqlite":
-            eng = eng.execution_options(isolation_level="READ COMMITTED")
-        with eng.begin() as conn:
+        with self._engine.begin() as conn:
+            if conn.dialect.name != "sqlite":
+                # READ COMMITTED for this transaction only (no next-key locks to deadlock
+                # on). One statement: a per-connection isolation option would cost a SET
+                # plus a COMMIT on checkout and again on return, four round trips a write.
+                conn.exec_driver_sql(_READ_COMMITTED_NEXT)
             if prune:
                 conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
                 conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
@@ -298,6 +331,8 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self._atom_flow.pop(uuid, None)
             self._last_state.pop(uuid, None)
             self._stored.discard(uuid)
+            self._deferrable.discard(uuid)
+            self._replayable.discard(uuid)
         self._stored.discard(flow_uuid)
         self._parents.pop(flow_uuid, None)
 

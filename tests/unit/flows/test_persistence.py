@@ -95,3 +95,69 @@ def test_unfinished_flow_resumes_from_committed_state(tmp_path):
     assert mode == "resume" and resumed.succeeded
     assert RAN == ["step%d" % i for i in range(3, 7)]
     assert fresh.unfinished() == []
+
+
+# --- tasks whose start need not be a boundary (FlowTask.durable_start) ----------------------
+
+SEEN: dict[str, dict[str, str]] = {}   # step name -> committed atom states when it ran
+
+
+class Peek(tf_task.Task):
+    """Records what the logbook holds (a second connection: committed rows only)."""
+
+    backend: persistence.FlowPersistence | None = None
+
+    def execute(self, runtime, flow_id):
+        RAN.append(self.name)
+        atoms = persistence.TABLES.atomdetails
+        with Peek.backend.engine.connect() as conn:
+            SEEN[self.name] = {name: state for name, state in conn.execute(
+                sa.select(atoms.c.name, atoms.c.state).where(atoms.c.parent_uuid == flow_id))
+                if name.startswith("step")}
+        return self.name
+
+
+class PurePeek(Peek):
+    durable_start = False
+
+
+class RevertingPeek(Peek):
+    on_crash = common.REVERT
+
+
+def mixed_flow():
+    return linear_flow.Flow("mixed").add(Peek(name="step0"), PurePeek(name="step1"),
+                                         PurePeek(name="step2"), Peek(name="step3"))
+
+
+def strict_flow():
+    return linear_flow.Flow("strict").add(RevertingPeek(name="step0"), PurePeek(name="step1"))
+
+
+def test_a_pure_task_starts_without_a_commit_and_a_crash_in_it_replays_from_the_boundary(
+        tmp_path):
+    """step0 changes something, step1 and step2 only read: their starts are not written, so
+    a crash inside step2 leaves step0 RUNNING and step1/step2 PENDING -- recovery runs all
+    three again, exactly as after a crash just after step0 finished."""
+    backend = Peek.backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    commits = _count_commits(backend.engine)
+    outcome = runner.run(
+        mixed_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    assert commits[0] == 1 + 2 + 1   # flow start, step0 and step3 starts, flow end
+    assert SEEN["step2"] == {"step0": tf_states.RUNNING, "step1": tf_states.PENDING,
+                             "step2": tf_states.PENDING, "step3": tf_states.PENDING}
+    # step3's boundary carries everything the pure steps did
+    assert SEEN["step3"] == {"step0": tf_states.SUCCESS, "step1": tf_states.SUCCESS,
+                             "step2": tf_states.SUCCESS, "step3": tf_states.RUNNING}
+
+
+def test_a_pure_task_after_a_task_that_reverts_on_crash_still_commits_its_start(tmp_path):
+    """A crash during the pure step must not make recovery revert a finished step0 (its
+    ``on_crash`` is REVERT): step0's SUCCESS is written before the pure step runs."""
+    backend = Peek.backend = _backend(tmp_path)
+    outcome = flow_engine.FlowRunner(backend, "h@b").run(
+        strict_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    assert SEEN["step1"] == {"step0": tf_states.SUCCESS, "step1": tf_states.RUNNING}
