@@ -65,7 +65,8 @@ class ClusterFlowRunner(flow_engine.FlowRunner):
     # --- launching ----------------------------------------------------------------------
 
     def run(self, factory, *, store: dict, runtime, kind: str, resource_id: str,
-            factory_kwargs: dict | None = None, flow_id: str | None = None):
+            factory_kwargs: dict | None = None, flow_id: str | None = None,
+            transient: dict | None = None):
         flow_id = flow_id or uuidutils.generate_uuid()
         details = {"kind": kind, "resource_id": resource_id,
                    "locks": self.locks.current_names(), "posted_by": self.owner}
@@ -76,7 +77,7 @@ class ClusterFlowRunner(flow_engine.FlowRunner):
         try:
             return super().run(factory, store=store, runtime=runtime, kind=kind,
                                resource_id=resource_id, factory_kwargs=factory_kwargs,
-                               flow_id=flow_id)
+                               flow_id=flow_id, transient=transient)
         finally:
             if self.keeper.holds(flow_id):
                 # The flow never reached _run (it failed to build or to persist): whatever

@@ -149,6 +149,33 @@ def update(session: Session, row: models.Base, **values) -> models.Base:
     return row
 
 
+def update_by_id(session: Session, model: type[M], resource_id: str, **values) -> None:
+    """Write ``values`` to the live row ``resource_id`` without loading it: one UPDATE.
+
+    For fields other than ``status`` (status changes go through :func:`transition`, which
+    checks them). Raises the typed NotFound if the row is gone (nothing written).
+    """
+    if "status" in values:
+        raise exception.InvalidInput(reason="status changes go through transition()")
+    columns = tuple(sorted(values))
+    key = ("update_by_id", model, columns)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        for name in columns:
+            if not hasattr(model, name):
+                raise exception.InvalidInput(
+                    reason="%s has no field %r" % (model.__name__, name))
+        stmt = (sa.update(model)
+                .where(model.id == sa.bindparam("b_id"), model.deleted.is_(False))
+                .values({getattr(model, name): sa.bindparam("v_" + name) for name in columns})
+                .execution_options(synchronize_session=False))
+        _STATEMENTS[key] = stmt
+    params = {"v_" + name: value for name, value in values.items()}
+    params["b_id"] = resource_id
+    if session.execute(stmt, params).rowcount != 1:
+        raise _not_found(model, resource_id)
+
+
 def transition(session: Session, model: type[M], resource_id: str, new_status: str, *,
                expected: Iterable[str] | None = None, fetch: bool = True,
                **values) -> M | None:

@@ -56,14 +56,20 @@ def _error_out(runtime, volume_id: str, reason: str, **values) -> None:
 
 class ExtractVolumeRefTask(common.FlowTask):
     """Check the row exists and is ``creating``; provides ``refreshed``: every
-    :class:`~blockmgr.interface.objects.VolumeView` field (JSON)."""
+    :class:`~blockmgr.interface.objects.VolumeView` field (JSON).
+
+    ``volume_row``: the row as the manager read it under the volume's lock, just before the
+    run (a transient value: a resumed run does not have it and reads the row)."""
 
     durable_start = False   # reads / notifies only (FlowTask)
 
     default_provides = "refreshed"
 
-    def execute(self, runtime, volume_id):
-        view = _view(runtime, volume_id)
+    def execute(self, runtime, volume_id, volume_row=None):
+        if volume_row is not None and volume_row.get("id") == volume_id:
+            view = objects.VolumeView(**volume_row)
+        else:
+            view = _view(runtime, volume_id)
         if view.status != V.CREATING:
             raise exception.InvalidVolume(
                 reason="volume %s is %s, not creating" % (volume_id, view.status))
@@ -184,8 +190,7 @@ class CreateVolumeFromSpecTask(common.FlowTask):
                                             "volume %s" % volume_id)
         if update or extra:
             with runtime.db.writer() as session:
-                repository.update(session, repository.get(session, models.Volume, volume_id),
-                                  **update, **extra)
+                repository.update_by_id(session, models.Volume, volume_id, **update, **extra)
         return update
 
 

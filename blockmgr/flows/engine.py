@@ -122,11 +122,14 @@ class FlowRunner:
 
     def run(self, factory, *, store: dict, runtime: common.FlowRuntime, kind: str,
             resource_id: str, factory_kwargs: dict | None = None,
-            flow_id: str | None = None) -> FlowOutcome:
+            flow_id: str | None = None, transient: dict | None = None) -> FlowOutcome:
         """Persist a new flow built by ``factory(**factory_kwargs)`` and run it to the end.
 
         ``store`` must be JSON; ``flow_id`` (the flow detail uuid, default: a new one) is
         added to it so tasks can tag what they own (quota reservations) with it.
+        ``transient``: values for this run only, never written to the logbook (a resumed
+        run does not have them), for optional task arguments such as a row the caller
+        has just read.
         """
         flow_id = flow_id or uuidutils.generate_uuid()
         kwargs = factory_kwargs or {}
@@ -138,8 +141,11 @@ class FlowRunner:
                             "action": getattr(flow, "blockmgr_action", flow.name)})
             self.backend.add_flow_detail(self.book, fd)
             engine = self._load(flow, fd, runtime, pooled=pooled,
-                                store_names=frozenset(store) | {"flow_id"})
+                                store_names=frozenset(store) | {"flow_id"}
+                                | frozenset(transient or ()))
             engine.storage.inject(dict(store, flow_id=flow_id))
+            if transient:
+                engine.storage.inject(transient, transient=True)
             engine.compile()
             engine.prepare()
             try:

@@ -8,6 +8,7 @@ quota engine and the drivers. Endpoints take ids, never rows, and a context (a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from taskflow import exceptions as tf_exc
@@ -32,6 +33,7 @@ from blockmgr.flows import faults
 from blockmgr.flows import manage_existing as manage_flow
 from blockmgr.flows import manage_existing_snapshot as manage_snap_flow
 from blockmgr.flows import update_group as update_group_flow
+from blockmgr.interface import objects
 from blockmgr.volume import capacity as bm_capacity
 from blockmgr.volume import locks as bm_locks
 from blockmgr.volume import recovery
@@ -87,18 +89,23 @@ class VolumeManager:
                       allow_reschedule: bool = True) -> str:
         """Create scheduled volume ``volume_id`` (status ``creating``) on this backend."""
         request_spec = dict(request_spec or {})
-        volume = self._own_volume(volume_id)
+        _check_id(volume_id, "volume")
         names = [volume_id]
         if request_spec.get("snapshot_id"):
             names.append("%s-delete_snapshot" % request_spec["snapshot_id"])
         elif request_spec.get("source_volid"):
             names.append("%s-delete_volume" % request_spec["source_volid"])
-        self.capacity.add(volume.host, volume.size)
         with self.locks.hold(names):
+            # Read under the lock, so the flow may start from this view (not logbooked: a
+            # resumed flow reads the row again).
+            volume = self._own_volume(volume_id)
+            self.capacity.add(volume.host, volume.size)
             outcome = self._run(create_flow, "volume", volume_id, {
                 "context": _context_dict(context), "volume_id": volume_id,
                 "request_spec": request_spec, "filter_properties": dict(filter_properties or {}),
-                "allow_reschedule": bool(allow_reschedule)})
+                "allow_reschedule": bool(allow_reschedule)},
+                transient={"volume_row": dataclasses.asdict(
+                    objects.VolumeView.from_model(volume))})
         if not outcome.succeeded:
             if outcome.revert_result(create_flow.OnFailureRescheduleTask().name):
                 self.capacity.subtract(volume.host, volume.size)
@@ -293,13 +300,13 @@ class VolumeManager:
         return group_id, members
 
 
-    def _run(self, flow_module, kind: str, resource_id: str, store: dict):
+    def _run(self, flow_module, kind: str, resource_id: str, store: dict,
+             transient: dict | None = None):
         return self.runner.run(flow_module.get_flow, store=store, runtime=self.runtime(),
-                               kind=kind, resource_id=resource_id)
+                               kind=kind, resource_id=resource_id, transient=transient)
 
     def _own_volume(self, volume_id: str) -> models.Volume:
-        if not isinstance(volume_id, str) or not volume_id:
-            raise exception.InvalidInput(reason="volume id must be a non-empty string")
+        _check_id(volume_id, "volume")
         with self.db.reader() as session:
             volume = repository.get(session, models.Volume, volume_id)
             session.expunge(volume)
@@ -322,6 +329,11 @@ class VolumeManager:
             volume = repository.get(session, models.Volume, volume_id)
             self._check_volume_host(volume)
         return volume_id
+
+
+def _check_id(resource_id, kind: str) -> None:
+    if not isinstance(resource_id, str) or not resource_id:
+        raise exception.InvalidInput(reason="%s id must be a non-empty string" % kind)
 
 
 def _context_dict(context) -> dict:

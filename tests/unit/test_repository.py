@@ -193,3 +193,25 @@ def test_members_of_groups_and_snapshots_of_volumes(sqlite_database):
         assert _ids(repository.volumes_in_group(session, group.id)) == members
         assert _ids(repository.snapshots_of_volume(session, volume.id)) == snaps
         assert _ids(repository.snapshots_of_group_snapshot(session, gsnap.id)) == snaps
+
+
+def test_update_by_id_writes_without_loading_and_refuses_status_and_missing_rows(
+        sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = repository.create(session, models.Volume, size=1, status="creating",
+                                      project_id="p").id
+    with sqlite_database.writer() as session:
+        repository.update_by_id(session, models.Volume, volume_id,
+                                provider_location="loc", bootable=True)
+    with sqlite_database.reader() as session:
+        row = repository.get(session, models.Volume, volume_id)
+        assert (row.provider_location, row.bootable, row.status) == ("loc", True, "creating")
+    with pytest.raises(exception.InvalidInput):
+        with sqlite_database.writer() as session:
+            repository.update_by_id(session, models.Volume, volume_id, status="available")
+    with pytest.raises(exception.InvalidInput):
+        with sqlite_database.writer() as session:
+            repository.update_by_id(session, models.Volume, volume_id, no_such_field=1)
+    with pytest.raises(exception.VolumeNotFound):
+        with sqlite_database.writer() as session:
+            repository.update_by_id(session, models.Volume, "missing", size=2)

@@ -21,6 +21,7 @@ from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.flows import create_volume
 from blockmgr.flows import engine as flow_engine
 from blockmgr.flows import persistence
 from blockmgr.notifications import MemoryNotifier
@@ -199,6 +200,9 @@ class NoopDriver:
     def unmanage(self, volume):
         return None
 
+    def create_volume(self, volume):
+        return {"provider_location": "noop"}
+
 
 def _manager(db, conf, persistence_connection=None):
     conf.set_override("host", "node1")
@@ -238,6 +242,36 @@ def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
         assert commits[0] - before == expected
     usages = manager.quota.get_usages("p1")
     assert (usages["gigabytes"]["in_use"], usages["gigabytes"]["reserved"]) == (6, 0)
+
+
+def test_create_volume_reads_the_row_once_and_a_resumed_create_reads_it_again(
+        sqlite_database, conf):
+    """The manager reads the row under the volume's lock and hands it to the flow as a
+    transient value: one SELECT of the volume per create. It is not in the logbook, so a
+    resumed run reads the row itself."""
+    manager = _manager(sqlite_database, conf)
+    with manager.db.writer() as session:
+        volume_id = repository.create(session, models.Volume, status="creating", size=1,
+                                      host=manager.host + "#pool", project_id="p1").id
+    selects = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM volumes" in statement:
+            selects.append(statement)
+
+    sa.event.listen(sqlite_database.engine, "before_cursor_execute", count)
+    manager.create_volume(bm_context.RequestContext(project_id="p1"), volume_id, {}, {})
+    assert len(selects) == 1
+    with manager.db.reader() as session:
+        assert repository.get(session, models.Volume, volume_id).status == "available"
+    runtime = manager.runtime()
+    task = create_volume.ExtractVolumeRefTask()
+    with manager.db.writer() as session:
+        other = repository.create(session, models.Volume, status="creating", size=1,
+                                  host=manager.host + "#pool", project_id="p1").id
+    selects.clear()
+    assert task.execute(runtime, other)["id"] == other   # no volume_row (resumed): reads
+    assert len(selects) == 1
 
 
 def test_reserve_once_reserves_once_per_owner(sqlite_database, conf):
