@@ -27,9 +27,17 @@ Rules that make crash recovery work (``docs/flows.md``):
   ``{"project_id": ..., "deltas": {...}}`` from an earlier task.
 * Notifications: ``common.NotifyStartTask(kind, action, id_arg)`` sends ``.start`` and, on
   revert, ``.error``; the finishing task sends ``.end``.
+* A task whose ``execute`` only reads, computes or notifies sets ``durable_start = False``:
+  its start then costs no logbook commit of its own (``common.FlowTask``).
 
 Launch a flow through :class:`engine.FlowRunner` (the manager does), with a ``kind`` and
 ``resource_id`` so recovery knows which resource an unfinished flow holds. Crash tests
 derive every task boundary from ``get_flow()`` (``faults.boundaries``), so a new flow gets
 crash tests by adding its module to ``tests/functional/test_flow_crash.py``.
 """
+
+from blockmgr.flows import logbook_schema as _logbook_schema
+
+# Before any submodule imports TaskFlow's SQL backend: alembic loads only if a worker has
+# something to migrate (logbook_schema).
+_logbook_schema.defer_migrations()

@@ -49,6 +49,7 @@ from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 
 from blockmgr import exception
+from blockmgr.flows import logbook_schema
 
 _METADATA = sa.MetaData()
 TABLES = tf_tables.fetch(_METADATA)
@@ -165,7 +166,13 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         return conn
 
     def upgrade(self) -> None:
-        """Create or migrate TaskFlow's tables (its own alembic history on MySQL/PostgreSQL)."""
+        """Create or migrate TaskFlow's tables (its own alembic history on MySQL/PostgreSQL).
+
+        A server database already at TaskFlow's head (``db sync`` ran) is only checked, with
+        one query and without loading alembic (:mod:`blockmgr.flows.logbook_schema`).
+        """
+        if self._engine.dialect.name != "sqlite" and logbook_schema.is_current(self._engine):
+            return
         with contextlib.closing(self.get_connection()) as conn:
             conn.upgrade()
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from blockmgr.db import migration
 from blockmgr.db import models
+from blockmgr.flows import logbook_schema
 
 pytestmark = pytest.mark.functional
 
@@ -49,6 +50,8 @@ def test_sync_then_version(db_url, tmp_path):
     engine = sa.create_engine(db_url)
     try:
         assert set(models.Base.metadata.tables) <= set(sa.inspect(engine).get_table_names())
+        # a worker starting on this database checks TaskFlow's schema without alembic
+        assert logbook_schema.is_current(engine) == (not db_url.startswith("sqlite"))
     finally:
         engine.dispose()
 
