@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     from blockmgr.cmd import volume as volume_cmd
 
     volume_cmd.use_native_threads()   # before oslo.messaging is imported
+    from blockmgr import startup
+
+    startup.preload(startup.VOLUME_WORKER_MODULES + ("blockmgr.allinone",))
     try:
         conf = load_config(args)
     except (cfg.Error, exception.BlockmgrError) as exc:

@@ -80,6 +80,9 @@ def main(argv=None) -> int:
     started = time.monotonic()
     argv = sys.argv[1:] if argv is None else argv
     use_native_threads()
+    from blockmgr import startup
+
+    startup.preload(startup.VOLUME_WORKER_MODULES)
     try:
         conf = load_config(argv)
     except (exception.BlockmgrError, cfg.Error) as exc:
