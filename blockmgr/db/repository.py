@@ -114,17 +114,21 @@ def _get_statement(model, by_project: bool, read_deleted: bool, for_update: bool
     return stmt
 
 
-def _transition_statement(model, columns: tuple[str, ...]):
-    key = ("transition", model, columns)
+def _update_statement(model, columns: tuple[str, ...], *, checked_status: bool):
+    """``UPDATE model SET <columns> WHERE id = :b_id AND NOT deleted`` (and, with
+    ``checked_status``, ``AND status IN :b_sources``), built once per shape and cached;
+    parameters ``v_<column>``."""
+    key = ("update", model, columns, checked_status)
     stmt = _STATEMENTS.get(key)
     if stmt is None:
         for name in columns:
             if not hasattr(model, name):
                 raise exception.InvalidInput(
                     reason="%s has no field %r" % (model.__name__, name))
-        stmt = (sa.update(model)
-                .where(model.id == sa.bindparam("b_id"), model.deleted.is_(False),
-                       model.status.in_(sa.bindparam("b_sources", expanding=True)))
+        where = [model.id == sa.bindparam("b_id"), model.deleted.is_(False)]
+        if checked_status:
+            where.append(model.status.in_(sa.bindparam("b_sources", expanding=True)))
+        stmt = (sa.update(model).where(*where)
                 .values({getattr(model, name): sa.bindparam("v_" + name) for name in columns})
                 .execution_options(synchronize_session=False))
         _STATEMENTS[key] = stmt
@@ -157,19 +161,7 @@ def update_by_id(session: Session, model: type[M], resource_id: str, **values) -
     """
     if "status" in values:
         raise exception.InvalidInput(reason="status changes go through transition()")
-    columns = tuple(sorted(values))
-    key = ("update_by_id", model, columns)
-    stmt = _STATEMENTS.get(key)
-    if stmt is None:
-        for name in columns:
-            if not hasattr(model, name):
-                raise exception.InvalidInput(
-                    reason="%s has no field %r" % (model.__name__, name))
-        stmt = (sa.update(model)
-                .where(model.id == sa.bindparam("b_id"), model.deleted.is_(False))
-                .values({getattr(model, name): sa.bindparam("v_" + name) for name in columns})
-                .execution_options(synchronize_session=False))
-        _STATEMENTS[key] = stmt
+    stmt = _update_statement(model, tuple(sorted(values)), checked_status=False)
     params = {"v_" + name: value for name, value in values.items()}
     params["b_id"] = resource_id
     if session.execute(stmt, params).rowcount != 1:
@@ -192,7 +184,7 @@ def transition(session: Session, model: type[M], resource_id: str, new_status: s
     if expected is not None:
         sources &= {str(s) for s in expected}
     values = {**values, "status": str(new_status)}
-    stmt = _transition_statement(model, tuple(sorted(values)))
+    stmt = _update_statement(model, tuple(sorted(values)), checked_status=True)
     params = {"v_" + name: value for name, value in values.items()}
     params.update(b_id=resource_id, b_sources=sorted(sources))
     if session.execute(stmt, params).rowcount != 1:
