@@ -151,7 +151,6 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._lock = threading.RLock()
         self._staged: dict[str, _Staged] = {}
         self._atom_flow: dict[str, str] = {}    # atom uuid -> flow uuid, for staging
-        self._flow_atoms: dict[str, set] = {}   # flow uuid -> its atom uuids (the reverse)
         self._stored: set[str] = set()          # flow/atom uuids known to have a row
         self._writing: dict[str, threading.Lock] = {}
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
@@ -193,7 +192,6 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             for ad in flow_detail:
                 if ad.uuid not in self._atom_flow:
                     self._atom_flow[ad.uuid] = flow_detail.uuid
-                    self._flow_atoms.setdefault(flow_detail.uuid, set()).add(ad.uuid)
                     staged.atoms[ad.uuid] = ad
             boundary = flow_detail.state in _COMMIT_FLOW_STATES
         if boundary or self.commits == "every-transition":
@@ -246,7 +244,6 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             for ad in flow_detail:
                 self._stored.add(ad.uuid)
                 self._atom_flow[ad.uuid] = flow_detail.uuid
-                self._flow_atoms.setdefault(flow_detail.uuid, set()).add(ad.uuid)
 
     def flush(self, flow_uuid: str | None = None) -> None:
         """Write what ``flow_uuid`` (every flow if None) has staged, one transaction each.
@@ -336,7 +333,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                 self._stored.update(staged.atoms)
 
     def _forget(self, flow_uuid: str) -> None:
-        atoms = self._flow_atoms.pop(flow_uuid, ())
+        atoms = [a for a, f in self._atom_flow.items() if f == flow_uuid]
         for uuid in atoms:
             self._atom_flow.pop(uuid, None)
             self._last_state.pop(uuid, None)
