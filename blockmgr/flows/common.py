@@ -61,9 +61,10 @@ class FlowTask(tf_task.Task):
     ``durable_start``: True (default) if the logbook must say the task is ``RUNNING``
     before ``execute`` starts, because ``execute`` changes something (the backend, a row)
     that a crash could leave half-done. False for a task whose ``execute`` only reads,
-    computes or notifies: its start is then committed with the next boundary, saving a
-    logbook write, and a crash meanwhile makes it (and the replayable tasks before it) run
-    again (``persistence.FlowPersistence.declare_atoms``). Its ``revert`` is unaffected.
+    computes or notifies: while only such tasks have run since the last boundary, its
+    start is committed with the next boundary, saving a logbook write, and a crash
+    meanwhile makes them run again (``persistence.FlowPersistence.declare_atoms``). Its
+    ``revert`` is unaffected.
     """
 
     on_crash = RESUME

@@ -307,7 +307,7 @@ class FlowRunner:
     def _run(self, engine, flow_id: str, resumed: bool = False) -> FlowOutcome:
         declare = getattr(self.backend, "declare_atoms", None)
         if declare is not None:
-            declare(*_boundary_policies(engine))
+            declare(_deferrable_atoms(engine))
         listener = faults.listener_for(engine, self.fault)
         try:
             # Log lines carry the request and flow ids; metrics count the run.
@@ -658,25 +658,23 @@ def _error_out(flow, runtime: common.FlowRuntime, resource_id: str, error) -> No
                   status, exc)
 
 
-def _boundary_policies(engine) -> tuple[list[str], list[str]]:
-    """(uuids of atoms whose start may skip its boundary, uuids of replayable atoms) of
-    ``engine``'s flow detail; see :meth:`persistence.FlowPersistence.declare_atoms`."""
+def _deferrable_atoms(engine) -> list[str]:
+    """Uuids of the atoms of ``engine``'s flow detail whose start may skip its boundary
+    (side-effect free and resumed after a crash); see
+    :meth:`persistence.FlowPersistence.declare_atoms`."""
     pooled = getattr(engine, "_pooled", None)
     tasks = getattr(pooled, "tasks", None)
     if tasks is None:
         tasks = _tasks_by_name(engine._flow)
         if pooled is not None:
             pooled.tasks = tasks   # the flow's structure never changes once built
-    deferrable, replayable = [], []
+    deferrable = []
     for ad in engine.storage._flowdetail:
         task = tasks.get(ad.name)
-        if task is None:
-            continue
-        if getattr(task, "on_crash", common.RESUME) == common.RESUME:
-            replayable.append(ad.uuid)
-            if not getattr(task, "durable_start", True):
-                deferrable.append(ad.uuid)
-    return deferrable, replayable
+        if (task is not None and not getattr(task, "durable_start", True)
+                and getattr(task, "on_crash", common.RESUME) == common.RESUME):
+            deferrable.append(ad.uuid)
+    return deferrable
 
 
 def _tasks_by_name(flow) -> dict:

@@ -156,7 +156,6 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
         self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
-        self._replayable: set[str] = set()      # atoms that resume (not revert) after a crash
 
     def get_connection(self):
         conn = _Connection(self, upgrade_lock=self._upgrade_lock)
@@ -214,20 +213,21 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self.flush(flow_uuid)
         return True
 
-    def declare_atoms(self, deferrable, replayable) -> None:
-        """Name the atoms (uuids) whose start need not be a boundary.
+    def declare_atoms(self, deferrable) -> None:
+        """Name the atoms (uuids) whose start need not be a boundary of its own.
 
         ``deferrable``: tasks without a side effect a crash could leave half-done
-        (``FlowTask.durable_start`` False). ``replayable``: tasks that run again after a
-        crash rather than revert (``on_crash`` RESUME). A deferrable task entering
-        ``RUNNING`` is not committed while everything its flow has staged belongs to
-        replayable tasks: a crash then leaves the logbook as if it had come just after the
-        last boundary (earlier tasks run again; they are idempotent), and recovery decides
-        exactly as it would have. Forgotten with the flow.
+        (``FlowTask.durable_start`` False) that resume after a crash (``on_crash``
+        RESUME). Such a task entering ``RUNNING`` is not committed while everything its
+        flow has staged since the last boundary belongs to deferrable tasks too: a crash
+        then leaves the logbook as a crash just after that boundary would, and only those
+        side-effect-free tasks run again. Once a task with a side effect has finished,
+        the next start is committed (its finish must not be lost: re-running it later,
+        after users saw its effect, could fail or undo what they did since). Forgotten
+        with the flow.
         """
         with self._lock:
             self._deferrable.update(deferrable)
-            self._replayable.update(replayable)
 
     def _may_defer(self, flow_uuid: str, atom_detail: tf_models.AtomDetail) -> bool:
         if atom_detail.state != tf_states.RUNNING or atom_detail.uuid not in self._deferrable:
@@ -235,7 +235,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         with self._lock:
             staged = self._staged.get(flow_uuid)
             return staged is not None and all(
-                uuid in self._replayable for uuid in staged.atoms)
+                uuid in self._deferrable for uuid in staged.atoms)
 
     def remember(self, flow_detail: tf_models.FlowDetail) -> None:
         """Record that ``flow_detail`` and its atoms have rows (it was read from the DB)."""
@@ -339,7 +339,6 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self._last_state.pop(uuid, None)
             self._stored.discard(uuid)
             self._deferrable.discard(uuid)
-            self._replayable.discard(uuid)
         self._stored.discard(flow_uuid)
         self._parents.pop(flow_uuid, None)
 
