@@ -145,8 +145,6 @@ class NotifyStartTask(FlowTask):
     Notification failures never fail the flow (the notifier swallows them).
     """
 
-    durable_start = False   # reads / notifies only (FlowTask)
-
     def __init__(self, kind: str, action: str, id_arg: str):
         super().__init__(addon=action + ".start", requires=("runtime", "context", id_arg))
         self.kind, self.action, self.id_arg = kind, action, id_arg

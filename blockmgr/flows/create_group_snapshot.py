@@ -35,8 +35,6 @@ class ExtractGroupSnapshotTask(common.FlowTask):
     """Check the group snapshot (``creating``) and its members (``creating``); provides
     ``members`` (snapshot ids). Revert: whatever is still ``creating`` -> ``error``."""
 
-    durable_start = False   # reads / notifies only (FlowTask)
-
     default_provides = "members"
 
     def execute(self, runtime, group_snapshot_id):
