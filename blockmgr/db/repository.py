@@ -203,6 +203,36 @@ def transition(session: Session, model: type[M], resource_id: str, new_status: s
     return row
 
 
+def finish(session: Session, model: type[M], resource_id: str, new_status: str, *,
+           in_progress: str, pending=(), **values) -> bool:
+    """A flow's last write: move the row from ``in_progress`` to ``new_status``; True if
+    written, False if the row has already left ``in_progress`` (or is gone) -- nothing is
+    written then and nothing is raised.
+
+    Why False is not an error: a worker that dies after this write committed but before its
+    logbook recorded it runs the step again at the next start. Meanwhile the API may have
+    accepted the next request on the now usable resource (a delete, an extend), so the row
+    can be in *any* status by then; re-applying the write -- or failing and reverting a
+    flow whose work is done -- would undo or overwrite that request. The row leaving
+    ``in_progress`` is the proof the write happened, because only the flow that owns the
+    status moves a row out of it. Where a later request can put the row back into the same
+    status (a second extend), ``pending`` adds SQL conditions that hold only before this
+    flow's write (``Volume.size < new_size``).
+
+    The status rules still apply: ``in_progress -> new_status`` must be an allowed move.
+    """
+    kind = model.__status_kind__
+    if str(in_progress) not in states.allowed_sources(kind, new_status):
+        states.check_transition(kind, in_progress, new_status, resource_id=resource_id)
+    values = {**values, "status": str(new_status)}
+    stmt = _update_statement(model, tuple(sorted(values)), checked_status=True)
+    if pending:
+        stmt = stmt.where(*pending)
+    params = {"v_" + name: value for name, value in values.items()}
+    params.update(b_id=resource_id, b_sources=[str(in_progress)])
+    return session.execute(stmt, params).rowcount == 1
+
+
 def soft_delete(session: Session, row: models.SoftDeleteMixin) -> None:
     """Mark a resource deleted (status ``deleted`` for resources that have a status)."""
     if isinstance(row, models.StatusMixin):

@@ -19,6 +19,7 @@ from taskflow.types import failure as tf_failure
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr.db import repository
 
 LOG = logging.getLogger(__name__)
 
@@ -197,3 +198,62 @@ class QuotaCommitTask(FlowTask):
         negated = {k: -v for k, v in result["deltas"].items()}
         runtime.quota.commit(runtime.quota.reserve(result["project_id"], owner=flow_id,
                                                    **negated))
+
+
+class _MovedOn(Exception):
+    """Rolls back a finishing transaction whose row had already left its in-progress
+    status (internal to :func:`finish_and_commit`)."""
+
+    def __init__(self, committed: int):
+        super().__init__(committed)
+        self.committed = committed
+
+
+def finish_and_commit(runtime, flow_id: str, model, resource_id: str, new_status: str, *,
+                      in_progress: str, pending=(), **values) -> bool:
+    """A flow's last write and its quota commit in ONE transaction: commit every
+    reservation the flow owns and move the row out of ``in_progress``
+    (:func:`blockmgr.db.repository.finish`).
+
+    Returns True when done now, False when an earlier run of the same task had already done
+    it (the worker died before its logbook recorded it): nothing is written then, whatever
+    the row's status is by now -- the API may have accepted the next request on it.
+
+    :raises InvalidStatusTransition: the row left ``in_progress`` although the flow still
+        held live reservations, so it was not this flow that moved it (an operator reset
+        the status); the commit is rolled back with the transaction.
+    :raises NotFound: the same, with the row gone.
+    """
+    def work(session):
+        committed = runtime.quota.commit_owned(flow_id, session=session)
+        if not repository.finish(session, model, resource_id, new_status,
+                                 in_progress=in_progress, pending=pending, **values):
+            raise _MovedOn(committed)
+        return True
+
+    try:
+        return runtime.quota.run_in_transaction(work)
+    except _MovedOn as moved:
+        if not moved.committed:
+            LOG.info("%s %s already left %s: an earlier run of this step finished it",
+                     model.__name__, resource_id, in_progress)
+            return False
+    with runtime.db.reader() as session:
+        current = repository.get(session, model, resource_id).status
+    raise exception.InvalidStatusTransition(
+        resource=model.__status_kind__, resource_id=resource_id, current=current,
+        requested=new_status, allowed="only from %s while the flow holds its reservations"
+        % in_progress)
+
+
+def finish(runtime, model, resource_id: str, new_status: str, *, in_progress: str,
+           **values) -> bool:
+    """:func:`finish_and_commit` for a flow without reservations: the last write alone,
+    False (nothing written) if an earlier run of the task already made it."""
+    with runtime.db.writer() as session:
+        done = repository.finish(session, model, resource_id, new_status,
+                                 in_progress=in_progress, **values)
+    if not done:
+        LOG.info("%s %s already left %s: an earlier run of this step finished it",
+                 model.__name__, resource_id, in_progress)
+    return done

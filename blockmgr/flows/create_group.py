@@ -65,9 +65,8 @@ class ApplyCreateGroupTask(common.FlowTask):
 
     def execute(self, runtime, group_id, driver_result):
         outcome = group_updates.decide(RULE, driver_result["model"], None, [])
-        with runtime.db.writer() as session:
-            group_updates.set_status(session, models.Group, group_id, outcome.parent_status,
-                                     expected=(G.CREATING, outcome.parent_status))
+        common.finish(runtime, models.Group, group_id, outcome.parent_status,
+                      in_progress=G.CREATING)
         if outcome.failed:
             raise group_updates.failure_error(RULE, outcome)
 

@@ -148,6 +148,13 @@ class ApplyCreateGroupFromSrcTask(common.FlowTask):
         outcome = group_updates.decide(RULE, driver_result["model"],
                                        driver_result["entries"], members)
         with runtime.db.writer() as session:
+            # The group first: if it has left ``creating``, an earlier run of this task
+            # wrote everything (one transaction) and the API may have moved on since.
+            if not repository.finish(session, models.Group, group_id, outcome.parent_status,
+                                     in_progress=G.CREATING):
+                common.LOG.info("Group %s already left creating: an earlier run of this "
+                                "step finished it", group_id)
+                return
             for volume_id, source_id in zip(members, sources):
                 origin = (repository.get(session, models.Snapshot, source_id).volume_id
                           if group_snapshot_id else source_id)
@@ -158,8 +165,6 @@ class ApplyCreateGroupFromSrcTask(common.FlowTask):
             group_updates.write_members(session, models.Volume, outcome,
                                         success_values={"launched_at": models.utcnow()},
                                         reason=outcome.reason)
-            group_updates.set_status(session, models.Group, group_id, outcome.parent_status,
-                                     expected=(G.CREATING, outcome.parent_status))
 
 
 def get_flow() -> linear_flow.Flow:

@@ -86,10 +86,8 @@ class CreateSnapshotOnFinishTask(common.FlowTask):
         self.event_suffix = event_suffix
 
     def execute(self, runtime, context, snapshot_id, snapshot_ref):
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Snapshot, snapshot_id, S.AVAILABLE,
-                                  expected=(S.CREATING, S.AVAILABLE), progress="100%",
-                                  status_reason=None, fetch=False)
+        common.finish(runtime, models.Snapshot, snapshot_id, S.AVAILABLE,
+                      in_progress=S.CREATING, progress="100%", status_reason=None)
         runtime.notifier.info(common.ctx(context), "snapshot.%s" % self.event_suffix,
                               {"snapshot_id": snapshot_id,
                                "volume_id": snapshot_ref["volume_id"],

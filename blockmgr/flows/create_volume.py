@@ -196,10 +196,8 @@ class CreateVolumeOnFinishTask(common.FlowTask):
         self.event_suffix = event_suffix
 
     def execute(self, runtime, context, volume_id, volume_spec):
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
-                                  expected=(V.CREATING, V.AVAILABLE), fetch=False,
-                                  launched_at=models.utcnow(), status_reason=None)
+        common.finish(runtime, models.Volume, volume_id, V.AVAILABLE, in_progress=V.CREATING,
+                      launched_at=models.utcnow(), status_reason=None)
         runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
                               {"volume_id": volume_id, "size": volume_spec["volume_size"],
                                "host": runtime.host})

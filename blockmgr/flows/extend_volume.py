@@ -112,7 +112,8 @@ class ExtendVolumeOnBackendTask(common.FlowTask):
 class ExtendVolumeOnFinishTask(common.FlowTask):
     """In one transaction: commit the flow's reservations, write the size and the status
     (``in-use`` when attached, else ``available``). Then ``volume.resize.end`` with the new
-    size. A repeat commits nothing and rewrites the same values."""
+    size. A repeat after a crash that followed the commit writes nothing: a second extend
+    the API accepted meanwhile must keep its status and its size."""
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)
@@ -121,13 +122,12 @@ class ExtendVolumeOnFinishTask(common.FlowTask):
     def execute(self, runtime, context, flow_id, volume_id, new_size, volume_ref):
         target = V.IN_USE if volume_ref["attached"] else V.AVAILABLE
 
-        def finish(session):
-            runtime.quota.commit_owned(flow_id, session=session)
-            repository.transition(session, models.Volume, volume_id, target,
-                                  expected=(V.EXTENDING, target), size=new_size,
-                                  previous_status=None, status_reason=None)
-
-        runtime.quota.run_in_transaction(finish)
+        # A second extend can make the row ``extending`` again once this one finished; the
+        # size tells the two apart (only this write sets it to ``new_size``).
+        common.finish_and_commit(runtime, flow_id, models.Volume, volume_id, target,
+                                 in_progress=V.EXTENDING,
+                                 pending=(models.Volume.size < new_size,), size=new_size,
+                                 previous_status=None, status_reason=None)
         runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
                               {"volume_id": volume_id, "size": new_size,
                                "previous_size": volume_ref["size"], "host": runtime.host})

@@ -174,12 +174,14 @@ class QuotaCommitTask(common.QuotaCommitTask):
     volume gets its size and becomes usable (a separate write of the size by the manage
     task cost a transaction and let the row's size run ahead of the usage). With two
     transactions a crash between them left the usage committed on a ``managing``
-    volume until recovery resumed the flow. Idempotent on
-    re-run: nothing of the flow is live any more and ``available`` -> ``available`` is
-    allowed. If the status cannot be written (the row vanished or changed status), the
-    commit rolls back with it; the task fails, and the reserve task's revert rolls the
-    still-live reservation back, so the usage is never charged for a volume that did not
-    become available. The inherited revert (give committed usage back) is reached only
+    volume until recovery resumed the flow. A re-run after a crash that followed the
+    commit writes nothing (:func:`~blockmgr.flows.common.finish_and_commit`): the volume has
+    left ``managing``, and by then the API may have accepted a delete or an extend of it,
+    which rewriting the row -- or failing and unmanaging it -- would undo. If the status
+    cannot be written while the flow still holds its reservation (the row vanished or an
+    operator moved it), the commit rolls back with it; the task fails, and the reserve
+    task's revert rolls the still-live reservation back, so the usage is never charged
+    for a volume that did not become available. The inherited revert (give committed usage back) is reached only
     if a later task fails after this one succeeded.
     """
 
@@ -187,12 +189,9 @@ class QuotaCommitTask(common.QuotaCommitTask):
                 managed):
         binding = common.filter_model_update(managed, common.VOLUME_MODEL_FIELDS,
                                              "volume %s" % volume_id)
-        with runtime.db.writer() as session:
-            runtime.quota.commit_owned(flow_id, session=session)
-            repository.transition(session, models.Volume, volume_id, V.AVAILABLE,
-                                  expected=(V.MANAGING, V.AVAILABLE), fetch=False,
-                                  launched_at=models.utcnow(), status_reason=None,
-                                  size=size, **binding)
+        common.finish_and_commit(runtime, flow_id, models.Volume, volume_id, V.AVAILABLE,
+                                 in_progress=V.MANAGING, launched_at=models.utcnow(),
+                                 status_reason=None, size=size, **binding)
         return {"project_id": quota_request["project_id"],
                 "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
 

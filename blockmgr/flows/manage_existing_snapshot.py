@@ -119,17 +119,16 @@ class QuotaCommitTask(common.QuotaCommitTask):
     (``available``, progress 100 %) in ONE transaction; provides ``committed_quota``.
 
     Atomic for the reasons given in ``manage_existing.QuotaCommitTask``: the usage is
-    charged exactly when the snapshot becomes usable; a re-run after a crash finds nothing
-    live and ``available`` -> ``available`` allowed; a status write that fails rolls the
+    charged exactly when the snapshot becomes usable; a re-run after a crash that followed
+    the commit writes nothing, whatever the API did to the snapshot since
+    (:func:`~blockmgr.flows.common.finish_and_commit`); a status write that fails rolls the
     commit back with it, and the reserve task's revert then rolls the reservation back.
     """
 
     def execute(self, runtime, flow_id, snapshot_id, new_status, quota_request,
                 reservations):
-        with runtime.db.writer() as session:
-            runtime.quota.commit_owned(flow_id, session=session)
-            repository.transition(session, models.Snapshot, snapshot_id, new_status,
-                                  expected=(S.CREATING, new_status), progress="100%")
+        common.finish_and_commit(runtime, flow_id, models.Snapshot, snapshot_id, new_status,
+                                 in_progress=S.CREATING, progress="100%")
         return {"project_id": quota_request["project_id"],
                 "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
 

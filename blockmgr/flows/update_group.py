@@ -16,6 +16,7 @@ Store: ``context``, ``group_id``, ``add_volumes``, ``remove_volumes`` (id lists)
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from taskflow.patterns import linear_flow
 
 from blockmgr import exception
@@ -120,17 +121,39 @@ class ApplyUpdateGroupTask(common.FlowTask):
         entries = (driver_result["add"] or []) + (driver_result["remove"] or [])
         outcome = group_updates.decide(RULE, driver_result["model"], entries, members)
         with runtime.db.writer() as session:
-            group_updates.write_members(session, models.Volume, outcome,
-                                        reason=outcome.reason)
-            if not outcome.failed:
-                for volume_id, new_group in ([(v, group_id) for v in add_volumes]
-                                             + [(v, None) for v in remove_volumes]):
-                    repository.update(session, repository.get(session, models.Volume,
-                                                              volume_id), group_id=new_group)
-            group_updates.set_status(session, models.Group, group_id, outcome.parent_status,
-                                     expected=(G.UPDATING, outcome.parent_status))
+            # The group first: if it has left ``updating`` -- or is ``updating`` again for
+            # the next request, with this update's membership already written -- an
+            # earlier run of this task wrote everything (one transaction).
+            if repository.finish(session, models.Group, group_id, outcome.parent_status,
+                                 in_progress=G.UPDATING,
+                                 pending=_membership_pending(group_id, add_volumes,
+                                                             remove_volumes, outcome)):
+                group_updates.write_members(session, models.Volume, outcome,
+                                            reason=outcome.reason)
+                if not outcome.failed:
+                    for volume_id, new_group in ([(v, group_id) for v in add_volumes]
+                                                 + [(v, None) for v in remove_volumes]):
+                        repository.update_by_id(session, models.Volume, volume_id,
+                                                group_id=new_group)
+            else:
+                common.LOG.info("Group %s already left updating: an earlier run of this "
+                                "step finished it", group_id)
         if outcome.failed:
             raise group_updates.failure_error(RULE, outcome)
+
+
+def _membership_pending(group_id, add_volumes, remove_volumes, outcome) -> tuple:
+    """SQL conditions true only while this update's membership change is unwritten: a
+    volume to add is not a member yet, or one to remove still is. (A failed update changes
+    no membership, and a group in ``error`` takes no further update: nothing to tell apart.)"""
+    if outcome.failed or not (add_volumes or remove_volumes):
+        return ()
+    vol = models.Volume
+    not_added = sa.exists().where(vol.id.in_(list(add_volumes)), vol.deleted.is_(False),
+                                  sa.or_(vol.group_id.is_(None), vol.group_id != group_id))
+    not_removed = sa.exists().where(vol.id.in_(list(remove_volumes)),
+                                    vol.deleted.is_(False), vol.group_id == group_id)
+    return (sa.or_(not_added, not_removed),)
 
 
 def get_flow() -> linear_flow.Flow:

@@ -356,6 +356,10 @@ class Report:
     refused: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     durations: list = dataclasses.field(default_factory=list)
+    #: (after which point or kill, quota drifts seen then): a diagnostic, not a failure --
+    #: a drift mid-load may be a request between its reservation and its row; one that
+    #: stays to the end names the first point it followed.
+    drift_trace: list = dataclasses.field(default_factory=list)
 
     @property
     def failures(self) -> list:
@@ -387,6 +391,8 @@ class Report:
         lines.append("operations sent: %s" % dict(sorted(self.ops.items())))
         lines.append("refused by the API (status changed under the load): %s"
                      % dict(sorted(self.refused.items())))
+        for after, drifts in self.drift_trace:
+            lines.append("quota drift seen after %s: %s" % (after, drifts))
         lines.append("final invariants: %s" % ("hold" if ok else "BROKEN: %s"
                                                % self.invariant_failures))
         return "\n".join(lines)
@@ -479,6 +485,12 @@ class CrashLoad:
         self.worker.kill()
         self.restart_worker(killed_at)
 
+    def _trace_drift(self, report: Report, after: str) -> None:
+        drifts = [(d.resource, d.field, d.recorded, d.expected)
+                  for d in self.quota.check(PROJECT)]
+        if drifts:
+            report.drift_trace.append((after, drifts))
+
     def settle(self) -> list[str]:
         """Wait for the quiet state, then check every invariant; the failures found."""
         wait_for(lambda: self.workload.in_flight() == 0, SETTLE_TIMEOUT_S, 0.2)
@@ -531,9 +543,11 @@ class CrashLoad:
                 began = time.monotonic()
                 report.points.append((op, spec, self.crash_at(op, spec)))
                 report.durations.append(time.monotonic() - began)
-            for _ in range(random_kills):
+                self._trace_drift(report, spec)
+            for n in range(random_kills):
                 self.random_kill(rng)
                 report.random_kills += 1
+                self._trace_drift(report, "random kill %d" % (n + 1))
         report.load_errors = load.errors
         report.invariant_failures = self.settle()
         report.ops = dict(self.workload.counts)

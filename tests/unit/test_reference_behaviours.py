@@ -147,14 +147,14 @@ def test_manage_existing_that_cannot_become_available_charges_nothing(env, monke
     the revert), the usage ends where it began and the row at the size the API charged."""
     ref = env.driver.seed_foreign_volume(3 * GiB, name="lv-import")
     vid = _volume(env, status="managing", size=0)
-    real = manage_flow.repository.transition
+    real = manage_flow.repository.finish
 
     def refuse_available(session, model, resource_id, status, **kwargs):
         if status == "available":
             raise exception.BackendUnavailable(backend="database", reason="connection lost")
         return real(session, model, resource_id, status, **kwargs)
 
-    monkeypatch.setattr(manage_flow.repository, "transition", refuse_available)
+    monkeypatch.setattr(manage_flow.repository, "finish", refuse_available)
     with pytest.raises(exception.BackendUnavailable):
         env.manage_existing(CTX, vid, ref)
     monkeypatch.undo()

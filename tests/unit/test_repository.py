@@ -215,3 +215,43 @@ def test_update_by_id_writes_without_loading_and_refuses_status_and_missing_rows
     with pytest.raises(exception.VolumeNotFound):
         with sqlite_database.writer() as session:
             repository.update_by_id(session, models.Volume, "missing", size=2)
+
+
+def test_finish_writes_once_then_leaves_the_row_to_the_next_request(sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session, status="creating", size=2).id
+    with sqlite_database.writer() as session:
+        assert repository.finish(session, models.Volume, volume_id, "available",
+                                 in_progress="creating", status_reason=None) is True
+        repository.transition(session, models.Volume, volume_id, "deleting")
+    with sqlite_database.writer() as session:   # the step again, after the API moved on
+        assert repository.finish(session, models.Volume, volume_id, "available",
+                                 in_progress="creating") is False
+        assert repository.get(session, models.Volume, volume_id).status == "deleting"
+        repository.soft_delete(session, repository.get(session, models.Volume, volume_id))
+    with sqlite_database.writer() as session:   # gone: also "not any more in progress"
+        assert repository.finish(session, models.Volume, volume_id, "available",
+                                 in_progress="creating") is False
+
+
+def test_finish_with_a_pending_condition_tells_a_later_request_in_the_same_status(
+        sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session, status="extending", size=3).id
+    with sqlite_database.writer() as session:   # size 3 already: this extend to 3 is done
+        assert repository.finish(session, models.Volume, volume_id, "available",
+                                 in_progress="extending", pending=(models.Volume.size < 3,),
+                                 size=3) is False
+        assert repository.get(session, models.Volume, volume_id).status == "extending"
+        assert repository.finish(session, models.Volume, volume_id, "available",
+                                 in_progress="extending", pending=(models.Volume.size < 4,),
+                                 size=4) is True
+
+
+def test_finish_refuses_a_move_the_status_rules_forbid(sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session, status="creating").id
+    with sqlite_database.writer() as session:
+        with pytest.raises(exception.InvalidStatusTransition):
+            repository.finish(session, models.Volume, volume_id, "extending",
+                              in_progress="creating")

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from blockmgr import exception
 from blockmgr.db import models
+from blockmgr.db import repository
 from blockmgr.flows import extend_volume
 from blockmgr.testing.fake_driver import GiB
 from tests.unit.flows.test_delete_volume import env  # noqa: F401 (the fixture)
@@ -129,14 +130,55 @@ def test_flow_tasks_repeat_safely(env):
     """Tasks that ran just before a crash run again on resume: a second quota swap and a
     second finish change nothing."""
     vid, uuids = _extending(env, size=2, reserve=3)
-    env.extend_volume(CTX, vid, 5, reservations=uuids)
+    before = in_use(env)["gigabytes"]
     runtime = env.runtime()
     ref = {"size": 2, "project_id": PROJECT, "use_quota": True, "attached": False}
     flow_id = "11111111-2222-4333-8444-555555555555"
-    first = extend_volume.ReserveExtendQuotaTask().execute(runtime, flow_id, 5, ref, [])
-    again = extend_volume.ReserveExtendQuotaTask().execute(runtime, flow_id, 5, ref, [])
+    first = extend_volume.ReserveExtendQuotaTask().execute(runtime, flow_id, 5, ref, uuids)
+    again = extend_volume.ReserveExtendQuotaTask().execute(runtime, flow_id, 5, ref, uuids)
     assert first == again and _reserved(env) == 3
     finish = extend_volume.ExtendVolumeOnFinishTask("resize.end")
     finish.execute(runtime, CTX.to_dict(), flow_id, vid, 5, ref)
     finish.execute(runtime, CTX.to_dict(), flow_id, vid, 5, ref)
-    assert in_use(env)["gigabytes"] == 8 and _reserved(env) == 0   # committed exactly once
+    assert in_use(env)["gigabytes"] == before + 3 and _reserved(env) == 0   # committed once
+    with env.db.reader() as session:
+        row = repository.get(session, models.Volume, vid)
+        assert (row.status, row.size) == ("available", 5)
+
+
+def test_a_repeated_finish_leaves_the_next_extend_alone(env):
+    """A finish repeated after a crash, when the API already made the volume ``extending``
+    again for a second extend: it writes nothing (size and status stay the second
+    request's) and commits nothing."""
+    vid, uuids = _extending(env, size=2, reserve=1)
+    env.extend_volume(CTX, vid, 3, reservations=uuids)
+    set_status(env, models.Volume, vid, "extending", previous_status="available")
+    second = env.quota.reserve(PROJECT, gigabytes=2)
+    usage = in_use(env)["gigabytes"]
+    ref = {"size": 2, "project_id": PROJECT, "use_quota": True, "attached": False}
+    finish = extend_volume.ExtendVolumeOnFinishTask("resize.end")
+    finish.execute(env.runtime(), CTX.to_dict(), "11111111-2222-4333-8444-555555555555",
+                   vid, 3, ref)
+    with env.db.reader() as session:
+        row = repository.get(session, models.Volume, vid)
+        assert (row.status, row.size) == ("extending", 3)
+    assert in_use(env)["gigabytes"] == usage and _reserved(env) == 2
+    env.extend_volume(CTX, vid, 5, reservations=second)
+    assert in_use(env)["gigabytes"] == usage + 2 and _reserved(env) == 0
+
+
+def test_a_finish_refuses_a_volume_moved_on_while_the_flow_holds_its_reservation(env):
+    """Not this flow's earlier run but someone else (an operator's reset) moved the row (to
+    ``error_extending``): the commit is rolled back and the task fails, so the flow's revert releases the
+    reservation instead of charging it for a size the volume never got."""
+    vid, uuids = _extending(env, size=2, reserve=3)
+    runtime = env.runtime()
+    ref = {"size": 2, "project_id": PROJECT, "use_quota": True, "attached": False}
+    flow_id = "11111111-2222-4333-8444-555555555555"
+    extend_volume.ReserveExtendQuotaTask().execute(runtime, flow_id, 5, ref, uuids)
+    set_status(env, models.Volume, vid, "error_extending")
+    usage = in_use(env)["gigabytes"]
+    with pytest.raises(exception.InvalidStatusTransition, match="holds its reservations"):
+        extend_volume.ExtendVolumeOnFinishTask("resize.end").execute(
+            runtime, CTX.to_dict(), flow_id, vid, 5, ref)
+    assert in_use(env)["gigabytes"] == usage and env.quota.reservations_of(flow_id) != []
