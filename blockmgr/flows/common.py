@@ -235,8 +235,8 @@ def finish_and_commit(runtime, flow_id: str, model, resource_id: str, new_status
         return runtime.quota.run_in_transaction(work)
     except _MovedOn as moved:
         if not moved.committed:
-            LOG.info("%s %s already left %s: an earlier run of this step finished it",
-                     model.__name__, resource_id, in_progress)
+            LOG.info("%s %s already left %s: an earlier run of this step wrote %s; "
+                     "nothing written", model.__name__, resource_id, in_progress, new_status)
             return False
     with runtime.db.reader() as session:
         current = repository.get(session, model, resource_id).status
@@ -254,6 +254,6 @@ def finish(runtime, model, resource_id: str, new_status: str, *, in_progress: st
         done = repository.finish(session, model, resource_id, new_status,
                                  in_progress=in_progress, **values)
     if not done:
-        LOG.info("%s %s already left %s: an earlier run of this step finished it",
-                 model.__name__, resource_id, in_progress)
+        LOG.info("%s %s already left %s: an earlier run of this step wrote %s; nothing "
+                 "written", model.__name__, resource_id, in_progress, new_status)
     return done

@@ -50,14 +50,8 @@ class ExtractSnapshotTask(common.FlowTask):
     def revert(self, runtime, snapshot_id, result, flow_failures=None, **kwargs):
         if common.is_failure(result):
             return   # the row was not ours to change
-        try:
-            with runtime.db.writer() as session:
-                repository.transition(session, models.Snapshot, snapshot_id, S.ERROR,
-                                      expected=(S.CREATING, S.ERROR),
-                                      status_reason=common.failure_reason(flow_failures))
-        except (exception.SnapshotNotFound, exception.InvalidStatusTransition) as exc:
-            common.LOG.warning("Snapshot %s not set to error after its creation failed: %s",
-                               snapshot_id, exc)
+        common.finish(runtime, models.Snapshot, snapshot_id, S.ERROR, in_progress=S.CREATING,
+                      status_reason=common.failure_reason(flow_failures))
 
 
 class CreateSnapshotOnBackendTask(common.FlowTask):

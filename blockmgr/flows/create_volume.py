@@ -45,13 +45,8 @@ def _view(runtime, volume_id: str) -> objects.VolumeView:
 
 
 def _error_out(runtime, volume_id: str, reason: str, **values) -> None:
-    try:
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Volume, volume_id, V.ERROR,
-                                  expected=(V.CREATING, V.ERROR),
-                                  status_reason=reason[:255], **values)
-    except exception.VolumeNotFound:
-        common.LOG.warning("Volume %s vanished while its creation failed", volume_id)
+    common.finish(runtime, models.Volume, volume_id, V.ERROR, in_progress=V.CREATING,
+                  status_reason=reason[:255], **values)
 
 
 class ExtractVolumeRefTask(common.FlowTask):

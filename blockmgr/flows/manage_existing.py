@@ -105,13 +105,9 @@ class ExtractVolumeRefTask(common.FlowTask):
         if not (common.is_failure(result)
                 and result.check("blockmgr.exception.ManageExistingAlreadyManaged")):
             return
-        try:
-            with runtime.db.writer() as session:
-                repository.transition(session, models.Volume, volume_id, V.ERROR_MANAGING,
-                                      expected=(V.MANAGING, V.ERROR_MANAGING), fetch=False,
-                                      status_reason=common.failure_reason(flow_failures))
-        except exception.VolumeNotFound:
-            common.LOG.warning("Volume %s vanished while refusing its import", volume_id)
+        common.finish(runtime, models.Volume, volume_id, V.ERROR_MANAGING,
+                      in_progress=V.MANAGING,
+                      status_reason=common.failure_reason(flow_failures))
 
 
 class PrepareForQuotaReservationTask(common.FlowTask):
@@ -126,13 +122,9 @@ class PrepareForQuotaReservationTask(common.FlowTask):
         return size, {"project_id": volume_ref["project_id"], "deltas": {"gigabytes": size}}
 
     def revert(self, runtime, volume_id, flow_failures=None, **kwargs):
-        try:
-            with runtime.db.writer() as session:
-                repository.transition(session, models.Volume, volume_id, V.ERROR_MANAGING,
-                                      expected=(V.MANAGING, V.ERROR_MANAGING),
-                                      status_reason=common.failure_reason(flow_failures))
-        except exception.VolumeNotFound:
-            common.LOG.warning("Volume %s vanished while reverting its import", volume_id)
+        common.finish(runtime, models.Volume, volume_id, V.ERROR_MANAGING,
+                      in_progress=V.MANAGING,
+                      status_reason=common.failure_reason(flow_failures))
 
 
 class ManageExistingTask(common.FlowTask):

@@ -23,7 +23,6 @@ import dataclasses
 
 from taskflow.patterns import linear_flow
 
-from blockmgr import exception
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
@@ -46,12 +45,8 @@ def _ref_view(snapshot_ref: dict) -> objects.SnapshotView:
 
 
 def _error_out(runtime, snapshot_id: str, reason: str) -> None:
-    try:
-        with runtime.db.writer() as session:
-            repository.transition(session, models.Snapshot, snapshot_id, S.ERROR,
-                                  expected=(S.CREATING, S.ERROR), status_reason=reason[:255])
-    except exception.SnapshotNotFound:
-        common.LOG.warning("Snapshot %s vanished while reverting its import", snapshot_id)
+    common.finish(runtime, models.Snapshot, snapshot_id, S.ERROR, in_progress=S.CREATING,
+                  status_reason=reason[:255])
 
 
 class ExtractSnapshotRefTask(common.FlowTask):
