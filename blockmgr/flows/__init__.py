@@ -16,8 +16,10 @@ Rules that make crash recovery work (``docs/flows.md``):
   (:class:`common.FlowRuntime`) -- never put them in the store or in task constructors.
 * Facts pass as task results (``default_provides``), never by mutating a shared dict.
 * Tasks are idempotent: a task that was running -- or had just finished -- at a crash runs
-  again on resume. Status writes go through ``repository.transition`` (compare-and-swap)
-  with ``expected`` including the target status, so a repeat is a no-op.
+  again on resume. A flow's last status write goes through ``common.finish`` /
+  ``common.finish_and_commit`` (``repository.finish``): it writes only while the row is
+  still in the flow's in-progress status, so a repeat after the API accepted the next
+  request on the resource writes nothing.
 * If repeating a task's side effect is unsafe, set ``on_crash = common.REVERT``: recovery
   then reverts the flow instead of resuming it when that task was interrupted.
 * Task names are ``<module>.<Class>[;addon]`` (``FlowTask`` does it): never rename a task of
@@ -27,9 +29,6 @@ Rules that make crash recovery work (``docs/flows.md``):
   ``{"project_id": ..., "deltas": {...}}`` from an earlier task.
 * Notifications: ``common.NotifyStartTask(kind, action, id_arg)`` sends ``.start`` and, on
   revert, ``.error``; the finishing task sends ``.end``.
-* ``durable_start = False`` (``common.FlowTask``) lets a side-effect-free task start without
-  a logbook commit of its own. No shipped task sets it yet: under the crash-under-load test
-  it exposed a recovery failure not yet understood (``docs/flows.md``).
 
 Launch a flow through :class:`engine.FlowRunner` (the manager does), with a ``kind`` and
 ``resource_id`` so recovery knows which resource an unfinished flow holds. Crash tests

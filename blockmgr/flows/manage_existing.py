@@ -173,8 +173,8 @@ class QuotaCommitTask(common.QuotaCommitTask):
     cannot be written while the flow still holds its reservation (the row vanished or an
     operator moved it), the commit rolls back with it; the task fails, and the reserve
     task's revert rolls the still-live reservation back, so the usage is never charged
-    for a volume that did not become available. The inherited revert (give committed usage back) is reached only
-    if a later task fails after this one succeeded.
+    for a volume that did not become available. The inherited revert (give committed usage
+    back) is reached only if a later task fails after this one succeeded.
     """
 
     def execute(self, runtime, flow_id, volume_id, quota_request, reservations, size,

@@ -168,9 +168,10 @@ def test_a_repeated_finish_leaves_the_next_extend_alone(env):
 
 
 def test_a_finish_refuses_a_volume_moved_on_while_the_flow_holds_its_reservation(env):
-    """Not this flow's earlier run but someone else (an operator's reset) moved the row (to
-    ``error_extending``): the commit is rolled back and the task fails, so the flow's revert releases the
-    reservation instead of charging it for a size the volume never got."""
+    """Not this flow's earlier run but someone else (an operator's reset) moved the row
+    (to ``error_extending``): the commit is rolled back and the task fails, so the flow's
+    revert releases the reservation instead of charging it for a size the volume never
+    got."""
     vid, uuids = _extending(env, size=2, reserve=3)
     runtime = env.runtime()
     ref = {"size": 2, "project_id": PROJECT, "use_quota": True, "attached": False}
