@@ -24,7 +24,8 @@ import pytest
 from blockmgr import quota as bm_quota
 from blockmgr.db import models
 from blockmgr.db import repository
-from blockmgr.flows import (create_snapshot, create_volume, extend_volume, manage_existing,
+from blockmgr.flows import (create_group, create_group_from_src, create_group_snapshot,
+                            create_snapshot, create_volume, extend_volume, manage_existing,
                             manage_existing_snapshot, update_group)
 from blockmgr.volume import recovery
 from tests.functional import crash_harness as harness
@@ -46,12 +47,20 @@ FINISHERS = {
     "manage_existing_snapshot": (manage_existing_snapshot,
                                  manage_existing_snapshot.QuotaCommitTask, "snapshot"),
     "update_group": (update_group, update_group.ApplyUpdateGroupTask, "group"),
+    "create_group": (create_group, create_group.ApplyCreateGroupTask, "group"),
+    "create_group_from_src": (create_group_from_src,
+                              create_group_from_src.ApplyCreateGroupFromSrcTask, "group"),
+    "create_group_snapshot": (create_group_snapshot,
+                              create_group_snapshot.ApplyCreateGroupSnapshotTask,
+                              "group_snapshot"),
 }
 #: (op, next request)
 CASES = ([(op, nxt) for op in ("create_volume", "manage_existing", "extend_volume")
           for nxt in ("delete_volume", "extend_volume")]
          + [(op, "delete_snapshot") for op in ("create_snapshot", "manage_existing_snapshot")]
-         + [("update_group", "update_group")])
+         + [("update_group", "update_group"), ("create_group", "delete_group"),
+            ("create_group_from_src", "delete_group"),
+            ("create_group_snapshot", "delete_group_snapshot")])
 
 
 def _spec(op: str) -> str:
@@ -83,6 +92,12 @@ def _accept(manager, nxt: str, resource_id: str):
         if nxt == "delete_snapshot":
             repository.transition(session, models.Snapshot, resource_id, "deleting")
             return [resource_id]
+        if nxt == "delete_group":
+            repository.transition(session, models.Group, resource_id, "deleting")
+            return [resource_id]
+        if nxt == "delete_group_snapshot":
+            repository.transition(session, models.GroupSnapshot, resource_id, "deleting")
+            return [resource_id]
         if nxt == "extend_volume":
             row = repository.get(session, models.Volume, resource_id)
             new_size = row.size + 1
@@ -100,8 +115,10 @@ def _accept(manager, nxt: str, resource_id: str):
 
 def _served(manager, nxt: str, args) -> None:
     with manager.db.reader() as session:
-        if nxt in ("delete_volume", "delete_snapshot"):
-            model = models.Volume if nxt == "delete_volume" else models.Snapshot
+        if nxt.startswith("delete_"):
+            model = {"delete_volume": models.Volume, "delete_snapshot": models.Snapshot,
+                     "delete_group": models.Group,
+                     "delete_group_snapshot": models.GroupSnapshot}[nxt]
             assert repository.get(session, model, args[0], read_deleted=True).deleted
         elif nxt == "extend_volume":
             row = repository.get(session, models.Volume, args[0])
