@@ -263,6 +263,8 @@ class FlowRunner:
         yield _DetailFlow(tf_helpers.flow_from_detail(flow_detail))
 
     def _resume_pooled(self, pooled, flow_detail, runtime) -> tuple[str, FlowOutcome]:
+        if _stored_names(flow_detail) is None:
+            return "revert", self._discard_unstarted(flow_detail)
         flow = pooled.flow
         tasks = _tasks_by_name(flow)
         interrupted = [ad.name for ad in flow_detail
@@ -287,6 +289,24 @@ class FlowRunner:
                  flow_detail.meta.get("resource_id"), "revert" if revert else "resume")
         return ("revert" if revert else "resume"), self._run(engine, flow_detail.uuid,
                                                              resumed=True)
+
+    def _discard_unstarted(self, flow_detail) -> FlowOutcome:
+        """End a flow detail that has no store in the logbook: it never started.
+
+        A flow's first own write carries its detail, atoms and store together, and no task
+        runs before it; a detail without the store can only be one that something else
+        wrote early (a logbook from before that rule: ``persistence.FlowPersistence.flush``).
+        It cannot run -- its tasks' arguments are gone -- so it is marked ``REVERTED``
+        (pruned like any reverted flow), and its resource, now transitional without a
+        flow, is resolved like every such orphan (by its handler, or after the queue drain).
+        """
+        LOG.warning("Flow %s (%s of %s %s) has no store in the logbook: it never started; "
+                    "discarding it", flow_detail.uuid, flow_detail.meta.get("action"),
+                    flow_detail.meta.get("kind"), flow_detail.meta.get("resource_id"))
+        flow_detail.state = tf_states.REVERTED
+        with contextlib.closing(self.backend.get_connection()) as conn:
+            conn.update_flow_details(flow_detail)   # a final state: written at once
+        return FlowOutcome(flow_detail.uuid, None)
 
     def prune(self, retention_seconds: int) -> int:
         """Remove finished flows older than ``retention_seconds`` (-1: keep all)."""

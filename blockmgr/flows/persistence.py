@@ -222,11 +222,21 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
     def flush(self, flow_uuid: str | None = None) -> None:
         """Write what ``flow_uuid`` (every flow if None) has staged, one transaction each.
 
+        A flow that was never written is left out of a flush of every flow: its first
+        write must be its own (the runner's, once the engine is prepared), which puts the
+        flow detail, its atoms and its store in the logbook together. Written earlier --
+        by a reader on another thread flushing everything before it queries, e.g. the
+        queue drain asking which flows are unfinished -- a crash before that first own
+        write left a flow detail without a store, which recovery can never run (it failed
+        at every start, the volume stuck ``deleting``: crash-under-load test, CI). Such a
+        flow has done nothing yet, so a reader misses nothing by not seeing it.
+
         :raises FlowLogbookWriteFailed: a write failed (the error it wraps is its cause);
             what was staged stays staged.
         """
         with self._lock:
-            uuids = [flow_uuid] if flow_uuid is not None else list(self._staged)
+            uuids = ([flow_uuid] if flow_uuid is not None
+                     else [u for u in self._staged if u not in self._parents])
         for uuid in uuids:
             with self._lock:
                 writing = self._writing.setdefault(uuid, threading.Lock())
@@ -387,6 +397,7 @@ class _Connection(impl_sqlalchemy.Connection):
 
     def get_flow_details(self, fd_uuid, lazy=False):
         self._backend.flush()
+        self._backend.flush(fd_uuid)   # also when it was never written (see flush)
         fd = super().get_flow_details(fd_uuid, lazy=lazy)
         self._backend.remember(fd)
         return fd

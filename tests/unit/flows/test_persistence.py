@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import sqlalchemy as sa
 from taskflow import states as tf_states
+from taskflow.persistence import models as tf_models
 from taskflow import task as tf_task
 from taskflow.patterns import linear_flow
 
@@ -95,3 +97,69 @@ def test_unfinished_flow_resumes_from_committed_state(tmp_path):
     assert mode == "resume" and resumed.succeeded
     assert RAN == ["step%d" % i for i in range(3, 7)]
     assert fresh.unfinished() == []
+
+
+class _Killed(BaseException):
+    """The worker dying (no cleanup runs) at the point a test picks."""
+
+
+def test_a_flow_killed_before_its_first_write_leaves_nothing_another_thread_wrote(
+        tmp_path, monkeypatch):
+    """Regression (crash-under-load test, CI): a reader on another thread -- the queue
+    drain asking which flows are unfinished -- flushed every flow while a new one was
+    being prepared, writing its flow detail without atoms or store; the worker died before
+    the flow's own first write, and recovery failed on that flow at every start ("requires
+    ... but no other entity produces said requirements"), its volume stuck ``deleting``."""
+    backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    add, flush = backend.add_flow_detail, backend.flush
+
+    def add_then_another_thread_reads(book, flow_detail):
+        add(book, flow_detail)
+        backend.unfinished_flow_uuids()     # flushes every flow, as the drain's read does
+
+    def die_at_the_first_own_write(flow_uuid=None):
+        if flow_uuid is not None:
+            raise _Killed()
+        return flush(flow_uuid)
+
+    monkeypatch.setattr(backend, "add_flow_detail", add_then_another_thread_reads)
+    monkeypatch.setattr(backend, "flush", die_at_the_first_own_write)
+    with pytest.raises(_Killed):
+        runner.run(seven_steps, store={"x": 1}, runtime=_runtime(), kind="volume",
+                   resource_id="v1")
+
+    restarted = flow_engine.FlowRunner(_backend(tmp_path), "h@b")
+    assert restarted.unfinished() == []     # the flow never started: nothing to recover
+
+
+def test_a_never_written_flow_is_written_by_its_own_flush_or_a_read_of_it(tmp_path):
+    backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    detail = tf_models.FlowDetail("f", uuid="11111111-2222-4333-8444-555555555555")
+    backend.add_flow_detail(runner.book, detail)
+    assert detail.uuid not in backend.unfinished_flow_uuids()
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert conn.get_flow_details(detail.uuid).uuid == detail.uuid
+    assert detail.uuid in backend.unfinished_flow_uuids()
+
+
+def test_recovery_discards_a_flow_detail_written_without_its_store(tmp_path):
+    """A logbook from before the first-write rule may hold such a detail: recovery ends it
+    (it never started) instead of failing on it at every start."""
+    from taskflow.engines import helpers as engine_helpers
+
+    backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    detail = tf_models.FlowDetail("seven", uuid="11111111-2222-4333-8444-555555555555")
+    engine_helpers.save_factory_details(detail, seven_steps, (), {})
+    detail.meta.update({"kind": "volume", "resource_id": "v1", "host": "h@b"})
+    backend.add_flow_detail(runner.book, detail)
+    backend.flush(detail.uuid)              # the bare detail, as an early flush wrote it
+
+    restarted = flow_engine.FlowRunner(_backend(tmp_path), "h@b")
+    [found] = restarted.unfinished()
+    RAN.clear()
+    mode, outcome = restarted.resume(found, _runtime())
+    assert (mode, outcome.succeeded, RAN) == ("revert", True, [])
+    assert restarted.unfinished() == []
