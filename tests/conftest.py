@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -44,6 +46,14 @@ def require_service(name: str) -> None:
         if IN_CI:
             pytest.fail("CI=true and a required service is missing: " + reason)
         pytest.skip(reason)
+
+
+def assert_python_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter (what a daemon imports at start, checked without
+    this process's modules) and fail with its stderr unless it exits 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def _admin_engine(backend: str) -> sa.engine.Engine:

@@ -63,6 +63,11 @@ CASES = ([(op, nxt) for op in ("create_volume", "manage_existing", "extend_volum
             ("create_group_snapshot", "delete_group_snapshot")])
 
 
+#: delete request -> the model it deletes
+DELETED = {"delete_volume": models.Volume, "delete_snapshot": models.Snapshot,
+           "delete_group": models.Group, "delete_group_snapshot": models.GroupSnapshot}
+
+
 def _spec(op: str) -> str:
     module, task, _kind = FINISHERS[op]
     for atom in module.get_flow():
@@ -86,17 +91,8 @@ def _prepare(manager, op):
 def _accept(manager, nxt: str, resource_id: str):
     """What the API writes when it accepts ``nxt``; returns the worker's arguments."""
     with manager.db.writer() as session:
-        if nxt == "delete_volume":
-            repository.transition(session, models.Volume, resource_id, "deleting")
-            return [resource_id]
-        if nxt == "delete_snapshot":
-            repository.transition(session, models.Snapshot, resource_id, "deleting")
-            return [resource_id]
-        if nxt == "delete_group":
-            repository.transition(session, models.Group, resource_id, "deleting")
-            return [resource_id]
-        if nxt == "delete_group_snapshot":
-            repository.transition(session, models.GroupSnapshot, resource_id, "deleting")
+        if nxt in DELETED:
+            repository.transition(session, DELETED[nxt], resource_id, "deleting")
             return [resource_id]
         if nxt == "extend_volume":
             row = repository.get(session, models.Volume, resource_id)
@@ -115,11 +111,8 @@ def _accept(manager, nxt: str, resource_id: str):
 
 def _served(manager, nxt: str, args) -> None:
     with manager.db.reader() as session:
-        if nxt.startswith("delete_"):
-            model = {"delete_volume": models.Volume, "delete_snapshot": models.Snapshot,
-                     "delete_group": models.Group,
-                     "delete_group_snapshot": models.GroupSnapshot}[nxt]
-            assert repository.get(session, model, args[0], read_deleted=True).deleted
+        if nxt in DELETED:
+            assert repository.get(session, DELETED[nxt], args[0], read_deleted=True).deleted
         elif nxt == "extend_volume":
             row = repository.get(session, models.Volume, args[0])
             assert (row.status, row.size) == ("available", args[1])

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.conftest import assert_python_ok
 
 
 def test_preload_imports_with_the_collector_off_then_freezes_and_restores_it():
@@ -18,9 +17,7 @@ def test_preload_imports_with_the_collector_off_then_freezes_and_restores_it():
         "assert gc.isenabled() and gc.get_freeze_count() > 100000, gc.get_freeze_count()\n"
         "import sys\n"
         "assert 'blockmgr.volume.manager' in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert_python_ok(code)
 
 
 def test_a_failing_import_still_restores_the_collector():
@@ -34,6 +31,4 @@ def test_a_failing_import_still_restores_the_collector():
         "else:\n"
         "    raise SystemExit('no ImportError')\n"
         "assert gc.isenabled()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert_python_ok(code)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import sqlalchemy as sa
 
 from blockmgr.flows import logbook_schema
+from tests.conftest import assert_python_ok
 
 
 def test_head_is_one_revision_of_taskflows_scripts():
@@ -38,6 +36,4 @@ def test_importing_the_flow_stack_does_not_load_alembic_and_migrations_still_loa
         "assert 'alembic' not in sys.modules, 'alembic imported'\n"
         "assert callable(impl_sqlalchemy.migration.db_sync)\n"
         "assert 'alembic' in sys.modules\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
+    assert_python_ok(code)
