@@ -226,8 +226,7 @@ def finish_and_commit(runtime, flow_id: str, model, resource_id: str, new_status
         return runtime.quota.run_in_transaction(work)
     except _MovedOn as moved:
         if not moved.committed:
-            LOG.info("%s %s already left %s: an earlier run of this step wrote %s; "
-                     "nothing written", model.__name__, resource_id, in_progress, new_status)
+            _log_already_finished(model, resource_id, in_progress, new_status)
             return False
     with runtime.db.reader() as session:
         current = repository.get(session, model, resource_id).status
@@ -239,12 +238,25 @@ def finish_and_commit(runtime, flow_id: str, model, resource_id: str, new_status
 
 def finish(runtime, model, resource_id: str, new_status: str, *, in_progress: str,
            **values) -> bool:
-    """:func:`finish_and_commit` for a flow without reservations: the last write alone,
-    False (nothing written) if an earlier run of the task already made it."""
+    """:func:`finish_and_commit` for a flow without reservations: the last write alone, in
+    a transaction of its own; False (nothing written) if an earlier run already made it."""
     with runtime.db.writer() as session:
-        done = repository.finish(session, model, resource_id, new_status,
-                                 in_progress=in_progress, **values)
+        return finish_in(session, model, resource_id, new_status, in_progress=in_progress,
+                         **values)
+
+
+def finish_in(session, model, resource_id: str, new_status: str, *, in_progress: str,
+              pending=(), **values) -> bool:
+    """:func:`blockmgr.db.repository.finish` in the caller's transaction (a task that
+    writes other rows with it, only if it returns True), saying so when an earlier run of
+    the step had already made the write."""
+    done = repository.finish(session, model, resource_id, new_status,
+                             in_progress=in_progress, pending=pending, **values)
     if not done:
-        LOG.info("%s %s already left %s: an earlier run of this step wrote %s; nothing "
-                 "written", model.__name__, resource_id, in_progress, new_status)
+        _log_already_finished(model, resource_id, in_progress, new_status)
     return done
+
+
+def _log_already_finished(model, resource_id: str, in_progress: str, new_status: str):
+    LOG.info("%s %s already left %s: an earlier run of this step wrote %s; nothing written",
+             model.__name__, resource_id, in_progress, new_status)

@@ -150,10 +150,8 @@ class ApplyCreateGroupFromSrcTask(common.FlowTask):
         with runtime.db.writer() as session:
             # The group first: if it has left ``creating``, an earlier run of this task
             # wrote everything (one transaction) and the API may have moved on since.
-            if not repository.finish(session, models.Group, group_id, outcome.parent_status,
-                                     in_progress=G.CREATING):
-                common.LOG.info("Group %s already left creating: an earlier run of this "
-                                "step finished it", group_id)
+            if not common.finish_in(session, models.Group, group_id, outcome.parent_status,
+                                    in_progress=G.CREATING):
                 return
             for volume_id, source_id in zip(members, sources):
                 origin = (repository.get(session, models.Snapshot, source_id).volume_id

@@ -88,14 +88,11 @@ class ApplyCreateGroupSnapshotTask(common.FlowTask):
         with runtime.db.writer() as session:
             # The group snapshot first: if it has left ``creating``, an earlier run of this
             # task wrote everything (one transaction) and the API may have moved on since.
-            if repository.finish(session, models.GroupSnapshot, group_snapshot_id,
-                                 outcome.parent_status, in_progress=GS.CREATING):
+            if common.finish_in(session, models.GroupSnapshot, group_snapshot_id,
+                                outcome.parent_status, in_progress=GS.CREATING):
                 group_updates.write_members(session, models.Snapshot, outcome,
                                             success_values={"progress": "100%"},
                                             reason=outcome.reason)
-            else:
-                common.LOG.info("Group snapshot %s already left creating: an earlier run "
-                                "of this step finished it", group_snapshot_id)
         if outcome.failed:
             raise group_updates.failure_error(RULE, outcome)
 

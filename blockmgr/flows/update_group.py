@@ -124,10 +124,10 @@ class ApplyUpdateGroupTask(common.FlowTask):
             # The group first: if it has left ``updating`` -- or is ``updating`` again for
             # the next request, with this update's membership already written -- an
             # earlier run of this task wrote everything (one transaction).
-            if repository.finish(session, models.Group, group_id, outcome.parent_status,
-                                 in_progress=G.UPDATING,
-                                 pending=_membership_pending(group_id, add_volumes,
-                                                             remove_volumes, outcome)):
+            if common.finish_in(session, models.Group, group_id, outcome.parent_status,
+                                in_progress=G.UPDATING,
+                                pending=_membership_pending(group_id, add_volumes,
+                                                            remove_volumes, outcome)):
                 group_updates.write_members(session, models.Volume, outcome,
                                             reason=outcome.reason)
                 if not outcome.failed:
@@ -135,9 +135,6 @@ class ApplyUpdateGroupTask(common.FlowTask):
                                                  + [(v, None) for v in remove_volumes]):
                         repository.update_by_id(session, models.Volume, volume_id,
                                                 group_id=new_group)
-            else:
-                common.LOG.info("Group %s already left updating: an earlier run of this "
-                                "step finished it", group_id)
         if outcome.failed:
             raise group_updates.failure_error(RULE, outcome)
 
