@@ -13,6 +13,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Installed again whenever the packaging metadata changes (new dependency, entry point, ...).
 INSTALLED := $(VENV)/.installed
+# The [mysql] extra (mysqlclient) needs MariaDB Connector/C to build: added where its
+# pkg-config file is (Debian: libmariadb-dev pkg-config). The tests and benchmarks then talk
+# to MariaDB through it; without it they use PyMySQL.
+EXTRAS := test$(shell pkg-config --exists mariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null && echo ,mysql)
 
 .PHONY: run test sample-config
 
@@ -21,7 +25,7 @@ $(BIN)/python:
 
 $(INSTALLED): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --no-input --upgrade pip
-	$(BIN)/python -m pip install --no-input -e '.[test]'
+	$(BIN)/python -m pip install --no-input -e '.[$(EXTRAS)]'
 	touch $@
 
 test: $(INSTALLED)

@@ -34,6 +34,7 @@ Targets (issue 5, 2 cores): >= 200 volumes/s sustained, p99 < 250 ms, 0 errors, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -50,7 +51,11 @@ import sqlalchemy as sa
 
 BIN = Path(sys.executable).parent
 ADMIN_URLS = {
-    "mysql": os.environ.get("BLOCKMGR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    "mysql": os.environ.get("BLOCKMGR_TEST_MYSQL_URL",
+                            "mysql+%s://root@127.0.0.1:3306" % (
+                                # mysqlclient (the [mysql] extra) when installed, as
+                                # blockmgr.db.session.preferred_mysql_driver chooses
+                                "mysqldb" if importlib.util.find_spec("MySQLdb") else "pymysql")),
     "postgresql": os.environ.get("BLOCKMGR_TEST_PG_URL",
                                  "postgresql+psycopg2://root@127.0.0.1:5432"),
 }
@@ -360,7 +365,7 @@ def main() -> int:
         lat = sorted(result["latencies"])
         n = len(lat)
         print("blockmgr-volume end-to-end create_volume (%s, RabbitMQ, loopback driver)"
-              % args.db)
+              % ADMIN_URLS[args.db].split("://", 1)[0])
         print("  requests %d, in flight %d, rpc_worker_threads %d, poll %.0f ms, "
               "warm-up %d" % (args.requests, args.in_flight, args.worker_threads,
                               args.poll_interval * 1000, args.warmup))

@@ -19,9 +19,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from blockmgr.db.session import Database
+from blockmgr.db.session import Database, preferred_mysql_driver
 
-MYSQL_ADMIN_URL = os.environ.get("BLOCKMGR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+MYSQL_ADMIN_URL = os.environ.get(
+    "BLOCKMGR_TEST_MYSQL_URL", "mysql+%s://root@127.0.0.1:3306" % preferred_mysql_driver())
 PG_ADMIN_URL = os.environ.get("BLOCKMGR_TEST_PG_URL", "postgresql+psycopg2://root@127.0.0.1:5432")
 
 SERVICES = {

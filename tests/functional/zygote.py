@@ -143,6 +143,7 @@ def _child(main, argv, env, log) -> None:
 
 def _serve(main_spec: str) -> None:
     import importlib
+    import importlib.util
 
     module_name, _sep, func = main_spec.partition(":")
     module = importlib.import_module(module_name)
@@ -150,6 +151,8 @@ def _serve(main_spec: str) -> None:
         module.use_native_threads()
     for name in _PRELOAD:
         importlib.import_module(name)
+    if importlib.util.find_spec("MySQLdb") is not None:   # the [mysql] extra
+        importlib.import_module("MySQLdb")
     main = getattr(module, func)
     statuses: dict[int, int] = {}
     print(json.dumps({"ready": True}), flush=True)
