@@ -29,6 +29,8 @@ Rules that make crash recovery work (``docs/flows.md``):
   ``{"project_id": ..., "deltas": {...}}`` from an earlier task.
 * Notifications: ``common.NotifyStartTask(kind, action, id_arg)`` sends ``.start`` and, on
   revert, ``.error``; the finishing task sends ``.end``.
+* A task whose ``execute`` only reads, computes or notifies sets ``durable_start = False``:
+  its start then costs no logbook commit of its own (``common.FlowTask``).
 
 Launch a flow through :class:`engine.FlowRunner` (the manager does), with a ``kind`` and
 ``resource_id`` so recovery knows which resource an unfinished flow holds. Crash tests

@@ -58,9 +58,18 @@ class FlowTask(tf_task.Task):
     ``REVERT`` if its side effect cannot be safely repeated, so recovery reverts the flow.
     A task keeps no per-run state on ``self`` (only its constructor arguments): the runner
     reuses built flows across runs (``engine.FlowPool``); a run's data is in the store.
+
+    ``durable_start``: True (default) if the logbook must say the task is ``RUNNING``
+    before ``execute`` starts, because ``execute`` changes something (the backend, a row)
+    that a crash could leave half-done. False for a task whose ``execute`` only reads,
+    computes or notifies: while only such tasks have run since the last boundary, its
+    start is committed with the next boundary, saving a logbook write, and a crash
+    meanwhile makes them run again (``persistence.FlowPersistence.declare_atoms``). Its
+    ``revert`` is unaffected.
     """
 
     on_crash = RESUME
+    durable_start = True
 
     def __init__(self, addon: str | None = None, **kwargs):
         name = "%s.%s" % (type(self).__module__, type(self).__name__)
@@ -136,6 +145,8 @@ class NotifyStartTask(FlowTask):
     The error event is part of the flow so it is also sent when recovery reverts the flow.
     Notification failures never fail the flow (the notifier swallows them).
     """
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def __init__(self, kind: str, action: str, id_arg: str):
         super().__init__(addon=action + ".start", requires=("runtime", "context", id_arg))

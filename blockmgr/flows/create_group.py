@@ -32,6 +32,8 @@ class ExtractGroupTask(common.FlowTask):
     """Check the group is ``creating`` on this backend; provides ``members`` (volume ids,
     usually none). Revert (whatever failed): a group still ``creating`` becomes ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "members"
 
     def execute(self, runtime, group_id):

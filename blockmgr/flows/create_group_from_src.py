@@ -72,6 +72,8 @@ class ExtractGroupTask(common.FlowTask):
     ``sources`` (the source id of each, same order). Revert: group and volumes still
     ``creating`` -> ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = ("members", "sources")
 
     def execute(self, runtime, group_id, group_snapshot_id, source_group_id):

@@ -35,6 +35,8 @@ class ExtractGroupSnapshotTask(common.FlowTask):
     """Check the group snapshot (``creating``) and its members (``creating``); provides
     ``members`` (snapshot ids). Revert: whatever is still ``creating`` -> ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "members"
 
     def execute(self, runtime, group_snapshot_id):

@@ -37,6 +37,8 @@ class ExtractSnapshotTask(common.FlowTask):
     """Check the row is ``creating``; provides ``snapshot_ref`` (JSON facts).
     Revert (whatever failed after it): the snapshot goes to ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "snapshot_ref"
 
     def execute(self, runtime, snapshot_id):

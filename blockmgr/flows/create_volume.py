@@ -56,6 +56,8 @@ class ExtractVolumeRefTask(common.FlowTask):
     ``volume_row``: the row as the manager read it under the volume's lock, just before the
     run (a transient value: a resumed run does not have it and reads the row)."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "refreshed"
 
     def execute(self, runtime, volume_id, volume_row=None):
@@ -79,6 +81,8 @@ class OnFailureRescheduleTask(common.FlowTask):
     ``retry['exc']``), and the partial backend object deleted, best effort. Returns True iff
     rescheduled. A failing cast errors the volume out (Cinder leaves it ``creating``).
     """
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def execute(self, runtime, volume_id):
         return None
@@ -127,6 +131,8 @@ def _format_failure(failures) -> str:
 class ExtractVolumeSpecTask(common.FlowTask):
     """Provides ``volume_spec``: ``type`` (raw | snap | source_vol), size, name, and the
     source id. Precedence: snapshot, then source volume, else raw."""
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     default_provides = "volume_spec"
 

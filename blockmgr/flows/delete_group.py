@@ -39,6 +39,8 @@ class ExtractGroupTask(common.FlowTask):
     """Check the group (``deleting``) and every member; provides ``members`` (volume ids).
     Revert: group ``deleting`` -> ``error``, members still ``deleting`` -> ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "members"
 
     def execute(self, runtime, group_id):

@@ -37,6 +37,8 @@ class ExtractGroupSnapshotTask(common.FlowTask):
     """Check the group snapshot (``deleting``) and its members; provides ``members``.
     Revert: group snapshot ``deleting`` -> ``error``, members ``deleting`` -> ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "members"
 
     def execute(self, runtime, group_snapshot_id):

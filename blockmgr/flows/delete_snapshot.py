@@ -37,6 +37,8 @@ class ExtractSnapshotTask(common.FlowTask):
     """Check the row is ``deleting`` (``unmanaging``); provides ``snapshot_ref``.
     Revert (whatever failed after it): ``available`` if busy, else ``error_deleting``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "snapshot_ref"
 
     def __init__(self, unmanage_only: bool):

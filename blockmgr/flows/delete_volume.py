@@ -64,6 +64,8 @@ class ExtractVolumeTask(common.FlowTask):
     Revert (whatever failed): the status the module docstring names.
     """
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "volume_ref"
 
     def __init__(self, unmanage_only: bool):
@@ -116,6 +118,8 @@ class ExtractVolumeTask(common.FlowTask):
 class NotifyDeleteStartTask(common.NotifyStartTask):
     """``volume.<delete|unmanage>.start`` (``.error`` on revert), only for volumes that
     count against quota: temporary volumes send nothing, as in Cinder."""
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def execute(self, runtime, context, volume_ref, **kwargs):
         if volume_ref["use_quota"]:

@@ -325,6 +325,9 @@ class FlowRunner:
         return engine
 
     def _run(self, engine, flow_id: str, resumed: bool = False) -> FlowOutcome:
+        declare = getattr(self.backend, "declare_atoms", None)
+        if declare is not None:
+            declare(_deferrable_atoms(engine))
         listener = faults.listener_for(engine, self.fault)
         try:
             # Log lines carry the request and flow ids; metrics count the run.
@@ -349,6 +352,7 @@ class PooledFlow:
         self.flow = factory(**kwargs)
         self.compilation = None
         self.validated: set[frozenset] = set()
+        self.tasks: dict | None = None
         detail = tf_models.FlowDetail("factory", uuid="factory")
         tf_helpers.save_factory_details(detail, factory, (), kwargs)
         self.factory_meta = detail.meta
@@ -361,6 +365,7 @@ class _DetailFlow:
         self.flow = flow
         self.compilation = None
         self.validated: set[frozenset] = set()
+        self.tasks: dict | None = None
 
 
 #: Flow details read per batch by :meth:`FlowRunner.load_details` (bound parameters stay
@@ -671,6 +676,25 @@ def _error_out(flow, runtime: common.FlowRuntime, resource_id: str, error) -> No
     except Exception as exc:
         LOG.error("Could not move %s to %s after a logbook failure: %s", resource_id,
                   status, exc)
+
+
+def _deferrable_atoms(engine) -> list[str]:
+    """Uuids of the atoms of ``engine``'s flow detail whose start may skip its boundary
+    (side-effect free and resumed after a crash); see
+    :meth:`persistence.FlowPersistence.declare_atoms`."""
+    pooled = getattr(engine, "_pooled", None)
+    tasks = getattr(pooled, "tasks", None)
+    if tasks is None:
+        tasks = _tasks_by_name(engine._flow)
+        if pooled is not None:
+            pooled.tasks = tasks   # the flow's structure never changes once built
+    deferrable = []
+    for ad in engine.storage._flowdetail:
+        task = tasks.get(ad.name)
+        if (task is not None and not getattr(task, "durable_start", True)
+                and getattr(task, "on_crash", common.RESUME) == common.RESUME):
+            deferrable.append(ad.uuid)
+    return deferrable
 
 
 def _tasks_by_name(flow) -> dict:

@@ -36,6 +36,8 @@ class ExtractVolumeTask(common.FlowTask):
     """Check the row is ``extending`` and ``new_size`` grows it; provides ``volume_ref``.
     Revert (whatever failed): the API's reservations rolled back; ``error_extending``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "volume_ref"
 
     def execute(self, runtime, volume_id, new_size):

@@ -26,6 +26,8 @@ class GroupNotifyTask(common.FlowTask):
     the flow (the notifier swallows them).
     """
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     def __init__(self, kind: str, action: str, id_arg: str, member_kind: str, phase: str):
         super().__init__(addon="%s.%s.%s" % (kind, action, phase),
                          requires=("runtime", "context", id_arg, "members"))

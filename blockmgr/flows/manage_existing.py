@@ -84,6 +84,8 @@ class ExtractVolumeRefTask(common.FlowTask):
     ``managing`` or is gone).
     """
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "volume_ref"
 
     def execute(self, runtime, volume_id, manage_existing_ref):
@@ -191,6 +193,8 @@ class QuotaCommitTask(common.QuotaCommitTask):
 class ManageExistingOnFinishTask(common.FlowTask):
     """Sends ``volume.manage_existing.end``: the status was already made ``available``,
     together with the quota commit, by :class:`QuotaCommitTask`."""
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)

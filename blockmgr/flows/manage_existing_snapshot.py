@@ -54,6 +54,8 @@ class ExtractSnapshotRefTask(common.FlowTask):
     :class:`~blockmgr.interface.objects.SnapshotView` field (JSON), the only read of the row
     on the success path. Revert: the snapshot goes to ``error`` (whatever failed later)."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "snapshot_ref"
 
     def execute(self, runtime, snapshot_id):
@@ -131,6 +133,8 @@ class QuotaCommitTask(common.QuotaCommitTask):
 class CreateSnapshotOnFinishTask(common.FlowTask):
     """Sends the ``.end`` event: the status was already set, together with the quota
     commit, by :class:`QuotaCommitTask`."""
+
+    durable_start = False   # reads / notifies only (FlowTask)
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)

@@ -155,6 +155,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._writing: dict[str, threading.Lock] = {}
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
+        self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
 
     def get_connection(self):
         conn = _Connection(self, upgrade_lock=self._upgrade_lock)
@@ -206,10 +207,35 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self._last_state[atom_detail.uuid] = atom_detail.state
         # Commit on *entering* RUNNING/REVERTING; later saves in that state (progress,
         # metadata) wait for the next boundary.
-        if (entered and atom_detail.state in _COMMIT_ATOM_STATES) \
+        if (entered and atom_detail.state in _COMMIT_ATOM_STATES
+                and not self._may_defer(flow_uuid, atom_detail)) \
                 or self.commits == "every-transition":
             self.flush(flow_uuid)
         return True
+
+    def declare_atoms(self, deferrable) -> None:
+        """Name the atoms (uuids) whose start need not be a boundary of its own.
+
+        ``deferrable``: tasks without a side effect a crash could leave half-done
+        (``FlowTask.durable_start`` False) that resume after a crash (``on_crash``
+        RESUME). Such a task entering ``RUNNING`` is not committed while everything its
+        flow has staged since the last boundary belongs to deferrable tasks too: a crash
+        then leaves the logbook as a crash just after that boundary would, and only those
+        side-effect-free tasks run again. Once a task with a side effect has finished,
+        the next start is committed (its finish must not be lost: re-running it later,
+        after users saw its effect, could fail or undo what they did since). Forgotten
+        with the flow.
+        """
+        with self._lock:
+            self._deferrable.update(deferrable)
+
+    def _may_defer(self, flow_uuid: str, atom_detail: tf_models.AtomDetail) -> bool:
+        if atom_detail.state != tf_states.RUNNING or atom_detail.uuid not in self._deferrable:
+            return False
+        with self._lock:
+            staged = self._staged.get(flow_uuid)
+            return staged is not None and all(
+                uuid in self._deferrable for uuid in staged.atoms)
 
     def remember(self, flow_detail: tf_models.FlowDetail) -> None:
         """Record that ``flow_detail`` and its atoms have rows (it was read from the DB)."""
@@ -322,6 +348,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             self._atom_flow.pop(uuid, None)
             self._last_state.pop(uuid, None)
             self._stored.discard(uuid)
+            self._deferrable.discard(uuid)
         self._stored.discard(flow_uuid)
         self._parents.pop(flow_uuid, None)
 

@@ -39,6 +39,8 @@ class ExtractGroupTask(common.FlowTask):
     """Validate the request; provides ``members`` (the add then remove volume ids).
     Revert (whatever failed): a group still ``updating`` becomes ``error``."""
 
+    durable_start = False   # reads / notifies only (FlowTask)
+
     default_provides = "members"
 
     def execute(self, runtime, group_id, add_volumes, remove_volumes):

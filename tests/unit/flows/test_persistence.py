@@ -163,3 +163,90 @@ def test_recovery_discards_a_flow_detail_written_without_its_store(tmp_path):
     mode, outcome = restarted.resume(found, _runtime())
     assert (mode, outcome.succeeded, RAN) == ("revert", True, [])
     assert restarted.unfinished() == []
+
+
+# --- tasks whose start need not be a boundary (FlowTask.durable_start) ----------------------
+
+SEEN: dict[str, dict[str, str]] = {}   # step name -> committed atom states when it ran
+
+
+class Peek(tf_task.Task):
+    """Records what the logbook holds (a second connection: committed rows only)."""
+
+    backend: persistence.FlowPersistence | None = None
+
+    def execute(self, runtime, flow_id):
+        RAN.append(self.name)
+        atoms = persistence.TABLES.atomdetails
+        with Peek.backend.engine.connect() as conn:
+            SEEN[self.name] = {name: state for name, state in conn.execute(
+                sa.select(atoms.c.name, atoms.c.state).where(atoms.c.parent_uuid == flow_id))
+                if name.startswith("step")}
+        return self.name
+
+
+class PurePeek(Peek):
+    durable_start = False
+
+
+class RevertingPeek(Peek):
+    on_crash = common.REVERT
+
+
+def mixed_flow():
+    return linear_flow.Flow("mixed").add(Peek(name="step0"), PurePeek(name="step1"),
+                                         PurePeek(name="step2"), Peek(name="step3"))
+
+
+def leading_flow():
+    return linear_flow.Flow("leading").add(PurePeek(name="step0"), PurePeek(name="step1"),
+                                           Peek(name="step2"))
+
+
+def strict_flow():
+    return linear_flow.Flow("strict").add(RevertingPeek(name="step0"), PurePeek(name="step1"))
+
+
+def test_pure_tasks_start_without_a_commit_only_until_a_task_with_a_side_effect_finished(
+        tmp_path):
+    """step0 changes something, step1 and step2 only read. step1's start is committed (it
+    records step0's finish: re-running step0 after users saw its effect could fail), step2's
+    is not -- a crash inside step2 re-runs step2 alone. Regression: deferring step1's start
+    too let a resumed manage_existing re-run its quota commit on a volume already being
+    deleted (crash under load, CI)."""
+    backend = Peek.backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    commits = _count_commits(backend.engine)
+    outcome = runner.run(
+        mixed_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    assert commits[0] == 1 + 3 + 1   # flow start, step0, step1 and step3 starts, flow end
+    assert SEEN["step1"] == {"step0": tf_states.SUCCESS, "step1": tf_states.RUNNING,
+                             "step2": tf_states.PENDING, "step3": tf_states.PENDING}
+    assert SEEN["step2"] == SEEN["step1"]
+    assert SEEN["step3"] == {"step0": tf_states.SUCCESS, "step1": tf_states.SUCCESS,
+                             "step2": tf_states.SUCCESS, "step3": tf_states.RUNNING}
+
+
+def test_leading_pure_tasks_start_without_a_commit(tmp_path):
+    backend = Peek.backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    commits = _count_commits(backend.engine)
+    outcome = runner.run(
+        leading_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    assert commits[0] == 1 + 1 + 1   # flow start, step2 start, flow end
+    assert SEEN["step1"] == {"step0": tf_states.PENDING, "step1": tf_states.PENDING,
+                             "step2": tf_states.PENDING}
+    assert SEEN["step2"] == {"step0": tf_states.SUCCESS, "step1": tf_states.SUCCESS,
+                             "step2": tf_states.RUNNING}
+
+
+def test_a_pure_task_after_a_task_that_reverts_on_crash_still_commits_its_start(tmp_path):
+    """A crash during the pure step must not make recovery revert a finished step0 (its
+    ``on_crash`` is REVERT): step0's SUCCESS is written before the pure step runs."""
+    backend = Peek.backend = _backend(tmp_path)
+    outcome = flow_engine.FlowRunner(backend, "h@b").run(
+        strict_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    assert SEEN["step1"] == {"step0": tf_states.SUCCESS, "step1": tf_states.RUNNING}
