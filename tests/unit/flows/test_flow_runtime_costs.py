@@ -227,13 +227,7 @@ def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
     that change something and of the last one, the end. The 2 leading tasks that only read
     or notify (``durable_start = False``) start without a commit of their own."""
     manager = _manager(sqlite_database, conf, mode)
-    commits = [0]
-    engines = {id(sqlite_database.engine): sqlite_database.engine}
-    flow_db = getattr(manager.runner.backend, "engine", None)
-    if flow_db is not None:
-        engines[id(flow_db)] = flow_db
-    for engine in engines.values():
-        sa.event.listen(engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1))
+    commits = _count_commits(manager)
     ctx = bm_context.RequestContext(project_id="p1")
     for _ in range(2):   # the second run uses the pooled flow: same count
         volume_id = _managing(manager)
@@ -242,6 +236,35 @@ def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
         assert commits[0] - before == expected
     usages = manager.quota.get_usages("p1")
     assert (usages["gigabytes"]["in_use"], usages["gigabytes"]["reserved"]) == (6, 0)
+
+
+def _count_commits(manager) -> list[int]:
+    commits = [0]
+    engines = {id(manager.db.engine): manager.db.engine}
+    flow_db = getattr(manager.runner.backend, "engine", None)
+    if flow_db is not None:
+        engines[id(flow_db)] = flow_db
+    for engine in engines.values():
+        sa.event.listen(engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1))
+    return commits
+
+
+@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 4)])
+def test_create_volume_commit_count(sqlite_database, conf, mode, expected):
+    """2 service transactions (the manager's read of the row under the volume's lock; the
+    driver's model update with the status ``available``) + 4 logbook commits when persisted: the flow's start, the start of the driver task and of
+    the finishing task, the end. The 4 leading tasks (extract the row, reschedule guard,
+    extract the spec, ``.start`` notification) only read or notify: they start without a
+    commit of their own (``durable_start = False``)."""
+    manager = _manager(sqlite_database, conf, mode)
+    commits = _count_commits(manager)
+    for _ in range(2):   # the second run uses the pooled flow: same count
+        with manager.db.writer() as session:
+            volume_id = repository.create(session, models.Volume, status="creating", size=1,
+                                          host=manager.host + "#pool", project_id="p1").id
+        before = commits[0]
+        manager.create_volume(bm_context.RequestContext(project_id="p1"), volume_id, {}, {})
+        assert commits[0] - before == expected
 
 
 def test_create_volume_reads_the_row_once_and_a_resumed_create_reads_it_again(
