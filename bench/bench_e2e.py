@@ -26,6 +26,16 @@ Never a timed test: figures go to ``docs/benchmarks.md`` (section "End-to-end (R
 
     /work/venv/bin/python bench/bench_e2e.py [--requests 1000] [--in-flight 200]
         [--db mysql|postgresql] [--worker-threads 16] [--profile out.txt]
+        [--daemons N [--cluster]]
+
+``--daemons N`` starts N daemons (processes), each with its own backend (``bench-<tag>-<i>@lb``,
+own directory), and spreads the rows over them in turn, as the scheduler would over N
+backends; with ``--cluster`` the N daemons are members of ONE cluster backend
+(``bench-<tag>@lb``: shared loopback directory, Redis jobboard at ``BLOCKMGR_TEST_REDIS_URL``,
+``docs/cluster.md``) and RabbitMQ hands the shared queue's requests to them in turn. CPU is
+then summed over the daemons, RSS is the largest daemon's, ``--profile`` records the first.
+MariaDB goes through mysqlclient when it is installed (the ``[mysql]`` extra), else PyMySQL;
+``BLOCKMGR_TEST_MYSQL_URL`` picks another (``mysql+pymysql://root@127.0.0.1:3306``).
 
 Targets (issue 5, 2 cores): >= 200 volumes/s sustained, p99 < 250 ms, 0 errors, ready in
 <= 0.8 s, RSS <= 120 MiB under load.
@@ -60,6 +70,7 @@ ADMIN_URLS = {
                                  "postgresql+psycopg2://root@127.0.0.1:5432"),
 }
 RABBIT_URL = os.environ.get("BLOCKMGR_TEST_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("BLOCKMGR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 READY_LINE = re.compile(r"ready: .* serving ([0-9.]+) s after process start")
 
 
@@ -91,22 +102,32 @@ class ScratchDatabase:
 # --- daemon -------------------------------------------------------------------------------
 
 def write_config(tmp: Path, db_url: str, worker_threads: int,
-                 db_pool_size: int | None = None) -> tuple[Path, str]:
-    tag = uuid.uuid4().hex[:10]
-    host = "bench-%s" % tag
-    path = tmp / "blockmgr.conf"
+                 db_pool_size: int | None = None, *, tag: str, index: int = 0,
+                 cluster: bool = False) -> tuple[Path, str]:
+    """Config of daemon ``index`` of the run ``tag`` in its own directory under ``tmp``;
+    returns (path, the RPC host its backend serves without ``@lb``). Every daemon has its
+    own ``host``; with ``cluster`` they are members of one cluster (``bench-<tag>``) on a
+    shared loopback directory and serve ``bench-<tag>@lb`` together (Redis jobboard)."""
+    node = "bench-%s-%d" % (tag, index)
+    home = tmp / ("daemon-%d" % index)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "blockmgr.conf"
+    volumes = tmp / "volumes" if cluster else home / "volumes"
+    cluster_lines = ""
+    if cluster:
+        cluster_lines = "cluster = bench-%s\n\n[cluster]\njobboard_url = %s\n" % (tag, REDIS_URL)
     path.write_text("""\
 [DEFAULT]
-host = {host}
+host = {node}
 transport_url = {rabbit}
 control_exchange = bm-bench-{tag}
 enabled_backends = lb
-state_path = {tmp}/state
+state_path = {home}/state
 rpc_worker_threads = {threads}
 report_interval = 10
 backend_stats_polling_interval = 60
 graceful_shutdown_timeout = 5
-log_file = {tmp}/volume.log
+log_file = {home}/volume.log
 
 [database]
 connection = {db_url}
@@ -114,12 +135,49 @@ connection = {db_url}
 
 [lb]
 volume_driver = loopback
-loopback_directory = {tmp}/volumes
+loopback_directory = {volumes}
 loopback_attach = file
-""".format(host=host, rabbit=RABBIT_URL, tag=tag, tmp=tmp, threads=worker_threads,
-           db_url=db_url,
+{cluster}""".format(node=node, rabbit=RABBIT_URL, tag=tag, home=home, threads=worker_threads,
+           db_url=db_url, volumes=volumes, cluster=cluster_lines,
            pool="max_pool_size = %d" % db_pool_size if db_pool_size else ""))
-    return path, host
+    return path, ("bench-%s" % tag if cluster else node)
+
+
+class Daemon:
+    """One ``blockmgr-volume`` of the run: its config, process and log."""
+
+    def __init__(self, conf_path: Path, rpc_host: str):
+        self.conf_path, self.rpc_host = conf_path, rpc_host
+        self.log = conf_path.parent / "volume.log"
+        self.proc = None
+        self.self_reported: float | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(BIN / "blockmgr-volume"), "--config-file",
+                                      str(self.conf_path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def wait_ready_line(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.self_reported is None and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("blockmgr-volume exited with %s:\n%s"
+                                 % (self.proc.returncode, tail(self.log)))
+            try:
+                match = READY_LINE.search(self.log.read_text())
+            except OSError:
+                match = None
+            self.self_reported = float(match.group(1)) if match else None
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class RssSampler(threading.Thread):
@@ -179,8 +237,8 @@ def wait_ready(db_engine, host: str, proc, log: Path, timeout: float = 60.0) -> 
     raise SystemExit("blockmgr-volume not ready after %.0f s:\n%s" % (timeout, tail(log)))
 
 
-def delete_broker_objects(tag: str, backend_host: str) -> None:
-    """Remove this run's server queue and control exchange from RabbitMQ (oslo.messaging
+def delete_broker_objects(tag: str, backend_hosts) -> None:
+    """Remove this run's server queues and control exchange from RabbitMQ (oslo.messaging
     declares them non-auto-delete). The shared topic queue ``blockmgr-volume`` stays."""
     import urllib.parse
 
@@ -193,10 +251,24 @@ def delete_broker_objects(tag: str, backend_host: str) -> None:
                              password=urllib.parse.unquote(url.password or "guest"),
                              virtual_host=urllib.parse.unquote(url.path[1:]) or "/") as conn:
             channel = conn.channel()
-            channel.queue_delete("blockmgr-volume.%s" % backend_host)
+            for backend_host in backend_hosts:
+                channel.queue_delete("blockmgr-volume.%s" % backend_host)
             channel.exchange_delete("bm-bench-%s" % tag)
     except Exception as exc:   # cleanup only: report, do not fail the run
         print("  (could not remove the run's RabbitMQ queue/exchange: %s)" % exc)
+
+
+def delete_redis_keys(tag: str) -> None:
+    """Remove a cluster run's jobboard and lock keys (they all name ``bench-<tag>``)."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match="*bench-%s*" % tag, count=1000))
+        if keys:
+            client.delete(*keys)
+    except Exception as exc:   # cleanup only
+        print("  (could not remove the run's Redis keys: %s)" % exc)
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -208,22 +280,25 @@ def tail(path: Path, lines: int = 30) -> str:
 
 # --- load ---------------------------------------------------------------------------------
 
-def insert_volumes(db_engine, host: str, count: int) -> list[str]:
+def insert_volumes(db_engine, backend_hosts: list[str], count: int) -> dict[str, str]:
+    """``count`` rows ``creating`` spread over ``backend_hosts`` in turn, as the scheduler
+    would have placed them; returns id -> backend host (in insertion order)."""
     from blockmgr.db import models
 
-    ids = [str(uuid.uuid4()) for _ in range(count)]
+    hosts = {str(uuid.uuid4()): backend_hosts[i % len(backend_hosts)] for i in range(count)}
     now = models.utcnow()
-    rows = [{"id": vid, "status": "creating", "size": 1, "host": host, "project_id": "bench",
-             "user_id": "bench", "created_at": now, "deleted": False}
-            for vid in ids]
+    rows = [{"id": vid, "status": "creating", "size": 1, "host": host + "#lb",
+             "project_id": "bench", "user_id": "bench", "created_at": now, "deleted": False}
+            for vid, host in hosts.items()]
     with db_engine.begin() as conn:
         conn.execute(models.Volume.__table__.insert(), rows)
-    return ids
+    return hosts
 
 
-def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: int,
+def run_load(conf_path: Path, db_engine, hosts: dict[str, str], in_flight: int,
              poll_interval: float, stall_timeout: float = 60.0) -> dict:
-    """Cast every id (at most ``in_flight`` outstanding); returns latencies and counts."""
+    """Cast every id of ``hosts`` (id -> backend host; at most ``in_flight`` outstanding);
+    returns latencies and counts."""
     from blockmgr import conf as bm_conf
     from blockmgr import context as bm_context
     from blockmgr import rpc
@@ -238,8 +313,9 @@ def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: i
     status_query = sa.select(vol.c.id, vol.c.status).where(
         vol.c.id.in_(sa.bindparam("ids", expanding=True)))
     # Warm the client (connection to RabbitMQ, exchange declaration) outside the clock.
-    api._client(host)
-    pending = list(reversed(ids))
+    for host in set(hosts.values()):
+        api._client(host)
+    pending = list(reversed(hosts))
     cast_at: dict[str, float] = {}
     latencies: list[float] = []
     errors: list[str] = []
@@ -250,7 +326,7 @@ def run_load(conf_path: Path, db_engine, host: str, ids: list[str], in_flight: i
         while pending and len(cast_at) < in_flight:
             vid = pending.pop()
             cast_at[vid] = time.monotonic()
-            api.create_volume(ctx, host, vid, {}, {})
+            api.create_volume(ctx, hosts[vid], vid, {}, {})
         time.sleep(poll_interval)
         with db_engine.connect() as conn:
             rows = conn.execute(status_query, {"ids": list(cast_at)}).all()
@@ -308,6 +384,11 @@ def main() -> int:
     parser.add_argument("--profile", metavar="FILE",
                         help="record the daemon with py-spy during the measured run "
                              "(flamegraph SVG, or raw/speedscope by suffix .txt/.json)")
+    parser.add_argument("--daemons", type=int, default=1,
+                        help="volume daemons (processes); requests go to them in turn")
+    parser.add_argument("--cluster", action="store_true",
+                        help="the daemons serve ONE backend as a cluster (Redis jobboard, "
+                             "shared loopback directory) instead of one backend each")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (config, daemon log)")
     args = parser.parse_args()
@@ -316,62 +397,70 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="bm-bench-e2e-"))
     scratch = ScratchDatabase(args.db)
-    proc = sampler = spy = backend_host = None
+    tag = uuid.uuid4().hex[:10]
+    daemons: list[Daemon] = []
+    samplers: list[RssSampler] = []
+    spy = None
     db_engine = sa.create_engine(scratch.url, pool_size=2)
     try:
-        conf_path, node = write_config(tmp, scratch.url, args.worker_threads,
-                                       args.db_pool_size)
-        subprocess.run([str(BIN / "blockmgr-manage"), "--config-file", str(conf_path),
-                        "db", "sync"], check=True, stdout=subprocess.DEVNULL)
-        backend_host = node + "@lb"
+        for index in range(args.daemons):
+            daemons.append(Daemon(*write_config(
+                tmp, scratch.url, args.worker_threads, args.db_pool_size, tag=tag,
+                index=index, cluster=args.cluster)))
+        subprocess.run([str(BIN / "blockmgr-manage"), "--config-file",
+                        str(daemons[0].conf_path), "db", "sync"],
+                       check=True, stdout=subprocess.DEVNULL)
+        backend_hosts = sorted({d.rpc_host + "@lb" for d in daemons})
         launched = time.monotonic()
-        proc = subprocess.Popen([str(BIN / "blockmgr-volume"), "--config-file",
-                                 str(conf_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        ready_seen = wait_ready(db_engine, backend_host, proc, tmp / "volume.log") - launched
-        deadline = time.monotonic() + 5
-        self_reported = None
-        while self_reported is None and time.monotonic() < deadline:
-            match = READY_LINE.search((tmp / "volume.log").read_text())
-            self_reported = float(match.group(1)) if match else None
-            time.sleep(0.01)
-        rss_idle = proc_status(proc.pid).get("VmRSS", 0)
+        for daemon in daemons:
+            daemon.start()
+        for daemon in daemons:
+            wait_ready(db_engine, daemon.rpc_host + "@lb", daemon.proc, daemon.log)
+            daemon.wait_ready_line()
+        ready_seen = time.monotonic() - launched
+        rss_idle = max(proc_status(d.proc.pid).get("VmRSS", 0) for d in daemons)
 
-        host = backend_host + "#lb"
-        ids = insert_volumes(db_engine, host, args.requests + args.warmup)
+        hosts = insert_volumes(db_engine, backend_hosts, args.requests + args.warmup)
+        ids = list(hosts)
         if args.warmup:
-            run_load(conf_path, db_engine, host, ids[:args.warmup], args.in_flight,
-                     args.poll_interval)
-        sampler = RssSampler(proc.pid)
-        sampler.start()
+            run_load(daemons[0].conf_path, db_engine, {i: hosts[i] for i in ids[:args.warmup]},
+                     args.in_flight, args.poll_interval)
+        samplers = [RssSampler(d.proc.pid) for d in daemons]
+        for sampler in samplers:
+            sampler.start()
         if args.profile:
             fmt = {".txt": "raw", ".json": "speedscope"}.get(Path(args.profile).suffix,
                                                               "flamegraph")
-            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid", str(proc.pid),
-                                    "--rate", "100", "--nonblocking", "--format", fmt, "--output",
-                                    args.profile, "--threads", "--gil"],
+            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "--pid",
+                                    str(daemons[0].proc.pid), "--rate", "100", "--nonblocking",
+                                    "--format", fmt, "--output", args.profile, "--threads",
+                                    "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
-        cpu_before = cpu_seconds(proc.pid)
-        result = run_load(conf_path, db_engine, host, ids[args.warmup:], args.in_flight,
+        cpu_before = sum(cpu_seconds(d.proc.pid) for d in daemons)
+        result = run_load(daemons[0].conf_path, db_engine,
+                          {i: hosts[i] for i in ids[args.warmup:]}, args.in_flight,
                           args.poll_interval)
-        cpu_used = cpu_seconds(proc.pid) - cpu_before
-        sampler.stop()
-        hwm = proc_status(proc.pid).get("VmHWM", 0)
+        cpu_used = sum(cpu_seconds(d.proc.pid) for d in daemons) - cpu_before
+        for sampler in samplers:
+            sampler.stop()
+        hwm = max(proc_status(d.proc.pid).get("VmHWM", 0) for d in daemons)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
 
         lat = sorted(result["latencies"])
         n = len(lat)
-        print("blockmgr-volume end-to-end create_volume (%s, RabbitMQ, loopback driver)"
-              % ADMIN_URLS[args.db].split("://", 1)[0])
+        shape = ("1 daemon" if args.daemons == 1 else "%d daemons, %s" % (
+            args.daemons, "one cluster backend" if args.cluster else "one backend each"))
+        print("blockmgr-volume end-to-end create_volume (%s, RabbitMQ, loopback driver, %s)"
+              % (ADMIN_URLS[args.db].split("://", 1)[0], shape))
         print("  requests %d, in flight %d, rpc_worker_threads %d, poll %.0f ms, "
               "warm-up %d" % (args.requests, args.in_flight, args.worker_threads,
                               args.poll_interval * 1000, args.warmup))
-        print("  start-to-ready      %.3f s (Popen -> first heartbeat seen); self-reported "
+        print("  start-to-ready      %.3f s (Popen -> every heartbeat seen); self-reported "
               "%s s (process start -> serving)"
-              % (ready_seen, "%.3f" % self_reported if self_reported else "?"))
+              % (ready_seen, " / ".join("%.3f" % d.self_reported for d in daemons)))
         print("  throughput          %.1f volumes/s overall (%d in %.2f s); %.1f/s sustained "
               "(10th-90th pct completions)" % (n / result["elapsed"], n, result["elapsed"],
                                                sustained_rate(result["done_at"])))
@@ -379,28 +468,28 @@ def main() -> int:
               % tuple(x * 1000 for x in (percentile(lat, 50), percentile(lat, 95),
                                          percentile(lat, 99), lat[-1] if lat else 0)))
         print("  errors              %d" % len(result["errors"]))
-        print("  daemon RSS          idle %.0f MiB, max under load %.0f MiB (VmHWM %.0f MiB)"
-              % (rss_idle / 1024, sampler.max_rss_kib / 1024, hwm / 1024))
+        print("  daemon RSS          idle %.0f MiB, max under load %.0f MiB (VmHWM %.0f MiB)%s"
+              % (rss_idle / 1024, max(s.max_rss_kib for s in samplers) / 1024, hwm / 1024,
+                 " (largest daemon)" if len(daemons) > 1 else ""))
         print("  daemon CPU          %.2f s for %d creates = %.1f ms/volume (%.0f%% of one "
-              "core)" % (cpu_used, n, cpu_used / max(n, 1) * 1000,
-                         100 * cpu_used / result["elapsed"]))
+              "core%s)" % (cpu_used, n, cpu_used / max(n, 1) * 1000,
+                           100 * cpu_used / result["elapsed"],
+                           ", all daemons" if len(daemons) > 1 else ""))
         return 1 if result["errors"] else 0
     finally:
-        if sampler is not None and sampler.is_alive():
-            sampler.stop()
+        for sampler in samplers:
+            if sampler.is_alive():
+                sampler.stop()
         if spy is not None and spy.poll() is None:
             spy.kill()
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for daemon in daemons:
+            daemon.stop()
         db_engine.dispose()
         scratch.drop()
-        if backend_host is not None:
-            delete_broker_objects(backend_host.split("@")[0][len("bench-"):], backend_host)
+        if daemons:
+            delete_broker_objects(tag, sorted({d.rpc_host + "@lb" for d in daemons}))
+            if args.cluster:
+                delete_redis_keys(tag)
         if args.keep:
             print("  kept %s" % tmp)
         else:
