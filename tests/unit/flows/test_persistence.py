@@ -207,6 +207,17 @@ def strict_flow():
     return linear_flow.Flow("strict").add(RevertingPeek(name="step0"), PurePeek(name="step1"))
 
 
+def _commits_of_a_peeking_run(tmp_path, factory) -> int:
+    """Runs ``factory``'s flow to success on a fresh logbook; how many commits it took."""
+    backend = Peek.backend = _backend(tmp_path)
+    runner = flow_engine.FlowRunner(backend, "h@b")   # creates the logbook: not counted
+    commits = _count_commits(backend.engine)
+    outcome = runner.run(
+        factory, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
+    assert outcome.succeeded
+    return commits[0]
+
+
 def test_pure_tasks_start_without_a_commit_only_until_a_task_with_a_side_effect_finished(
         tmp_path):
     """step0 changes something, step1 and step2 only read. step1's start is committed (it
@@ -214,13 +225,7 @@ def test_pure_tasks_start_without_a_commit_only_until_a_task_with_a_side_effect_
     is not -- a crash inside step2 re-runs step2 alone. Regression: deferring step1's start
     too let a resumed manage_existing re-run its quota commit on a volume already being
     deleted (crash under load, CI)."""
-    backend = Peek.backend = _backend(tmp_path)
-    runner = flow_engine.FlowRunner(backend, "h@b")
-    commits = _count_commits(backend.engine)
-    outcome = runner.run(
-        mixed_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
-    assert outcome.succeeded
-    assert commits[0] == 1 + 3 + 1   # flow start, step0, step1 and step3 starts, flow end
+    assert _commits_of_a_peeking_run(tmp_path, mixed_flow) == 1 + 3 + 1   # flow start, step0, step1 and step3 starts, flow end
     assert SEEN["step1"] == {"step0": tf_states.SUCCESS, "step1": tf_states.RUNNING,
                              "step2": tf_states.PENDING, "step3": tf_states.PENDING}
     assert SEEN["step2"] == SEEN["step1"]
@@ -229,13 +234,7 @@ def test_pure_tasks_start_without_a_commit_only_until_a_task_with_a_side_effect_
 
 
 def test_leading_pure_tasks_start_without_a_commit(tmp_path):
-    backend = Peek.backend = _backend(tmp_path)
-    runner = flow_engine.FlowRunner(backend, "h@b")
-    commits = _count_commits(backend.engine)
-    outcome = runner.run(
-        leading_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
-    assert outcome.succeeded
-    assert commits[0] == 1 + 1 + 1   # flow start, step2 start, flow end
+    assert _commits_of_a_peeking_run(tmp_path, leading_flow) == 1 + 1 + 1   # flow start, step2 start, flow end
     assert SEEN["step1"] == {"step0": tf_states.PENDING, "step1": tf_states.PENDING,
                              "step2": tf_states.PENDING}
     assert SEEN["step2"] == {"step0": tf_states.SUCCESS, "step1": tf_states.SUCCESS,
