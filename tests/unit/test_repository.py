@@ -255,3 +255,31 @@ def test_finish_refuses_a_move_the_status_rules_forbid(sqlite_database):
         with pytest.raises(exception.InvalidStatusTransition):
             repository.finish(session, models.Volume, volume_id, "extending",
                               in_progress="creating")
+
+
+@pytest.mark.parametrize("write", ["update_by_id", "transition", "finish"])
+def test_id_updates_come_after_what_the_session_still_holds(sqlite_database, write):
+    """The id-based UPDATEs are Core statements, which the ORM does not autoflush before:
+    a change still held by the session must be flushed first, or its flush at commit would
+    overwrite the UPDATE (here ``status_reason``)."""
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session, status="creating").id
+    with sqlite_database.writer() as session:
+        repository.get(session, models.Volume, volume_id).status_reason = "held"
+        if write == "update_by_id":
+            repository.update_by_id(session, models.Volume, volume_id, status_reason="written")
+        elif write == "transition":
+            repository.transition(session, models.Volume, volume_id, "available",
+                                  fetch=False, status_reason="written")
+        else:
+            assert repository.finish(session, models.Volume, volume_id, "available",
+                                     in_progress="creating", status_reason="written")
+    with sqlite_database.reader() as session:
+        assert repository.get(session, models.Volume, volume_id).status_reason == "written"
+
+
+def test_id_update_of_an_unknown_field_is_refused(sqlite_database):
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session).id
+        with pytest.raises(exception.InvalidInput, match="no field 'sizee'"):
+            repository.update_by_id(session, models.Volume, volume_id, sizee=2)
