@@ -33,7 +33,10 @@ class VolumeView:
 
     @classmethod
     def from_model(cls, row: Any) -> "VolumeView":
-        return cls(id=row.id, size=row.size, name=row.name, host=row.host, status=row.status,
+        """From an ORM ``Volume`` or any row with the :data:`VOLUME_VIEW_COLUMNS` (a Core
+        row has no ``name``: it is derived from the id, as the model does)."""
+        return cls(id=row.id, size=row.size, name=getattr(row, "name", ""), host=row.host,
+                   status=row.status,
                    provider_location=row.provider_location, provider_id=row.provider_id,
                    provider_auth=row.provider_auth, volume_type_id=row.volume_type_id,
                    group_id=row.group_id, project_id=row.project_id,
@@ -41,6 +44,10 @@ class VolumeView:
 
     def with_changes(self, **changes) -> "VolumeView":
         return dataclasses.replace(self, **changes)
+
+
+#: The ``volumes`` columns a :class:`VolumeView` is made of (``name`` derives from ``id``).
+VOLUME_VIEW_COLUMNS = tuple(f.name for f in dataclasses.fields(VolumeView) if f.name != "name")
 
 
 @dataclasses.dataclass(frozen=True)

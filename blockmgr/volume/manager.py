@@ -104,8 +104,7 @@ class VolumeManager:
                 "context": _context_dict(context), "volume_id": volume_id,
                 "request_spec": request_spec, "filter_properties": dict(filter_properties or {}),
                 "allow_reschedule": bool(allow_reschedule)},
-                transient={"volume_row": dataclasses.asdict(
-                    objects.VolumeView.from_model(volume))})
+                transient={"volume_row": dataclasses.asdict(volume)})
         if not outcome.succeeded:
             if outcome.revert_result(create_flow.OnFailureRescheduleTask().name):
                 self.capacity.subtract(volume.host, volume.size)
@@ -305,15 +304,18 @@ class VolumeManager:
         return self.runner.run(flow_module.get_flow, store=store, runtime=self.runtime(),
                                kind=kind, resource_id=resource_id, transient=transient)
 
-    def _own_volume(self, volume_id: str) -> models.Volume:
+    def _own_volume(self, volume_id: str) -> objects.VolumeView:
+        """The live volume, which must be on this backend, as a view (a Core row: no ORM
+        object is built for a read the request only looks at)."""
         _check_id(volume_id, "volume")
         with self.db.reader() as session:
-            volume = repository.get(session, models.Volume, volume_id)
-            session.expunge(volume)
+            row = repository.get_columns(session, models.Volume, volume_id,
+                                         objects.VOLUME_VIEW_COLUMNS)
+        volume = objects.VolumeView.from_model(row)
         self._check_volume_host(volume)
         return volume
 
-    def _check_volume_host(self, volume: models.Volume) -> None:
+    def _check_volume_host(self, volume: objects.VolumeView | models.Volume) -> None:
         backend = (volume.host or "").partition("#")[0]
         if backend != self.host:
             raise exception.InvalidVolume(
