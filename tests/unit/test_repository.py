@@ -283,3 +283,19 @@ def test_id_update_of_an_unknown_field_is_refused(sqlite_database):
         volume_id = _volume(session).id
         with pytest.raises(exception.InvalidInput, match="no field 'sizee'"):
             repository.update_by_id(session, models.Volume, volume_id, sizee=2)
+
+
+def test_a_volume_view_from_a_core_row_equals_the_one_from_the_model(sqlite_database):
+    """The manager reads a request's volume as a Core row (``get_columns``); the view it
+    makes must be the one the ORM row gives, ``name`` included."""
+    from blockmgr.interface import objects
+
+    with sqlite_database.writer() as session:
+        volume_id = _volume(session, host="h@b#p", provider_location="loc",
+                            project_id="p1").id
+    with sqlite_database.reader() as session:
+        row = repository.get_columns(session, models.Volume, volume_id,
+                                     objects.VOLUME_VIEW_COLUMNS)
+        orm = repository.get(session, models.Volume, volume_id)
+        assert objects.VolumeView.from_model(row) == objects.VolumeView.from_model(orm)
+        assert objects.VolumeView.from_model(row).name == "volume-%s" % volume_id
