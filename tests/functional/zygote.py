@@ -143,7 +143,8 @@ def _child(main, argv, env, log) -> None:
 
 def _serve(main_spec: str) -> None:
     import importlib
-    import importlib.util
+
+    from blockmgr.db.session import preferred_mysql_driver
 
     module_name, _sep, func = main_spec.partition(":")
     module = importlib.import_module(module_name)
@@ -151,7 +152,7 @@ def _serve(main_spec: str) -> None:
         module.use_native_threads()
     for name in _PRELOAD:
         importlib.import_module(name)
-    if importlib.util.find_spec("MySQLdb") is not None:   # the [mysql] extra
+    if preferred_mysql_driver() == "mysqldb":   # the [mysql] extra is installed
         importlib.import_module("MySQLdb")
     main = getattr(module, func)
     statuses: dict[int, int] = {}
