@@ -35,4 +35,4 @@ run: $(INSTALLED)
 	$(BIN)/blockmgr serve $(if $(CONFIG),--config-file $(CONFIG)) $(SERVE_ARGS)
 
 sample-config: $(INSTALLED)
-	$(BIN)/oslo-config-generator --config-file etc/blockmgr/blockmgr-config-generator.conf
+	$(BIN)/python -m blockmgr.cmd.genconfig --config-file etc/blockmgr/blockmgr-config-generator.conf

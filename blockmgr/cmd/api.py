@@ -1,6 +1,6 @@
 """``blockmgr-api``: the REST API daemon of a distributed deployment.
 
-Usage: ``blockmgr-api [--config-file FILE ...] [--config-dir DIR] [--debug]``.
+Usage: ``blockmgr-api [--config-file FILE ...] [--config-dir DIR] [--debug] [--version]``.
 
 It serves the same application as ``blockmgr serve`` (:func:`blockmgr.api.rest.app.create_app`)
 on ``[api] bind_host``:``bind_port``, over the configured message broker
@@ -39,6 +39,7 @@ PROG = "blockmgr-api"
 def load_config(argv) -> cfg.ConfigOpts:
     """The global config from the command line; backend sections are registered too, so
     one config file can serve every daemon of a node."""
+    import blockmgr
     from blockmgr import conf as bm_conf
     from blockmgr.conf import backend
     from blockmgr.conf import validation
@@ -46,7 +47,8 @@ def load_config(argv) -> cfg.ConfigOpts:
     conf = cfg.CONF
     conf.clear()
     bm_conf.register_all(conf)
-    conf(list(argv), project="blockmgr", prog=PROG, validate_default_values=True)
+    conf(list(argv), project="blockmgr", prog=PROG, validate_default_values=True,
+         version=blockmgr.__version__)
     backend.register_enabled_backends(conf)
     validation.validate(conf)
     if (conf.transport_url or "").startswith("inprocess://"):
@@ -88,9 +90,9 @@ def _safe_url(url: str) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    from blockmgr.cmd import volume as volume_cmd
+    from blockmgr import cmd
 
-    volume_cmd.use_native_threads()   # before oslo.messaging is imported
+    cmd.prepare_process()   # before oslo.messaging is imported
     try:
         conf = load_config(argv)
     except (cfg.Error, exception.BlockmgrError) as exc:

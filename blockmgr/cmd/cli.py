@@ -109,6 +109,7 @@ def _leaves(parser: argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
+    from blockmgr import cmd
     from blockmgr.cli import groups
 
     parser = argparse.ArgumentParser(
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manage block storage volumes through the blockmgr REST API; "
                     "`blockmgr serve` runs the all-in-one server.")
     _add_global_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=cmd.version_string("blockmgr"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", add_help=False,
                            help="run the all-in-one server (see `blockmgr serve --help`)")

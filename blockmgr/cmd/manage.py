@@ -28,8 +28,12 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from blockmgr import cmd
+
     parser = argparse.ArgumentParser(prog="blockmgr-manage",
                                      description="blockmgr operator commands")
+    parser.add_argument("--version", action="version",
+                        version=cmd.version_string("blockmgr-manage"))
     parser.add_argument("--config-file", action="append", default=[],
                         help="configuration file (may be repeated)")
     parser.add_argument("--config-dir", help="directory of *.conf files to read as well")
@@ -76,6 +80,9 @@ def open_database(conf: cfg.ConfigOpts):
 
 
 def main(argv=None) -> int:
+    from blockmgr import cmd
+
+    cmd.prepare_process()   # before the command modules import TaskFlow / oslo.messaging
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,6 @@
 """``blockmgr-scheduler``: place volumes and groups on backends (``docs/scheduler.md``).
 
-Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR]``. Runs until SIGTERM
+Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR] [--version]``. Runs until SIGTERM
 or SIGINT (stops consuming, finishes the requests being placed); SIGHUP reloads log levels.
 With ``[metrics] enabled`` it serves Prometheus metrics on ``[metrics] scheduler_port``.
 Exit status 2: a configuration error (nothing started), e.g. the metrics port is taken.
@@ -19,6 +19,15 @@ LOG = logging.getLogger(__name__)
 
 
 def _config(argv) -> cfg.ConfigOpts:
+    """The global config from the command line, validated.
+
+    A node's shared configuration file also holds the sections of the backends its volume
+    workers serve (``[DEFAULT] enabled_backends``). The scheduler reads none of their options
+    (it learns about backends from their capacity reports), so those sections are accepted
+    without loading their drivers: a scheduler host needs no driver package. A section
+    that ``enabled_backends`` does not list is still an error.
+    """
+    import blockmgr
     from blockmgr import conf as bm_conf
     from blockmgr.conf import validation
 
@@ -26,12 +35,15 @@ def _config(argv) -> cfg.ConfigOpts:
     conf.clear()
     bm_conf.register_all(conf)
     conf(argv, project="blockmgr", prog="blockmgr-scheduler", default_config_files=[],
-         validate_default_values=True)
-    validation.validate(conf)
+         validate_default_values=True, version=blockmgr.__version__)
+    validation.validate(conf, unchecked_sections=tuple(conf.enabled_backends))
     return conf
 
 
 def main(argv=None) -> int:
+    from blockmgr import cmd
+
+    cmd.prepare_process()   # before oslo.messaging is imported
     from blockmgr import exception
     from blockmgr import logcontext
     from blockmgr import metrics
