@@ -22,9 +22,16 @@ counted, or the reverse. What is returned is what the volume is counted for:
   ``[quota] no_snapshot_gb_quota``) per snapshot, soft-deleted in the same transaction;
 * a volume with ``use_quota = False`` (temporary/migration): nothing, and no notifications.
 
+A volume whose import failed (``error_managing_deleting``) is never deleted on the backend:
+the object it was bound to is the user's, and the failed manage gave it its original name
+back (``restore_managed_name``); if that could not be done, the object still carries the
+volume's name, so the flow *unmanages* it instead of deleting it. Only the row goes.
+
 Failure (any task): the volume goes back to ``available`` if the driver said
 :class:`~blockmgr.exception.VolumeIsBusy` (nothing was deleted); otherwise to
 ``error_deleting`` (``error_unmanaging``; ``error_managing`` for a failed import's delete).
+With ``cascade``, every snapshot the flow took (all ``deleting``) that is still there goes
+to ``error_deleting`` with the same ``status_reason``, so each can be deleted again.
 The quota is unchanged and a ``volume.delete.error`` (``volume.unmanage.error``) is sent.
 A crash anywhere resumes the flow: every task is idempotent (deleting what is gone succeeds).
 Store: ``context``, ``volume_id``, ``cascade``, ``flow_id``.
@@ -97,9 +104,11 @@ class ExtractVolumeTask(common.FlowTask):
         ref["snapshot_ids"] = sorted(sid for sid, _status in snapshots) if cascade else []
         return ref
 
-    def revert(self, runtime, volume_id, flow_failures=None, **kwargs):
+    def revert(self, runtime, volume_id, result, flow_failures=None, **kwargs):
         busy = _is_busy(flow_failures)
         reason = common.failure_reason(flow_failures)
+        if isinstance(result, dict) and result.get("snapshot_ids"):
+            _fail_snapshots(runtime, volume_id, result["snapshot_ids"], reason)
         for start in _STARTS[self.unmanage_only]:
             target = V.AVAILABLE if busy and start != V.ERROR_MANAGING_DELETING \
                 else _FAILED[start]
@@ -113,6 +122,24 @@ class ExtractVolumeTask(common.FlowTask):
             except exception.VolumeNotFound:
                 common.LOG.warning("Volume %s vanished while its delete failed", volume_id)
                 return
+
+
+def _fail_snapshots(runtime, volume_id: str, snapshot_ids: list[str], reason: str) -> None:
+    """Move the cascade's snapshots that are still ``deleting`` to ``error_deleting`` with
+    ``reason`` (one transaction); the ones already gone or moved on are left alone."""
+    moved = []
+    with runtime.db.writer() as session:
+        for snapshot_id in snapshot_ids:
+            try:
+                repository.transition(session, models.Snapshot, snapshot_id,
+                                      S.ERROR_DELETING, expected=(S.DELETING,),
+                                      fetch=False, status_reason=reason)
+                moved.append(snapshot_id)
+            except (exception.SnapshotNotFound, exception.InvalidStatusTransition):
+                continue
+    if moved:
+        common.LOG.warning("Cascade delete of volume %s failed; snapshot(s) %s are "
+                           "error_deleting: %s", volume_id, ", ".join(moved), reason)
 
 
 class NotifyDeleteStartTask(common.NotifyStartTask):
@@ -132,8 +159,10 @@ class NotifyDeleteStartTask(common.NotifyStartTask):
 
 class DeleteVolumeOnBackendTask(common.FlowTask):
     """Remove the export, then (cascade: delete each snapshot and) delete the volume, or
-    unmanage it. Idempotent by the driver contract (deleting what is gone succeeds), so a
-    crash resumes it. Nothing to undo on revert: a deleted object cannot come back."""
+    unmanage it. A volume whose import failed (``error_managing_deleting``) is unmanaged,
+    never deleted: its object is the user's. Idempotent by the driver contract (deleting
+    what is gone succeeds), so a crash resumes it. Nothing to undo on revert: a deleted
+    object cannot come back."""
 
     def __init__(self, unmanage_only: bool):
         super().__init__()
@@ -142,7 +171,7 @@ class DeleteVolumeOnBackendTask(common.FlowTask):
     def execute(self, runtime, context, volume_id, volume_ref):
         view = _volume_view(runtime, volume_id)
         runtime.driver.remove_export(common.ctx(context), view)
-        if self.unmanage_only:
+        if self.unmanage_only or volume_ref["status"] == V.ERROR_MANAGING_DELETING:
             runtime.driver.unmanage(view)
             return
         if volume_ref["snapshot_ids"]:

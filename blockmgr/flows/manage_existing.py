@@ -1,13 +1,17 @@
 """Bring an existing backend volume under management (seed 001, in the snapshot flow's shape).
 
 extract volume ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> manage existing (driver only) -> quota commit (with the size, the driver's
-model update and status ``available``: one transaction) -> on finish (notify end).
+quota reserve -> record manage source (driver ``manage_existing_source``) -> manage existing
+(driver only) -> quota commit (with the size, the driver's model update and status
+``available``: one transaction) -> on finish (notify end).
 
 The API created the row (``managing``, size 0) and counted ``volumes: +1``; this flow charges
 ``gigabytes: +size``. Failure: ``error_managing``, the reservation rolled back, the backend
-object untouched -- if the driver had already bound it, the revert *unmanages* it (never
-deletes) -- and a ``volume.manage_existing.error`` event.
+object given back under the name it had -- if the driver had already bound it, the revert
+calls ``restore_managed_name`` with the reference :class:`RecordManageSourceTask` recorded
+before the first rename (never a delete) -- and a ``volume.manage_existing.error`` event. A
+request for a volume that is not ``managing`` is refused by the first task, before the
+driver is asked anything, and changes nothing (neither the row nor the backend).
 Store: ``context``, ``volume_id``, ``manage_existing_ref``, ``flow_id``.
 
 The row is read once, by the extract task; later tasks take the facts they need from its
@@ -92,9 +96,14 @@ class ExtractVolumeRefTask(common.FlowTask):
         with runtime.db.reader() as session:
             row = repository.get_columns(session, models.Volume, volume_id, _VIEW_COLUMNS)
             view = objects.VolumeView(**row._mapping)
-            if view.status not in (V.MANAGING, V.AVAILABLE):
+            if view.status != V.MANAGING:
+                # A second manage message for a volume already managed (or one an operator
+                # moved on) must not reach the driver: its failure would be reverted by
+                # releasing the object the volume now owns.
                 raise exception.InvalidVolume(
-                    reason="volume %s is %s, not managing" % (volume_id, view.status))
+                    reason="volume %s is %s, not managing: a manage request is only "
+                           "served for a volume the API has just created for it; nothing "
+                           "was changed" % (volume_id, view.status))
             owners = _managed_already(session, runtime.host, volume_id, manage_existing_ref)
         if owners:
             raise exception.ManageExistingAlreadyManaged(
@@ -129,31 +138,54 @@ class PrepareForQuotaReservationTask(common.FlowTask):
                       status_reason=common.failure_reason(flow_failures))
 
 
+class RecordManageSourceTask(common.FlowTask):
+    """Ask the driver what the reference names before anything is renamed
+    (``manage_existing_source``); provides ``manage_source``, the reference that gives the
+    object its original name back. Its result is in the logbook before
+    :class:`ManageExistingTask` starts (that task's start is a logbook boundary), so a revert
+    after a crash mid-rename still knows the original name. Reads only; nothing to revert.
+    """
+
+    durable_start = False   # reads the backend only (FlowTask)
+
+    default_provides = "manage_source"
+
+    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref):
+        return runtime.driver.manage_existing_source(_ref_view(volume_ref),
+                                                     manage_existing_ref)
+
+
 class ManageExistingTask(common.FlowTask):
     """Bind the backend object to the volume; provides ``managed``, the driver's (filtered)
     model update, which :class:`QuotaCommitTask` writes with the size -- the result is in
     the logbook before that task runs, so a resumed commit writes the same binding.
-    Revert: unmanage (never delete). Interrupted by a crash it is reverted, not repeated:
-    a half-done rename cannot be told from a bad reference."""
+    Revert: give the object its original name back (``restore_managed_name`` with
+    ``manage_source``; never a delete). Interrupted by a crash it is reverted, not
+    repeated: a half-done rename cannot be told from a bad reference."""
 
     default_provides = "managed"
     on_crash = common.REVERT
 
-    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref, size):
+    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref, size,
+                manage_source):
         update = runtime.driver.manage_existing(_ref_view(volume_ref), manage_existing_ref)
         return common.filter_model_update(update, common.VOLUME_MODEL_FIELDS,
                                           "volume %s" % volume_id)
 
-    def revert(self, runtime, volume_id, volume_ref, result, **kwargs):
+    def revert(self, runtime, volume_id, volume_ref, manage_source, result, **kwargs):
         if common.manage_was_refused(result):
             return   # the driver refused: nothing was bound
         try:
             view = _view(runtime, volume_id)
             if isinstance(result, dict):   # the binding, whether or not the row got it
                 view = view.with_changes(**result)
-            runtime.driver.unmanage(view)
-        except Exception:  # best effort: the volume is error_managing either way
-            common.LOG.exception("Could not unmanage volume %s while reverting", volume_id)
+            runtime.driver.restore_managed_name(view, manage_source)
+        except Exception:  # best effort: the volume is error_managing either way, and
+            # deleting an error_managing volume only unmanages it (delete_volume flow)
+            common.LOG.exception(
+                "Could not give the object of volume %s its original name %s back while "
+                "reverting its manage; its data is kept", volume_id,
+                json.dumps(manage_source, sort_keys=True))
         with runtime.db.writer() as session:   # it no longer holds the backend's gigabytes
             repository.update(session, repository.get(session, models.Volume, volume_id),
                               size=volume_ref["size"])
@@ -215,6 +247,7 @@ def get_flow() -> linear_flow.Flow:
         common.NotifyStartTask("volume", "manage_existing", "volume_id"),
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
+        RecordManageSourceTask(),
         ManageExistingTask(),
         QuotaCommitTask(),
         ManageExistingOnFinishTask("manage_existing.end"),

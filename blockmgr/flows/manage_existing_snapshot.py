@@ -1,13 +1,17 @@
 """Bring an existing backend snapshot under management (seed 000's task order, exactly).
 
 extract snapshot ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> manage existing -> quota commit (and status ``available``, one
-transaction) -> on finish (notify end).
+quota reserve -> record manage source (driver ``manage_existing_snapshot_source``) -> manage
+existing -> quota commit (and status ``available``, one transaction) -> on finish (notify
+end).
 
 The API already created the row (``creating``, ``volume_size`` = parent size) and counted
 ``snapshots: +1, gigabytes: +volume_size``; this flow charges only the difference between the
 real size and that. Failure: the snapshot ends ``error``, the reservation is rolled back, the
-manage is undone by *unmanaging* (never deleting), a ``.error`` event is sent.
+manage is undone by giving the object its original name back (``restore_managed_snapshot_name``
+with the reference recorded before the first rename; never a delete), a ``.error`` event is
+sent. A request for a snapshot that is not ``creating`` is refused by the first task, before
+the driver is asked anything, and changes nothing.
 Store: ``context``, ``snapshot_id``, ``manage_existing_ref``, ``flow_id``.
 
 The row is read once, by the extract task; later tasks take the driver's view from its
@@ -20,9 +24,11 @@ final status are one transaction (:class:`QuotaCommitTask`).
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from taskflow.patterns import linear_flow
 
+from blockmgr import exception
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
@@ -50,16 +56,24 @@ def _error_out(runtime, snapshot_id: str, reason: str) -> None:
 
 
 class ExtractSnapshotRefTask(common.FlowTask):
-    """Check the row is ours to manage; provides ``snapshot_ref``: every
-    :class:`~blockmgr.interface.objects.SnapshotView` field (JSON), the only read of the row
-    on the success path. Revert: the snapshot goes to ``error`` (whatever failed later)."""
+    """Check the row is ours to manage (``creating``, as the API left it); provides
+    ``snapshot_ref``: every :class:`~blockmgr.interface.objects.SnapshotView` field (JSON),
+    the only read of the row on the success path. A snapshot in any other status is refused
+    with :class:`~blockmgr.exception.InvalidSnapshot` before the driver is asked anything,
+    and nothing is changed. Revert: the snapshot goes to ``error`` (whatever failed later)."""
 
     durable_start = False   # reads / notifies only (FlowTask)
 
     default_provides = "snapshot_ref"
 
     def execute(self, runtime, snapshot_id):
-        return dataclasses.asdict(_view(runtime, snapshot_id))
+        view = _view(runtime, snapshot_id)
+        if view.status != S.CREATING:
+            raise exception.InvalidSnapshot(
+                reason="snapshot %s is %s, not creating: a manage request is only served "
+                       "for a snapshot the API has just created for it; nothing was changed"
+                       % (snapshot_id, view.status))
+        return dataclasses.asdict(view)
 
     def revert(self, runtime, snapshot_id, result, flow_failures=None, **kwargs):
         if not common.is_failure(result):
@@ -80,15 +94,33 @@ class PrepareForQuotaReservationTask(common.FlowTask):
         return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas}
 
 
+class RecordManageSourceTask(common.FlowTask):
+    """Ask the driver what the reference names before anything is renamed
+    (``manage_existing_snapshot_source``); provides ``manage_source``. In the logbook before
+    :class:`ManageExistingTask` starts, so a revert after a crash mid-rename still knows the
+    original name. Reads only; nothing to revert."""
+
+    durable_start = False   # reads the backend only (FlowTask)
+
+    default_provides = "manage_source"
+
+    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref):
+        return runtime.driver.manage_existing_snapshot_source(_ref_view(snapshot_ref),
+                                                              manage_existing_ref)
+
+
 class ManageExistingTask(common.FlowTask):
     """Bind the backend snapshot; record the real size and the driver's model update.
-    Provides ``new_status``. Revert: unmanage (never delete). Interrupted by a crash, it is
-    reverted, not repeated: a half-done rename cannot be told from a bad reference."""
+    Provides ``new_status``. Revert: give the object its original name back
+    (``restore_managed_snapshot_name`` with ``manage_source``; never a delete). Interrupted
+    by a crash, it is reverted, not repeated: a half-done rename cannot be told from a bad
+    reference."""
 
     default_provides = "new_status"
     on_crash = common.REVERT
 
-    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref, size):
+    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref, size,
+                manage_source):
         update = runtime.driver.manage_existing_snapshot(_ref_view(snapshot_ref),
                                                          manage_existing_ref)
         update = common.filter_model_update(update, common.SNAPSHOT_MODEL_FIELDS,
@@ -98,14 +130,17 @@ class ManageExistingTask(common.FlowTask):
             repository.update(session, row, volume_size=size, **update)
         return S.AVAILABLE.value
 
-    def revert(self, runtime, snapshot_id, snapshot_ref, result, **kwargs):
+    def revert(self, runtime, snapshot_id, snapshot_ref, manage_source, result, **kwargs):
         if common.manage_was_refused(result):
             return   # the driver refused: nothing was managed
         try:
-            runtime.driver.unmanage_snapshot(_view(runtime, snapshot_id))
+            runtime.driver.restore_managed_snapshot_name(_view(runtime, snapshot_id),
+                                                         manage_source)
         except Exception:  # best effort: the snapshot is in error either way
-            common.LOG.exception("Could not unmanage snapshot %s while reverting",
-                                 snapshot_id)
+            common.LOG.exception(
+                "Could not give the object of snapshot %s its original name %s back while "
+                "reverting its manage; its data is kept", snapshot_id,
+                json.dumps(manage_source, sort_keys=True))
         with runtime.db.writer() as session:   # back to the size the API charged
             repository.update(session, repository.get(session, models.Snapshot, snapshot_id),
                               volume_size=snapshot_ref["volume_size"])
@@ -154,6 +189,7 @@ def get_flow() -> linear_flow.Flow:
         common.NotifyStartTask("snapshot", "manage_existing_snapshot", "snapshot_id"),
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
+        RecordManageSourceTask(),
         ManageExistingTask(),
         QuotaCommitTask(),
         CreateSnapshotOnFinishTask("manage_existing_snapshot.end"),

@@ -39,6 +39,25 @@ class SnapshotManagementDriver(DriverBase):
         """Forget the snapshot. Never deletes the backend object: afterwards it is listed by
         ``get_manageable_snapshots`` as safe to manage and can be managed again."""
 
+    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+        """Like :meth:`VolumeManagementDriver.manage_existing_source`, for a snapshot: the
+        reference naming the object before it is bound (default: a copy of
+        ``existing_ref``). Changes nothing.
+
+        :raises ManageExistingInvalidReference: bad or unknown reference.
+        """
+        return dict(existing_ref) if isinstance(existing_ref, dict) else existing_ref
+
+    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+        """Like :meth:`VolumeManagementDriver.restore_managed_name`, for a snapshot: undo
+        :meth:`manage_existing_snapshot` after the manage failed by giving the object the
+        name ``source_ref`` records. Idempotent, never deletes. The default calls
+        :meth:`unmanage_snapshot`; a driver whose manage renames MUST override it.
+
+        :raises VolumeBackendAPIException: the backend failed; the object keeps its data.
+        """
+        self.unmanage_snapshot(snapshot)
+
     @abc.abstractmethod
     def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
                                  sort_dirs) -> list[dict]:

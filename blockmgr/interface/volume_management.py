@@ -46,6 +46,42 @@ class VolumeManagementDriver(DriverBase):
         among ``cinder_volumes``) and can be managed again.
         """
 
+    def manage_existing_source(self, volume, existing_ref) -> dict:
+        """The reference that names the object ``existing_ref`` points at *before* it is
+        bound, in the form :meth:`restore_managed_name` takes back (a JSON-serialisable
+        dict). The manager records it in the flow's logbook before it calls
+        :meth:`manage_existing`, so a manage that fails later -- a database error, a crash --
+        can give the object its original name back. Changes nothing.
+
+        The default returns a copy of ``existing_ref``, right for a driver whose references
+        are the object's name (``source-name``). A driver that also resolves other
+        references (an LVM ``source-id``, a serial number) returns the object's current
+        name here, because after a rename nothing else would say what it was called.
+
+        :raises ManageExistingInvalidReference: bad or unknown reference.
+        """
+        return dict(existing_ref) if isinstance(existing_ref, dict) else existing_ref
+
+    def restore_managed_name(self, volume, source_ref) -> None:
+        """Undo :meth:`manage_existing` after the manage failed: give the object bound to
+        ``volume`` the name ``source_ref`` records (what :meth:`manage_existing_source`
+        returned before the manage), so the user finds it where it was.
+
+        Called by the revert of a failed manage, after a crash too, so it must be
+        idempotent: it succeeds when the object already has its original name, when
+        ``manage_existing`` never renamed it, and when nothing is bound to ``volume``. It
+        never deletes or changes data. When the original name is taken meanwhile, it leaves
+        the object under a name :meth:`unmanage` would give it (listed as safe to manage)
+        and logs where.
+
+        The default calls :meth:`unmanage`, right for a driver that binds by pointer
+        (``provider_id``) and never renames. A driver whose ``manage_existing`` renames the
+        object MUST override it.
+
+        :raises VolumeBackendAPIException: the backend failed; the object keeps its data.
+        """
+        self.unmanage(volume)
+
     @abc.abstractmethod
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
                                sort_dirs) -> list[dict]:

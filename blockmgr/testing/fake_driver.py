@@ -342,8 +342,26 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return manageable.size_in_gib_rounded_up(self.volumes[name].size)
 
     @_operation
+    def manage_existing_source(self, volume, existing_ref) -> dict:
+        return {"source-name": self._resolve(self.volumes, existing_ref, "volume")}
+
+    @_operation
     def unmanage(self, volume) -> None:
         return None
+
+    @_operation
+    def restore_managed_name(self, volume, source_ref) -> None:
+        _key, original = manageable.parse_reference(source_ref, ("source-name",))
+        if volume.name == original or volume.name not in self.volumes:
+            return
+        if original in self.volumes:
+            raise exception.VolumeBackendAPIException(
+                reason="cannot rename %s back to %s: the name is taken" % (volume.name,
+                                                                         original))
+        self.volumes[original] = self.volumes.pop(volume.name)
+        for snap in self.snapshots.values():
+            if snap.volume_name == volume.name:
+                snap.volume_name = original
 
     @_operation
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
@@ -378,8 +396,23 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return manageable.size_in_gib_rounded_up(self.snapshots[name].data.size)
 
     @_operation
+    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+        return {"source-name": self._resolve(self.snapshots, existing_ref, "snapshot")}
+
+    @_operation
     def unmanage_snapshot(self, snapshot) -> None:
         return None
+
+    @_operation
+    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+        _key, original = manageable.parse_reference(source_ref, ("source-name",))
+        if snapshot.name == original or snapshot.name not in self.snapshots:
+            return
+        if original in self.snapshots:
+            raise exception.VolumeBackendAPIException(
+                reason="cannot rename %s back to %s: the name is taken" % (snapshot.name,
+                                                                         original))
+        self.snapshots[original] = self.snapshots.pop(snapshot.name)
 
     @_operation
     def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,

@@ -69,8 +69,9 @@ def _prepare(manager, op):
 
 
 def _assert_imported_data_kept_once(manager, facts):
-    """The adopted object exists exactly once -- under its foreign name, its managed name or
-    its unmanaged name -- whether the manage finished or was reverted: never deleted."""
+    """The adopted object exists exactly once, never deleted: under its managed name when
+    the manage finished, under the very name the user gave (``foreign``) when it was
+    reverted -- never under an unmanaged name the user did not choose."""
     files = set(os.listdir(manager.driver.directory))
     kept = [name for name in files if name == facts["foreign"]
             or name.startswith("unmanaged-")
@@ -79,6 +80,14 @@ def _assert_imported_data_kept_once(manager, facts):
             or ("@" in name and name != facts["foreign"]
                 and name.endswith(facts.get("snapshot", "\0")))]
     assert len(kept) == 1, files
+    if "volume" in facts:
+        model, resource_id, managed = models.Volume, facts["volume"], "volume-%s"
+    else:
+        model, resource_id, managed = models.Snapshot, facts["snapshot"], "snapshot-%s"
+    with manager.db.reader() as session:
+        status = repository.get(session, model, resource_id).status
+    expected = managed % resource_id if status == "available" else facts["foreign"]
+    assert kept == [expected], (status, files)
 
 
 @pytest.mark.parametrize("op,spec", CASES, ids=[harness.case_id(*c) for c in CASES])

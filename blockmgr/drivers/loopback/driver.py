@@ -458,6 +458,29 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
         raise exception.Conflict(reason="no free name like %s in %s" % (new_name,
                                                                          self.directory))
 
+    def _give_back(self, name: str, original: str, fallback) -> None:
+        """Rename the bound file ``name`` back to ``original`` (a failed manage's revert).
+
+        Idempotent: nothing to do when ``name`` is absent (never renamed, or already given
+        back). When ``original`` is taken meanwhile, ``fallback()`` (unmanage) keeps the data
+        under a foreign name instead; nothing is ever deleted.
+        """
+        if self._directory.stat(name) is None:
+            if self._directory.stat(original) is not None:
+                LOG.info("%s already has its original name %s", name, original)
+            return
+        if name == original:
+            return
+        try:
+            self._directory.rename(name, original)
+        except FileExistsError:
+            LOG.warning("Cannot give %s its original name back: a file named %s exists in "
+                        "%s; releasing it under another name instead", name, original,
+                        self.directory)
+            fallback()
+            return
+        LOG.info("Gave %s its original name back: %s", name, self._path(original))
+
     # --- volume management ----------------------------------------------------------------
 
     def manage_existing(self, volume, existing_ref) -> dict | None:
@@ -481,6 +504,12 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
         new_name = self._release(volume.name, layout.UNMANAGED_PREFIX + volume.name)
         if new_name:
             LOG.info("Unmanaged %s: the file is now %s", volume.name, self._path(new_name))
+
+    def restore_managed_name(self, volume, source_ref) -> None:
+        """Rename ``volume-<id>`` back to the ``source-name`` the manage started from
+        (``unmanaged-volume-<id>`` if that name was taken meanwhile). Idempotent."""
+        original = self._reference_name(source_ref)
+        self._give_back(volume.name, original, lambda: self.unmanage(volume))
 
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
                                sort_dirs) -> list[dict]:
@@ -560,6 +589,12 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
             snapshot.volume_name, layout.SNAPSHOT_SEPARATOR, snapshot.name))
         if new_name:
             LOG.info("Unmanaged %s: the file is now %s", snapshot.name, self._path(new_name))
+
+    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+        """Rename ``snapshot-<id>`` back to the ``source-name`` the manage started from
+        (``<volume name>@snapshot-<id>`` if that name was taken meanwhile). Idempotent."""
+        original = self._reference_name(source_ref)
+        self._give_back(snapshot.name, original, lambda: self.unmanage_snapshot(snapshot))
 
     def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
                                  sort_dirs) -> list[dict]:

@@ -15,6 +15,7 @@ for check-then-act sequences but never across a data copy.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 
@@ -29,6 +30,8 @@ from blockmgr.interface import (ConsistencyGroupDriver, SnapshotManagementDriver
                                 VolumeManagementDriver)
 
 _REF_KEYS = ("source-name", "source-id")
+
+LOG = logging.getLogger(__name__)
 
 
 class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
@@ -456,9 +459,39 @@ class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         self._check_ref(existing_ref)
         return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
 
+    def manage_existing_source(self, volume, existing_ref) -> dict:
+        """``{'source-name': <the LV's current name>}``: a ``source-id`` reference is
+        resolved, since after the rename nothing else records the LV's original name."""
+        self._check_ref(existing_ref)
+        return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
+
     def unmanage(self, volume) -> None:
         """Nothing to do: the LV keeps its name and data; blockmgr just forgets it."""
         return None
+
+    def _rename_back(self, current: str, source_ref, what: str) -> None:
+        """Rename LV ``current`` to the ``source-name`` of ``source_ref``; idempotent."""
+        original, _lv_id = self._check_ref(source_ref)
+        if original is None:
+            raise exception.ManageExistingInvalidReference(
+                existing_ref=source_ref,
+                reason="restoring a name needs the LV's original source-name")
+        with self.lvm.locked():
+            lvs = self._lvs()
+            if current == original or current not in lvs:
+                return   # never renamed, or already given back
+            if original in lvs:
+                raise exception.VolumeBackendAPIException(
+                    reason="cannot give LV %s its original name %s back for %s: an LV named "
+                         "%s exists in volume group %s; rename one of them by hand "
+                         "(lvrename), the data of both is intact"
+                         % (current, original, what, original, self.lvm.vg_name))
+            self._backend_call(self.lvm.rename, current, original)
+        LOG.info("Gave LV %s its original name %s back (%s)", current, original, what)
+
+    def restore_managed_name(self, volume, source_ref) -> None:
+        """Rename ``volume-<id>`` back to the LV name the manage started from."""
+        self._rename_back(self._own_name(volume.name), source_ref, "volume %s" % volume.id)
 
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
                                sort_dirs) -> list[dict]:
@@ -499,9 +532,20 @@ class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         self._check_ref(existing_ref)
         return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
 
+    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+        """``{'source-name': <the snapshot LV's current name>}`` (see
+        manage_existing_source)."""
+        self._check_ref(existing_ref)
+        return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
+
     def unmanage_snapshot(self, snapshot) -> None:
         """Nothing to do: the snapshot LV stays as it is."""
         return None
+
+    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+        """Rename ``_snapshot-<id>`` back to the LV name the manage started from."""
+        self._rename_back(names.snapshot_lv_name(snapshot), source_ref,
+                          "snapshot %s" % snapshot.id)
 
     def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
                                  sort_dirs) -> list[dict]:

@@ -320,7 +320,7 @@ def test_failed_delete_of_a_failed_import_goes_back_to_error_managing(env):
     vid = make_volume(env, size=0, status="managing", on_backend=False)
     set_status(env, models.Volume, vid, "error_managing")
     set_status(env, models.Volume, vid, "error_managing_deleting")
-    env.driver.inject_failure("delete_volume", exception.VolumeBackendAPIException(reason="x"))
+    env.driver.inject_failure("unmanage", exception.VolumeBackendAPIException(reason="x"))
     with pytest.raises(exception.VolumeBackendAPIException):
         env.delete_volume(CTX, vid)
     assert get(env, models.Volume, vid).status == "error_managing"

@@ -36,6 +36,12 @@ class RecordingDriver:
     def unmanage(self, volume):
         self.calls.append("unmanage")
 
+    def manage_existing_source(self, volume, ref):
+        return dict(ref)
+
+    def restore_managed_name(self, volume, source_ref):
+        self.calls.append("restore")
+
 
 @pytest.fixture
 def manager(sqlite_database, conf):

@@ -1,0 +1,246 @@
+"""A failed manage never destroys or hides the object the user pointed at.
+
+Through the VolumeManager, on SQLite, with the real drivers: LVM over the recorded lvm2
+(``tests/unit/test_lvm_recorded.FakeLVM``) and loopback over real files. A manage that fails
+after the driver renamed the object (here: the quota commit raises) gives the object its
+original name back; deleting the failed volume or snapshot afterwards never deletes it; a
+manage request for a resource that is not being managed is refused before the driver is
+touched; a failed cascade delete leaves every snapshot it took deletable again.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr.db import models
+from blockmgr.db import repository
+from blockmgr.drivers import command as command_mod
+from blockmgr.drivers.lvm.driver import LVMDriver
+from blockmgr.flows import manage_existing
+from blockmgr.flows import manage_existing_snapshot
+from blockmgr.notifications import MemoryNotifier
+from blockmgr.quota import QuotaEngine
+from blockmgr.volume.manager import VolumeManager
+from tests.unit import test_loopback_driver as lb
+from tests.unit import test_lvm_recorded as rec
+from tests.unit.flows.test_delete_volume import (build_env, get, make_snapshot, make_volume,
+                                                 set_status)
+
+GiB = 1024 ** 3
+PROJECT = "p1"
+CTX = bm_context.RequestContext(project_id=PROJECT, user_id="u1")
+
+
+def _manager(db, conf, driver, backend):
+    conf.set_override("host", "node1")
+    conf.set_override("connection", db.url, group="database")
+    manager = VolumeManager(conf, backend, db=db, driver=driver,
+                            quota=QuotaEngine(db, conf), notifier=MemoryNotifier())
+    manager.init_host()
+    return manager
+
+
+@pytest.fixture
+def fake_lvm(monkeypatch):
+    fake = rec.FakeLVM()
+    monkeypatch.setattr(command_mod.processutils, "execute", fake)
+    return fake
+
+
+@pytest.fixture
+def lvm(sqlite_database, conf, fake_lvm):
+    driver = LVMDriver(rec.make_config(volume_group=rec.VG), "lvm-1", host="node1@lvm-1")
+    return _manager(sqlite_database, conf, driver, "lvm-1")
+
+
+@pytest.fixture
+def loop(sqlite_database, conf, tmp_path):
+    return _manager(sqlite_database, conf, lb.make_driver(tmp_path / "lb"), lb.BACKEND)
+
+
+@pytest.fixture
+def commit_fails(monkeypatch):
+    """The quota commit of both manage flows raises (a database error after the rename)."""
+    def broken(*args, **kwargs):
+        raise exception.BlockmgrError("database went away")
+    monkeypatch.setattr(manage_existing.QuotaCommitTask, "execute", broken)
+    monkeypatch.setattr(manage_existing_snapshot.QuotaCommitTask, "execute", broken)
+
+
+def _managing_volume(manager) -> str:
+    with manager.db.writer() as session:
+        row = repository.create(session, models.Volume, status="managing", size=0,
+                                host=manager.host + "#pool", project_id=PROJECT)
+        manager.quota.consume(session, PROJECT, volumes=1)
+        return row.id
+
+
+def _creating_snapshot(manager, volume_id, size=1) -> str:
+    with manager.db.writer() as session:
+        row = repository.create(session, models.Snapshot, volume_id=volume_id,
+                                status="creating", volume_size=size, project_id=PROJECT)
+        manager.quota.consume(session, PROJECT, snapshots=1, gigabytes=size)
+        return row.id
+
+
+def _available_volume(manager, size=1) -> str:
+    with manager.db.writer() as session:
+        row = repository.create(session, models.Volume, status="creating", size=size,
+                                host=manager.host + "#pool", project_id=PROJECT)
+        manager.quota.consume(session, PROJECT, volumes=1, gigabytes=size)
+        vid = row.id
+    manager.create_volume(CTX, vid)
+    return vid
+
+
+def _delete_failed_import(manager, volume_id):
+    """What the API does for DELETE of an ``error_managing`` volume, then the worker."""
+    set_status(manager, models.Volume, volume_id, "error_managing_deleting")
+    assert manager.delete_volume(CTX, volume_id) is True
+    assert get(manager, models.Volume, volume_id).status == "deleted"
+
+
+def _delete_snapshot(manager, snapshot_id):
+    set_status(manager, models.Snapshot, snapshot_id, "deleting")
+    assert manager.delete_snapshot(CTX, snapshot_id) is True
+
+
+# --- LVM: deleting a failed import never destroys the user's LV ------------------------------
+
+@pytest.mark.parametrize("by", ["source-name", "source-id"])
+def test_lvm_failed_manage_gives_the_lv_its_name_back_and_delete_keeps_it(
+        lvm, fake_lvm, commit_fails, by):
+    fake_lvm.add_lv("legacy", GiB)
+    ref = ({"source-name": "legacy"} if by == "source-name"
+           else {"source-id": fake_lvm.lvs["legacy"]["lv_uuid"]})
+    vid = _managing_volume(lvm)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        lvm.manage_existing(CTX, vid, ref)
+    assert get(lvm, models.Volume, vid).status == "error_managing"
+    assert "legacy" in fake_lvm.lvs and "volume-%s" % vid not in fake_lvm.lvs
+    _delete_failed_import(lvm, vid)
+    assert "legacy" in fake_lvm.lvs
+    assert "lvremove" not in fake_lvm.tools() and "dd" not in fake_lvm.tools()
+
+
+def test_lvm_delete_of_a_failed_import_whose_name_could_not_be_restored_keeps_the_lv(
+        lvm, fake_lvm, commit_fails, monkeypatch):
+    fake_lvm.add_lv("legacy", GiB)
+    def restore_fails(self, volume, source_ref):
+        raise exception.VolumeBackendAPIException(reason="lvrename failed")
+
+    monkeypatch.setattr(LVMDriver, "restore_managed_name", restore_fails)
+    vid = _managing_volume(lvm)
+    with pytest.raises(exception.BlockmgrError):
+        lvm.manage_existing(CTX, vid, {"source-name": "legacy"})
+    assert "volume-%s" % vid in fake_lvm.lvs      # the restore failed: still renamed
+    _delete_failed_import(lvm, vid)
+    assert "volume-%s" % vid in fake_lvm.lvs      # ... but never wiped nor removed
+    assert "lvremove" not in fake_lvm.tools() and "dd" not in fake_lvm.tools()
+
+
+def test_lvm_failed_snapshot_manage_gives_the_lv_its_name_back_and_delete_keeps_it(
+        lvm, fake_lvm, commit_fails):
+    vid = _available_volume(lvm)
+    fake_lvm.add_lv("mysnap", GiB, attr="swi-a-s---", origin="volume-%s" % vid,
+                    origin_size=GiB)
+    sid = _creating_snapshot(lvm, vid)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        lvm.manage_existing_snapshot(CTX, sid, {"source-name": "mysnap"})
+    assert get(lvm, models.Snapshot, sid).status == "error"
+    assert "mysnap" in fake_lvm.lvs and "_snapshot-%s" % sid not in fake_lvm.lvs
+    _delete_snapshot(lvm, sid)
+    assert "mysnap" in fake_lvm.lvs
+    assert "lvremove" not in fake_lvm.tools()
+
+
+# --- loopback: a failed manage gives the user's file its name back ---------------------------
+
+def _files(manager) -> set[str]:
+    return set(os.listdir(manager.driver.directory))
+
+
+def test_loopback_failed_manage_gives_the_file_its_name_back(loop, commit_fails):
+    path = os.path.join(loop.driver.directory, "legacyB")
+    with open(path, "wb") as f:
+        f.truncate(GiB)
+        f.write(b"user data")
+    vid = _managing_volume(loop)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        loop.manage_existing(CTX, vid, {"source-name": "legacyB"})
+    assert _files(loop) == {"legacyB"}
+    with open(path, "rb") as f:
+        assert f.read(9) == b"user data"
+    _delete_failed_import(loop, vid)
+    assert _files(loop) == {"legacyB"}
+
+
+def test_loopback_failed_snapshot_manage_gives_the_file_its_name_back(loop, commit_fails):
+    vid = _available_volume(loop)
+    open(os.path.join(loop.driver.directory, "legacyS"), "wb").truncate(GiB)
+    sid = _creating_snapshot(loop, vid)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    assert _files(loop) == {"volume-%s" % vid, "legacyS"}
+    _delete_snapshot(loop, sid)
+    assert _files(loop) == {"volume-%s" % vid, "legacyS"}
+
+
+# --- a manage request for a resource that is not being managed -------------------------------
+
+def test_second_manage_of_an_available_volume_is_refused_before_the_driver(loop):
+    open(os.path.join(loop.driver.directory, "legacyB"), "wb").truncate(GiB)
+    vid = _managing_volume(loop)
+    loop.manage_existing(CTX, vid, {"source-name": "legacyB"})
+    assert _files(loop) == {"volume-%s" % vid}
+    with pytest.raises(exception.InvalidVolume, match="not managing"):
+        loop.manage_existing(CTX, vid, {"source-name": "legacyB"})
+    assert _files(loop) == {"volume-%s" % vid}
+    row = get(loop, models.Volume, vid)
+    assert (row.status, row.size) == ("available", 1)
+
+
+def test_second_manage_of_an_available_snapshot_is_refused_before_the_driver(loop):
+    vid = _available_volume(loop)
+    open(os.path.join(loop.driver.directory, "legacyS"), "wb").truncate(GiB)
+    sid = _creating_snapshot(loop, vid)
+    loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    assert _files(loop) == {"volume-%s" % vid, "snapshot-%s" % sid}
+    with pytest.raises(exception.InvalidSnapshot, match="not creating"):
+        loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    assert _files(loop) == {"volume-%s" % vid, "snapshot-%s" % sid}
+    assert get(loop, models.Snapshot, sid).status == "available"
+
+
+# --- cascade delete ---------------------------------------------------------------------------
+
+@pytest.fixture
+def env(sqlite_database, conf):
+    return build_env(sqlite_database, conf)
+
+
+def test_failed_cascade_leaves_every_snapshot_error_deleting_and_deletable(env):
+    vid = make_volume(env, size=2)
+    sids = [make_snapshot(env, vid, status="deleting") for _ in range(2)]
+    set_status(env, models.Volume, vid, "deleting")
+    env.driver.inject_failure("delete_volume",
+                              exception.VolumeBackendAPIException(reason="array offline"),
+                              times=1)
+    with pytest.raises(exception.VolumeBackendAPIException):
+        env.delete_volume(CTX, vid, cascade=True)
+    assert get(env, models.Volume, vid).status == "error_deleting"
+    for sid in sids:
+        row = get(env, models.Snapshot, sid)
+        assert row.status == "error_deleting"
+        assert "array offline" in row.status_reason
+    # each can be deleted again, and so can the volume, with its cascade
+    set_status(env, models.Snapshot, sids[0], "deleting")
+    assert env.delete_snapshot(CTX, sids[0]) is True
+    set_status(env, models.Snapshot, sids[1], "deleting")
+    set_status(env, models.Volume, vid, "deleting")
+    assert env.delete_volume(CTX, vid, cascade=True) is True
+    assert get(env, models.Snapshot, sids[1]).status == "deleted"
