@@ -73,7 +73,8 @@ VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
     V.AVAILABLE: frozenset({V.IN_USE, V.DELETING, V.EXTENDING, V.UNMANAGING, V.ERROR}),
     V.IN_USE: frozenset({V.AVAILABLE, V.EXTENDING, V.ERROR}),
     # ``available``: the driver said the volume is busy (has dependents), nothing was deleted.
-    # ``error``: a group delete whose driver raised (seed 004 sets every member ``error``).
+    # ``error``: a group delete whose driver raised (every member ends ``error``,
+    # ``blockmgr.flows.group_updates``).
     V.DELETING: frozenset({V.DELETED, V.ERROR_DELETING, V.AVAILABLE, V.ERROR}),
     V.ERROR: frozenset({V.DELETING, V.DELETED}),
     V.ERROR_DELETING: frozenset({V.DELETING}),
@@ -90,7 +91,7 @@ VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
 SNAPSHOT_TRANSITIONS: Mapping[SnapshotStatus, frozenset[SnapshotStatus]] = {
     S.CREATING: frozenset({S.AVAILABLE, S.ERROR, S.DELETED}),
     S.AVAILABLE: frozenset({S.DELETING, S.UNMANAGING, S.ERROR}),
-    # ``error``: a group snapshot delete whose driver raised (seed 004).
+    # ``error``: a group snapshot delete whose driver raised (every member ends ``error``).
     S.DELETING: frozenset({S.DELETED, S.ERROR_DELETING, S.AVAILABLE, S.ERROR}),
     S.ERROR: frozenset({S.DELETING, S.DELETED}),
     S.ERROR_DELETING: frozenset({S.DELETING}),

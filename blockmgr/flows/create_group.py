@@ -1,4 +1,4 @@
-"""Create a consistency group on this backend (seed 004: ``create_consistencygroup``).
+"""Create a consistency group on this backend (driver: ``create_consistencygroup``).
 
 extract group -> notify start -> driver create -> apply the model update -> notify end.
 

@@ -1,4 +1,4 @@
-"""Create a consistency group's volumes from a group snapshot or a source group (seed 004:
+"""Create a consistency group's volumes from a group snapshot or a source group (driver:
 ``create_consistencygroup_from_src``).
 
 extract group and sources -> notify start -> driver create from source -> apply the model
@@ -13,7 +13,8 @@ flow does no quota work. Exactly one source: every source snapshot / volume must
 (``group_updates.RULES['create_group_from_src']``, "no exception means success"): every
 volume ``available`` (``launched_at``, ``bootable`` inherited from its source) and the group
 ``available`` -- except that a volume whose entry says ``error`` KEEPS ``error`` (Cinder
-overwrites it); a model ``error`` is ignored (logged), as the seed says. Any exception ->
+overwrites it); a model ``error`` is ignored (logged): for this driver call only an
+exception means failure (:mod:`blockmgr.interface.consistencygroup`). Any exception ->
 group and volumes ``error``.
 Store: ``context``, ``group_id``, ``group_snapshot_id``, ``source_group_id``, ``flow_id``.
 """

@@ -1,4 +1,4 @@
-"""Snapshot every volume of a consistency group (seed 004: ``create_cgsnapshot``).
+"""Snapshot every volume of a consistency group (driver: ``create_cgsnapshot``).
 
 extract group snapshot -> notify start -> driver create -> apply the model update -> notify
 end.

@@ -1,4 +1,4 @@
-"""Create a volume on this backend (seed 002's manager flow).
+"""Create a volume on this backend (the tasks of Cinder's manager create flow, in its order).
 
 extract volume ref -> reschedule-on-failure -> extract spec (raw / from snapshot / from
 source volume) -> notify start -> create from spec -> on finish (``available``, notify end).

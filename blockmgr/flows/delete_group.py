@@ -1,4 +1,4 @@
-"""Delete a consistency group and its member volumes (seed 004: ``delete_consistencygroup``).
+"""Delete a consistency group and its member volumes (driver: ``delete_consistencygroup``).
 
 extract group -> notify start -> mark members ``deleting`` -> driver delete -> apply the
 model update (destroy rows, return quota) -> notify end.

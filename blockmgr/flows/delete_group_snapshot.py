@@ -1,4 +1,4 @@
-"""Delete a group snapshot and its member snapshots (seed 004: ``delete_cgsnapshot``).
+"""Delete a group snapshot and its member snapshots (driver: ``delete_cgsnapshot``).
 
 extract group snapshot -> notify start -> mark members ``deleting`` -> driver delete ->
 apply the model update (destroy rows, return quota) -> notify end.

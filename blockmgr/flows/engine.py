@@ -456,7 +456,7 @@ class _PrunedSelector(tf_selector.Selector):
     to execute only if *all* its ancestors finished (``SUCCESS``/``IGNORE`` with intention
     ``EXECUTE``/``IGNORE``; stock's check walks them all), so nothing found only beyond an
     unfinished atom can be ready: the walk stops there. Flow connector nodes are walked
-    through as before. The same atoms are found (only their discovery order may differ,
+    through as stock does. The same atoms are found (only their discovery order may differ,
     and the engine schedules them as a set); reverting and the first selection (no atom)
     are stock.
     """
@@ -542,7 +542,7 @@ class _Storage(tf_storage.Storage):
         The engine sets progress 0.0 on every task it starts, right after saving the
         ``RUNNING`` state; a task that never ran already reads 0.0 (no value stored), so
         that second save of the atom (a copy and a backend write each) changed nothing.
-        Progress with details, and any other value, is saved as before.
+        Progress with details, and any other value, is saved as stock does.
         """
         if details is None and self.get_task_progress(task_name) == progress:
             return

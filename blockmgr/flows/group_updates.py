@@ -1,7 +1,8 @@
 """The driver model-update rules of the consistency-group operations, implemented once.
 
-Seed ``004`` (Cinder's consistency group driver interface) and ``cinder-reference.md`` §2.7
-define what a driver's ``model_update`` and per-member updates mean. Every group flow hands
+The consistency-group driver interface (Cinder's return conventions,
+:mod:`blockmgr.interface.consistencygroup`) defines what a driver's ``model_update`` and
+per-member updates mean. Every group flow hands
 the driver's return to :func:`normalize` (shape check, JSON form for the logbook) and to
 :func:`decide` (the rules), then writes the resulting :class:`Outcome` with
 :func:`write_members`. The table, per operation (``RULES``):
@@ -25,7 +26,8 @@ the driver's return to :func:`normalize` (shape check, JSON form for the logbook
     None -> all destroyed; an ``error``/``error_deleting`` entry promotes -> raise; model
     error -> group snapshot ``error``; raises -> group snapshot and snapshots ``error``.
 
-Where blockmgr deliberately differs from Cinder (each covered by a test):
+Where blockmgr deliberately differs from Cinder (each covered by a test; the other
+departures are in ``docs/cinder-compat.md``):
 
 * **Every** exception fails the operation cleanly (Cinder catches only its own exceptions in
   the group-snapshot paths and leaves ``creating``/``deleting`` behind): the flows' first

@@ -1,4 +1,4 @@
-"""Change the membership of a consistency group (seed 004: ``update_consistencygroup``).
+"""Change the membership of a consistency group (driver: ``update_consistencygroup``).
 
 extract group and volumes -> notify start -> driver update -> apply the model update
 (membership, entries, ``available``) -> notify end.
@@ -93,7 +93,7 @@ def _error_volumes(runtime, volume_ids, reason: str) -> None:
 
 class UpdateGroupTask(common.FlowTask):
     """Call the driver; provides ``driver_result``. Revert, when the driver raised: every
-    add/remove volume ``error`` (seed 004)."""
+    add/remove volume ``error`` (``group_updates.RULES``)."""
 
     default_provides = "driver_result"
 

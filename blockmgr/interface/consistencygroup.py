@@ -1,6 +1,7 @@
-"""Consistency groups (seed ``004``: Cinder's consistency group driver interface).
+"""Consistency groups (Cinder's consistency group driver interface).
 
-Return conventions are exactly the seed's:
+Return conventions are exactly Cinder's (``docs/cinder-compat.md``); the manager applies
+them in :mod:`blockmgr.flows.group_updates`:
 
 - ``model_update`` is ``{'status': ..., ...}`` or None; on the group/cgsnapshot.
 - per-member updates are lists of dicts the driver BUILDS (never the objects it was given),

@@ -1,4 +1,4 @@
-"""Adopting existing backend snapshots (seed ``003``: Cinder's snapshot management interface).
+"""Adopting existing backend snapshots (Cinder's snapshot management driver interface).
 
 ``existing_ref`` rules are those of :class:`~blockmgr.interface.volume_management.
 VolumeManagementDriver`. The manager calls these methods with keyword arguments
