@@ -3,7 +3,11 @@
 One :class:`Metrics` per process (:func:`get`), on a registry of its own rather than
 prometheus_client's global default: only blockmgr's families (and this process's CPU/memory)
 are exposed, and nothing a library registers on the default registry can collide with them.
-The metric names, labels and meanings are listed in ``docs/metrics.md``.
+The metric names, labels and meanings are listed in ``docs/metrics.md``. They follow
+Prometheus's conventions: base units (seconds, bytes), ``_total`` on counters, and no
+``*_created`` series (:func:`prometheus_client.disable_created_metrics`, process-wide, when
+this module is imported: they double the series count and no blockmgr alert or dashboard
+reads them).
 
 Where the numbers come from:
 
@@ -16,10 +20,12 @@ Where the numbers come from:
 * backend capacity -- :class:`CapacityCollector`, reading the capacity reports the volume
   worker last published (no driver call on scrape);
 * quota reservations -- :class:`QuotaCollector`, two cheap queries per scrape;
-* the quota reconciler -- :meth:`Metrics.record_reconcile`.
+* the quota reconciler -- :meth:`Metrics.record_reconcile`; its families exist only in a
+  process that has run it (a scheduler, from its first reconcile on), so no other process
+  exports a ``last_success`` timestamp of 0 that an alert would take for a stuck reconciler.
 
-Served by :class:`MetricsServer` (``[metrics]`` options, the daemons) or mounted in an ASGI
-app with :func:`asgi_app` (the REST API).
+Served by :class:`MetricsServer` (``[metrics]`` options, the daemons) or added to an ASGI
+app with :func:`api_routes` (the REST API: ``GET /metrics``, no redirect).
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ from taskflow import states as tf_states
 from blockmgr import exception
 
 LOG = logging.getLogger(__name__)
+
+prometheus_client.disable_created_metrics()
+
+#: Bytes in one GiB: drivers report capacity in GiB, the metrics are in bytes.
+GIB = 1024 ** 3
 
 #: Task execute durations span a quick DB update to a long data copy.
 TASK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -84,21 +95,9 @@ class Metrics:
             "a blockmgr error the caller is told about, unexpected_error: a bug or an "
             "unhandled failure); error is the exception class.",
             ["topic", "method", "outcome", "error"], registry=registry)
-        self.reconcile_runs = prometheus_client.Counter(
-            "blockmgr_quota_reconcile_runs",
-            "Quota reconciler runs, by outcome (ok, error).", ["outcome"], registry=registry)
-        self.reconcile_released = prometheus_client.Counter(
-            "blockmgr_quota_reconcile_released_reservations",
-            "Reservations the quota reconciler released because their owner flow was "
-            "finished or gone (or, ownerless, expired), by resource.",
-            ["resource"], registry=registry)
-        self.reconcile_fixed = prometheus_client.Counter(
-            "blockmgr_quota_reconcile_usage_corrections",
-            "Usage values the quota reconciler corrected, by resource and field "
-            "(in_use, reserved).", ["resource", "field"], registry=registry)
-        self.reconcile_last_success = prometheus_client.Gauge(
-            "blockmgr_quota_reconcile_last_success_timestamp_seconds",
-            "Unix time the quota reconciler last completed.", registry=registry)
+        # The quota reconciler's families: registered by the first record_reconcile().
+        self._reconcile: _ReconcileMetrics | None = None
+        self._reconcile_lock = threading.Lock()
         # labels() takes a lock and builds a tuple; flows ask for the same few children
         # over and over, so they are kept here (dict reads need no lock).
         self._children: dict[tuple, object] = {}
@@ -113,17 +112,56 @@ class Metrics:
     def observe_flow(self, engine, resumed: bool = False) -> "FlowObserver":
         return FlowObserver(self, engine, resumed)
 
+    @property
+    def reconcile(self) -> "_ReconcileMetrics | None":
+        """The quota reconciler's families, None until this process has run it."""
+        return self._reconcile
+
     def record_reconcile(self, report) -> None:
-        """Count what a :class:`blockmgr.quota_reconciler.ReconcileReport` fixed."""
+        """Count what a :class:`blockmgr.quota_reconciler.ReconcileReport` fixed.
+
+        The first call registers the reconciler's families: until then (and in a process
+        that never reconciles) none of them is exported. After a first failed run
+        ``blockmgr_quota_reconcile_last_success_timestamp_seconds`` is 0: the reconciler
+        runs here and has not succeeded yet.
+        """
+        families = self._reconcile
+        if families is None:
+            with self._reconcile_lock:
+                if self._reconcile is None:
+                    self._reconcile = _ReconcileMetrics(self.registry)
+                families = self._reconcile
         if report.error is not None:
-            self.reconcile_runs.labels("error").inc()
+            families.runs.labels("error").inc()
             return
-        self.reconcile_runs.labels("ok").inc()
+        families.runs.labels("ok").inc()
         for resource, count in report.released_by_resource().items():
-            self.reconcile_released.labels(resource).inc(count)
+            families.released.labels(resource).inc(count)
         for drift in report.drifts:
-            self.reconcile_fixed.labels(drift.resource, drift.field).inc()
-        self.reconcile_last_success.set(time.time())
+            families.fixed.labels(drift.resource, drift.field).inc()
+        families.last_success.set(time.time())
+
+
+class _ReconcileMetrics:
+    """The quota reconciler's families on ``registry``."""
+
+    def __init__(self, registry):
+        self.runs = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_runs",
+            "Quota reconciler runs, by outcome (ok, error).", ["outcome"], registry=registry)
+        self.released = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_released_reservations",
+            "Reservations the quota reconciler released because their owner flow was "
+            "finished or gone (or, ownerless, expired), by resource.",
+            ["resource"], registry=registry)
+        self.fixed = prometheus_client.Counter(
+            "blockmgr_quota_reconcile_usage_corrections",
+            "Usage values the quota reconciler corrected, by resource and field "
+            "(in_use, reserved).", ["resource", "field"], registry=registry)
+        self.last_success = prometheus_client.Gauge(
+            "blockmgr_quota_reconcile_last_success_timestamp_seconds",
+            "Unix time the quota reconciler of this process last completed (0: it ran "
+            "but has not succeeded yet).", registry=registry)
 
 
 _process_metrics: Metrics | None = None
@@ -242,21 +280,22 @@ def counting_dispatch(dispatch: Callable, topic: str, metrics: Metrics | None = 
 
 # --- collectors ---------------------------------------------------------------------------
 
-_POOL_FIELDS = (("total_capacity_gb", "blockmgr_pool_total_gibibytes",
-                 "Pool size reported by the driver, GiB (+Inf: 'infinite')."),
-                ("free_capacity_gb", "blockmgr_pool_free_gibibytes",
-                 "Free space reported by the driver, GiB (+Inf: 'infinite')."),
-                ("allocated_capacity_gb", "blockmgr_pool_allocated_gibibytes",
-                 "GiB of volumes this worker placed in the pool."),
-                ("provisioned_capacity_gb", "blockmgr_pool_provisioned_gibibytes",
-                 "GiB provisioned in the pool as reported by the driver."))
+_POOL_FIELDS = (("total_capacity_gb", "blockmgr_pool_total_bytes",
+                 "Pool size reported by the driver, bytes (+Inf: 'infinite')."),
+                ("free_capacity_gb", "blockmgr_pool_free_bytes",
+                 "Free space reported by the driver, bytes (+Inf: 'infinite')."),
+                ("allocated_capacity_gb", "blockmgr_pool_allocated_bytes",
+                 "Bytes of the volumes this worker placed in the pool."),
+                ("provisioned_capacity_gb", "blockmgr_pool_provisioned_bytes",
+                 "Bytes provisioned in the pool as reported by the driver."))
 
 
 def _capacity_value(value) -> float | None:
+    """A capacity report's GiB figure in bytes."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return float(value) * GIB
     if isinstance(value, str) and value.lower() == "infinite":
         return float("inf")
     return None   # 'unknown', missing or junk: no sample rather than a wrong one
@@ -397,5 +436,31 @@ def serve(conf, port_option: str, collectors: Iterable = (),
 
 def asgi_app(registry=None):
     """An ASGI app answering with the metrics of ``registry`` (default: this process's),
-    for the REST API: ``app.mount("/metrics", metrics.asgi_app())``."""
+    whatever the path. For the REST API use :func:`api_routes`: mounted under ``/metrics``
+    (``app.mount``) it only answers ``/metrics/``, and Starlette redirects ``/metrics`` there
+    with a 307 that some scrapers do not follow."""
     return prometheus_client.make_asgi_app(registry or get().registry)
+
+
+class _AsgiEndpoint:
+    """A plain ASGI application as a route endpoint (Starlette wraps a bare function as a
+    request handler instead)."""
+
+    def __init__(self, app):
+        self._app = app
+
+    async def __call__(self, scope, receive, send):
+        await self._app(scope, receive, send)
+
+
+def api_routes(registry=None, path: str = "/metrics") -> list:
+    """Starlette routes answering ``GET``/``HEAD`` on ``path`` and ``path/`` with the metrics
+    of ``registry`` (default: this process's), neither of them redirected. For FastAPI /
+    Starlette: ``app.router.routes.extend(metrics.api_routes())``; they stay out of the
+    OpenAPI schema."""
+    from starlette.routing import Route
+
+    endpoint = _AsgiEndpoint(asgi_app(registry))
+    return [Route(route_path, endpoint=endpoint, methods=["GET", "HEAD"],
+                  include_in_schema=False, name="metrics" if route_path == path else None)
+            for route_path in (path, path.rstrip("/") + "/")]

@@ -204,19 +204,20 @@ def test_capacity_from_cached_reports():
         samples = scrape(server.url)
     finally:
         server.stop()
-    assert value(samples, "blockmgr_pool_total_gibibytes", backend="node1@lvm",
-                 pool="vg0") == 100
-    assert value(samples, "blockmgr_pool_free_gibibytes", backend="node1@lvm",
-                 pool="vg0") == 40.5
-    assert value(samples, "blockmgr_pool_allocated_gibibytes", backend="node1@lvm",
-                 pool="thin") == 3
-    assert value(samples, "blockmgr_pool_total_gibibytes", backend="node1@lvm",
+    # reported in GiB, exported in bytes (the base unit)
+    assert value(samples, "blockmgr_pool_total_bytes", backend="node1@lvm",
+                 pool="vg0") == 100 * 2 ** 30
+    assert value(samples, "blockmgr_pool_free_bytes", backend="node1@lvm",
+                 pool="vg0") == 40.5 * 2 ** 30
+    assert value(samples, "blockmgr_pool_allocated_bytes", backend="node1@lvm",
+                 pool="thin") == 3 * 2 ** 30
+    assert value(samples, "blockmgr_pool_total_bytes", backend="node1@lvm",
                  pool="thin") == float("inf")
-    assert ("blockmgr_pool_free_gibibytes",
+    assert ("blockmgr_pool_free_bytes",
             (("backend", "node1@lvm"), ("pool", "thin"))) not in samples
     assert not any(dict(labels).get("backend") == "node1@slow" for _n, labels in samples)
     # stop() unregistered the collector: a new server can register another one.
-    assert own.registry.get_sample_value("blockmgr_pool_total_gibibytes",
+    assert own.registry.get_sample_value("blockmgr_pool_total_bytes",
                                          {"backend": "node1@lvm", "pool": "vg0"}) is None
 
 
@@ -284,6 +285,24 @@ def test_port_in_use_is_a_configuration_error():
     assert "[metrics] volume_port" in message and str(port) in message
 
 
+def test_api_routes_answer_metrics_without_a_redirect(env):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    env.create_volume(CTX, _volume(env))
+    app = Starlette()
+    app.router.routes.extend(metrics.api_routes())
+    with TestClient(app) as client:
+        for path in ("/metrics", "/metrics/"):
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 200, (path, answer.status_code)
+            assert 'blockmgr_flows_started_total{action="volume:create"}' in answer.text
+            assert answer.headers["content-type"].startswith("text/plain")
+        assert client.head("/metrics", follow_redirects=False).status_code == 200
+        assert client.post("/metrics", follow_redirects=False).status_code == 405
+        assert client.get("/metrics/x", follow_redirects=False).status_code == 404
+
+
 def test_asgi_app_for_the_rest_api(env):
     from starlette.applications import Starlette
     from starlette.routing import Mount
@@ -295,3 +314,80 @@ def test_asgi_app_for_the_rest_api(env):
         answer = client.get("/metrics/")
     assert answer.status_code == 200
     assert 'blockmgr_flows_started_total{action="volume:create"}' in answer.text
+
+
+# --- conventions ------------------------------------------------------------------------------
+
+def _exposition(registry) -> list:
+    """Every (family, sample name) of ``registry`` as a scraper sees it."""
+    from prometheus_client import generate_latest
+
+    return [(family, sample.name)
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            for sample in family.samples]
+
+
+def test_names_follow_the_prometheus_conventions(sqlite_database, conf):
+    """Base units only (seconds, bytes), ``_total`` on every counter, no ``*_created``."""
+    own = metrics.Metrics()
+    own.record_reconcile(quota_reconciler.ReconcileReport(dry_run=False))
+    own.registry.register(metrics.CapacityCollector(
+        lambda: [("n1@lvm", {"pools": [{"pool_name": "p", "total_capacity_gb": 1,
+                                        "free_capacity_gb": 1, "allocated_capacity_gb": 1,
+                                        "provisioned_capacity_gb": 1}]})]))
+    own.registry.register(metrics.QuotaCollector(
+        sqlite_database, QuotaEngine(sqlite_database, conf), lambda: lambda owner: True))
+    with metrics.FlowObserver(own, _FakeEngine()):
+        pass
+    own.child(own.rpc_requests, "t", "m", metrics.RPC_SUCCESS, "").inc()
+    exposed = _exposition(own.registry)
+    names = {sample for _family, sample in exposed}
+    assert "blockmgr_pool_total_bytes" in names
+    assert {"blockmgr_flows_finished_total", "blockmgr_rpc_requests_total",
+            "blockmgr_quota_reconcile_last_success_timestamp_seconds"} <= names
+    for family, sample in exposed:
+        assert not sample.endswith("_created"), sample
+        assert not any(unit in sample for unit in ("gibibytes", "gigabytes", "_gb",
+                                                     "_milliseconds", "_minutes")), sample
+        if family.type == "counter":
+            assert sample.endswith("_total"), sample
+    # the process's own registry too
+    assert not [s for _f, s in _exposition(metrics.get().registry) if s.endswith("_created")]
+
+
+class _FakeEngine:
+    """What :class:`metrics.FlowObserver` reads of a TaskFlow engine."""
+
+    class storage:
+        flow_meta = {"action": "volume:create"}
+        flow_name = "volume:create"
+
+        @staticmethod
+        def get_flow_state():
+            return "SUCCESS"
+
+    class atom_notifier:
+        @staticmethod
+        def register(event, callback):
+            pass
+
+        @staticmethod
+        def deregister(event, callback):
+            pass
+
+
+def test_reconcile_metrics_only_where_the_reconciler_ran():
+    own = metrics.Metrics(process_collectors=False)
+    get = own.registry.get_sample_value
+    name = "blockmgr_quota_reconcile_last_success_timestamp_seconds"
+    assert own.reconcile is None
+    assert get(name) is None            # not exported: no alert on a process that never runs it
+    assert get("blockmgr_quota_reconcile_runs_total", {"outcome": "ok"}) is None
+    failed = quota_reconciler.ReconcileReport(dry_run=False)
+    failed.error = "OperationalError: database is locked"
+    own.record_reconcile(failed)
+    assert get(name) == 0               # runs here, has not succeeded yet
+    assert get("blockmgr_quota_reconcile_runs_total", {"outcome": "error"}) == 1
+    own.record_reconcile(quota_reconciler.ReconcileReport(dry_run=False))
+    assert get(name) > 1_000_000_000
+    assert get("blockmgr_quota_reconcile_runs_total", {"outcome": "ok"}) == 1
