@@ -174,10 +174,49 @@ class TestSetup:
     def test_setup_removes_leftover_temp_files_only(self, tmp_path):
         target = tmp_path / "volumes" / BACKEND
         target.mkdir(parents=True)
-        (target / (layout.TEMP_PREFIX + "volume-x-123")).write_bytes(b"partial")
+        old = target / (layout.TEMP_PREFIX + "volume-x-123")   # no owner in the name
+        old.write_bytes(b"partial")
+        os.utime(old, (0, 0))
         (target / "foreign.img").write_bytes(b"keep")
         make_driver(tmp_path)
         assert sorted(os.listdir(target)) == ["foreign.img"]
+
+    def test_setup_removes_only_temp_files_of_dead_owners(self, tmp_path):
+        """Cluster members share the directory: a starting member never removes a live
+        peer's temp files (its clone would fail), only those of dead processes, and those of
+        another host only once they are stale."""
+        target = tmp_path / "volumes" / BACKEND
+        target.mkdir(parents=True)
+        host = layout.owner_tag().split("+")[0]
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+
+        def temp(owner, purpose):
+            name = "%s%s+%s-%s" % (layout.TEMP_PREFIX, owner, purpose, "0" * 32)
+            (target / name).write_bytes(b"partial")
+            return name
+
+        own = temp(layout.owner_tag(), "volume-mine")                  # this process: live
+        peer = temp("%s+1+%s" % (host, layout._start_token(1) or "0"), "volume-peer")
+        gone = temp("%s+%d+%s" % (host, dead.pid, "12345"), "volume-gone")
+        reused = temp("%s+1+%s" % (host, "999999999999"), "volume-reused")  # pid reused
+        remote = temp("otherhost+42+7", "volume-remote")
+        remote_old = temp("otherhost+42+7", "volume-remote-old")
+        os.utime(target / remote_old, (0, 0))
+        legacy = layout.TEMP_PREFIX + "volume-x-123"                    # no owner, fresh
+        (target / legacy).write_bytes(b"partial")
+        make_driver(tmp_path)
+        assert set(os.listdir(target)) == {own, peer, remote, legacy}
+        assert {gone, reused, remote_old}.isdisjoint(os.listdir(target))
+
+    def test_two_members_starting_together_keep_each_others_work(self, tmp_path):
+        first = make_driver(tmp_path)
+        temp = first._directory.new_temp_path("volume-in-flight")
+        with open(temp, "wb") as f:
+            f.write(b"copy in progress")
+        assert layout.temp_owner(os.path.basename(temp))[1] == os.getpid()
+        make_driver(tmp_path)          # a second member starts on the same directory
+        assert os.path.exists(temp)
 
     def test_reflink_probe_on_ext4_says_no(self, tmp_path):
         # tmp_path lives on the root filesystem (ext4 here: no reflink).

@@ -18,6 +18,8 @@ import fcntl
 import logging
 import os
 
+from blockmgr.drivers.loopback import layout
+
 LOG = logging.getLogger(__name__)
 
 #: ``_IOW(0x94, 9, int)`` from linux/fs.h.
@@ -126,8 +128,8 @@ def probe_reflink(directory: str) -> tuple[bool, str]:
 
     Creates and removes two small hidden files.
     """
-    src_path = os.path.join(directory, ".blockmgr-tmp-reflink-probe-src-%d" % os.getpid())
-    dst_path = os.path.join(directory, ".blockmgr-tmp-reflink-probe-dst-%d" % os.getpid())
+    src_path = os.path.join(directory, layout.temp_name("reflink-probe-src"))
+    dst_path = os.path.join(directory, layout.temp_name("reflink-probe-dst"))
     try:
         with open(src_path, "wb") as src:
             src.write(b"\xa5" * 65536)

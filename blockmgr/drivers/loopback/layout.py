@@ -7,6 +7,9 @@ Naming convention (the whole on-disk state of the driver; there is no other meta
 - ``.blockmgr-tmp-*``     work in progress: a file being created or copied. It only becomes
                           visible under its final name by an atomic rename once complete and
                           fsynced, so a crash never leaves a half-written volume or snapshot.
+                          The name carries its owner (``<host>+<pid>+<start>+...``, see
+                          :func:`owner_tag`): a service starting on a directory shared with
+                          running peers removes only the temp files of dead processes.
 - ``<parent>@<name>``     a *snapshot-like* foreign file: a snapshot of the file ``<parent>``
                           (listed by ``get_manageable_snapshots``; unmanaging a snapshot renames
                           it to ``<volume name>@<snapshot name>``)
@@ -22,7 +25,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import logging
 import os
+import socket
+import time
 import uuid
 
 from blockmgr import exception
@@ -40,6 +46,80 @@ DIRECTORY_MODE = 0o700
 MAX_NAME_BYTES = 255
 
 GiB = 1024 ** 3
+
+LOG = logging.getLogger(__name__)
+
+#: Separator of the owner fields in a temp file's name (no hostname contains it).
+OWNER_SEPARATOR = "+"
+
+#: A temp file whose owner runs on another host (its liveness cannot be checked from here),
+#: or one without an owner in its name, is removed at start only once it is older than
+#: this: no copy or create runs for a day without touching its file.
+STALE_TEMP_SECONDS = 24 * 3600
+
+#: Longest purpose kept in a temp file's name (names stay far below MAX_NAME_BYTES).
+_MAX_PURPOSE = 80
+
+
+def _start_token(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, ``/proc/<pid>/stat``
+    field 22), which tells a live process from a later one that reuses its pid; None when
+    the process does not exist (or ``/proc`` cannot say)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat_line = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat_line.rpartition(")")[2].split()   # after "(comm)", which may hold spaces
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):   # a zombie has finished its work
+        return None
+    return fields[19]
+
+
+_OWNER_CACHE: dict[int, str] = {}
+
+
+def owner_tag() -> str:
+    """``<hostname>+<pid>+<start token>`` of this process (computed again after a fork)."""
+    pid = os.getpid()
+    tag = _OWNER_CACHE.get(pid)
+    if tag is None:
+        host = socket.gethostname().replace(OWNER_SEPARATOR, "-") or "localhost"
+        tag = OWNER_SEPARATOR.join((host, str(pid), _start_token(pid) or "0"))
+        _OWNER_CACHE.clear()
+        _OWNER_CACHE[pid] = tag
+    return tag
+
+
+def temp_name(purpose: str) -> str:
+    """A fresh temp file name owned by this process: ``.blockmgr-tmp-<owner>+<purpose>-<hex>``."""
+    return "%s%s%s%s-%s" % (TEMP_PREFIX, owner_tag(), OWNER_SEPARATOR,
+                            purpose[:_MAX_PURPOSE], uuid.uuid4().hex)
+
+
+def temp_owner(name: str) -> tuple[str, int, str] | None:
+    """``(host, pid, start token)`` from a temp file's name; None when it names no owner."""
+    fields = name[len(TEMP_PREFIX):].split(OWNER_SEPARATOR, 3)
+    if not name.startswith(TEMP_PREFIX) or len(fields) != 4 or not fields[1].isdigit():
+        return None
+    return fields[0], int(fields[1]), fields[2]
+
+
+def owner_alive(host: str, pid: int, token: str) -> bool | None:
+    """Whether the owner of a temp file still runs: True/False for a process of this host,
+    None for one of another host (not checkable from here)."""
+    if host != owner_tag().split(OWNER_SEPARATOR, 1)[0]:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass   # exists, another user's
+    current = _start_token(pid)
+    if current is None:   # a zombie or gone since (dead), unless there is no /proc to ask
+        return not os.path.isdir("/proc/self")
+    return token == "0" or current == token
 
 
 def name_problem(name) -> str | None:
@@ -134,7 +214,8 @@ class VolumeDirectory:
             return None
 
     def new_temp_path(self, purpose: str) -> str:
-        return os.path.join(self.path, "%s%s-%s" % (TEMP_PREFIX, purpose, uuid.uuid4().hex))
+        """Path of a fresh temp file owned by this process (see :func:`temp_name`)."""
+        return os.path.join(self.path, temp_name(purpose))
 
     def publish(self, temp_path: str, name: str) -> None:
         """Give the complete, fsynced file ``temp_path`` its final ``name`` and make the rename
@@ -187,18 +268,40 @@ class VolumeDirectory:
                     result.append(entry.name)
         return result
 
-    def remove_leftover_temp_files(self) -> list[str]:
-        """Delete ``.blockmgr-tmp-*`` files a crashed process left behind.
+    def remove_leftover_temp_files(self, stale_seconds: float = STALE_TEMP_SECONDS,
+                                   now: float | None = None) -> list[str]:
+        """Delete the ``.blockmgr-tmp-*`` files whose owner is gone; returns their names.
 
-        Only safe when no other process works in this directory, i.e. at driver setup: a
-        loopback directory belongs to one volume service.
+        Safe while other processes work in the directory (cluster members sharing it,
+        several services on one host): a temp file is removed only when its owner, named in
+        the file name, no longer runs -- a process of this host whose pid is gone or now
+        belongs to a later process (start token) -- or, when that cannot be checked (a
+        process of another host, a name without an owner), once the file is older than
+        ``stale_seconds`` (mtime). Files of live processes, this one included, are kept.
         """
+        now = time.time() if now is None else now
         removed = []
         with os.scandir(self.path) as entries:
             for entry in entries:
-                if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                    unlink_quietly(entry.path)
-                    removed.append(entry.name)
+                if not (entry.name.startswith(TEMP_PREFIX)
+                        and entry.is_file(follow_symlinks=False)):
+                    continue
+                owner = temp_owner(entry.name)
+                alive = owner_alive(*owner) if owner is not None else None
+                if alive is None:
+                    try:
+                        age = now - entry.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if age < stale_seconds:
+                        LOG.info("Keeping %s: its owner cannot be checked from this host "
+                                 "and it is %.0f s old (removed after %d s)", entry.name,
+                                 age, stale_seconds)
+                        continue
+                elif alive:
+                    continue
+                unlink_quietly(entry.path)
+                removed.append(entry.name)
         if removed:
             self.sync()
         return removed
