@@ -623,6 +623,25 @@ class TestManageVolumes:
         assert sorted(os.listdir(driver.directory)) == ["unmanaged-volume-v1",
                                                         "unmanaged-volume-v1-2"]
 
+    def test_restore_managed_name_gives_the_file_its_name_back(self, driver):
+        foreign_file(driver, "legacyB", GiB)
+        write_at(path_of(driver, "legacyB"), 0, b"user data")
+        source = driver.manage_existing_source(vol(), {"source-name": "legacyB"})
+        assert source == {"source-name": "legacyB"}
+        driver.manage_existing(vol(), {"source-name": "legacyB"})
+        driver.restore_managed_name(vol(), source)
+        assert os.listdir(driver.directory) == ["legacyB"]
+        assert read_at(path_of(driver, "legacyB"), 0, 9) == b"user data"
+        driver.restore_managed_name(vol(), source)      # idempotent
+        assert os.listdir(driver.directory) == ["legacyB"]
+
+    def test_restore_managed_name_taken_meanwhile_falls_back_to_unmanage(self, driver):
+        foreign_file(driver, "legacyB", GiB)
+        driver.manage_existing(vol(), {"source-name": "legacyB"})
+        foreign_file(driver, "legacyB", GiB)
+        driver.restore_managed_name(vol(), {"source-name": "legacyB"})
+        assert sorted(os.listdir(driver.directory)) == ["legacyB", "unmanaged-volume-v1"]
+
 
 class TestManageableVolumes:
 
@@ -706,6 +725,14 @@ class TestManageSnapshots:
             driver.manage_existing_snapshot(snap(), {"source-name": "volume-v1@gone"})
         with pytest.raises(exception.ManageExistingInvalidReference, match="source-id"):
             driver.manage_existing_snapshot_get_size(snap(), {"source-id": "1"})
+
+    def test_restore_managed_snapshot_name(self, driver):
+        driver.create_volume(vol())
+        foreign_file(driver, "legacyS", GiB)
+        driver.manage_existing_snapshot(snap(), {"source-name": "legacyS"})
+        driver.restore_managed_snapshot_name(snap(volume_name="volume-v1"),
+                                             {"source-name": "legacyS"})
+        assert sorted(os.listdir(driver.directory)) == ["legacyS", "volume-v1"]
 
     def test_unmanage_snapshot_then_list_and_manage_again(self, driver):
         driver.create_volume(vol())

@@ -624,6 +624,52 @@ def test_manage_existing_refuses_when_the_target_name_is_taken(fake_lvm, thick):
         thick.manage_existing(vol, {"source-name": "legacy"})
 
 
+def test_manage_source_resolves_a_source_id_to_the_lv_name_before_the_rename(fake_lvm, thick):
+    fake_lvm.add_lv("legacy", GiB)
+    lv_uuid = fake_lvm.lvs["legacy"]["lv_uuid"]
+    vol = volume()
+    fake_lvm.calls.clear()
+    assert thick.manage_existing_source(vol, {"source-id": lv_uuid}) == {"source-name": "legacy"}
+    assert "lvrename" not in fake_lvm.tools()
+    with pytest.raises(exception.ManageExistingInvalidReference):
+        thick.manage_existing_source(vol, {"source-name": "missing"})
+
+
+def test_restore_managed_name_renames_back_and_is_idempotent(fake_lvm, thick):
+    fake_lvm.add_lv("legacy", GiB)
+    vol = volume()
+    source = thick.manage_existing_source(vol, {"source-name": "legacy"})
+    thick.manage_existing(vol, {"source-name": "legacy"})
+    thick.restore_managed_name(vol, source)
+    assert fake_lvm.commands[-1] == ["lvrename", VG, vol.name, "legacy"]
+    assert "legacy" in fake_lvm.lvs and vol.name not in fake_lvm.lvs
+    fake_lvm.calls.clear()
+    thick.restore_managed_name(vol, source)          # again: nothing bound, nothing run
+    thick.restore_managed_name(volume(), source)     # never renamed
+    assert "lvrename" not in fake_lvm.tools()
+
+
+def test_restore_managed_name_refuses_to_take_a_name_in_use(fake_lvm, thick):
+    fake_lvm.add_lv("legacy", GiB)
+    vol = volume()
+    thick.manage_existing(vol, {"source-name": "legacy"})
+    fake_lvm.add_lv("legacy", GiB)                   # someone created it meanwhile
+    with pytest.raises(exception.VolumeBackendAPIException, match="lvrename"):
+        thick.restore_managed_name(vol, {"source-name": "legacy"})
+    assert vol.name in fake_lvm.lvs
+
+
+def test_restore_managed_snapshot_name(fake_lvm, thick):
+    vol = volume()
+    thick.create_volume(vol)
+    fake_lvm.add_lv("mine", GiB, attr="swi-a-s---", origin=vol.name, origin_size=GiB)
+    snap = snapshot_of(vol)
+    source = thick.manage_existing_snapshot_source(snap, {"source-name": "mine"})
+    thick.manage_existing_snapshot(snap, {"source-name": "mine"})
+    thick.restore_managed_snapshot_name(snap, source)
+    assert "mine" in fake_lvm.lvs and "_snapshot-" + snap.id not in fake_lvm.lvs
+
+
 def test_unmanage_runs_nothing(fake_lvm, thick):
     fake_lvm.calls.clear()
     vol = volume()
