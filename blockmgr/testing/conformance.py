@@ -1,8 +1,9 @@
 """Driver conformance suite: run it with pytest against YOUR driver and YOUR backend.
 
 The suite checks behaviour, not the presence of methods (``blockmgr-manage driver check`` does
-that): idempotent create/delete, size rounding, manage/unmanage keeping data, point-in-time
-snapshots, clones, extend, capacity reports and consistency-group snapshots. Tests of an
+that): idempotent create/delete, size rounding, manage/unmanage keeping data, a failed manage
+giving the object its original name back, point-in-time snapshots, clones, extend, copies that
+stay sparse, capacity reports and consistency-group snapshots. Tests of an
 interface the driver class does not inherit are skipped, never failed.
 
 How to use it
@@ -50,6 +51,12 @@ Fixture contract (stable)
 
         write(view, offset: int, data: bytes) -> None
         read(view, offset: int, length: int) -> bytes
+
+    Optionally a third method, for the sparseness test (skipped without it)::
+
+        allocated_bytes(view) -> int
+            Bytes the backend really allocates for the volume or snapshot (a file's
+            ``st_blocks * 512``, a thin LV's data percentage of its size, ...).
 
     ``view`` is the :class:`~blockmgr.interface.objects.VolumeView` or
     :class:`~blockmgr.interface.objects.SnapshotView` the suite passed to the driver, with the
@@ -101,6 +108,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import socket
 import uuid
 
@@ -114,6 +122,8 @@ from blockmgr.interface.objects import GroupSnapshotView, GroupView, SnapshotVie
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
+#: How much more than its source a copy, clone or extended volume may allocate (metadata).
+SPARSE_SLACK = 16 * MiB
 #: Offsets the data tests write their patterns at: the start and somewhere unaligned inside.
 PATTERN_OFFSETS = (0, 300 * MiB + 12 * 1024)
 PATTERN_LENGTH = 4096
@@ -569,6 +579,29 @@ class DriverConformanceTests:
                              "the grown tail of a clone")
 
     @needs(VolumeDriver, data=True)
+    def test_copies_clones_and_extends_stay_sparse(self, harness, volume_io):
+        measure = getattr(volume_io, "allocated_bytes", None)
+        if not callable(measure):
+            pytest.skip("volume_io has no allocated_bytes(view): allocation cannot be measured")
+        source = harness.create_volume(1)
+        harness.write_pattern(source, "sparse")
+        limit = measure(source) + SPARSE_SLACK
+        snapshot = harness.create_snapshot(source)
+        made = {"a snapshot": snapshot,
+                "a clone grown to 3 GiB": harness.create_cloned_volume(source, 3),
+                "a volume from a snapshot, grown to 3 GiB":
+                    harness.create_volume_from_snapshot(snapshot, 3)}
+        grown = harness.create_volume(1)
+        harness.write_pattern(grown, "sparse")
+        made["a volume extended to 3 GiB"] = harness.extend(grown, 3)
+        for what, view in made.items():
+            got = measure(view)
+            assert got <= limit, (
+                "%s allocates %d bytes where its source allocates %d: copies, clones and "
+                "extends must stay sparse/thin (copy only what the source allocates, grow "
+                "with a hole), never write zeros" % (what, got, limit - SPARSE_SLACK))
+
+    @needs(VolumeDriver, data=True)
     def test_extend_keeps_data_and_grows(self, harness):
         volume = harness.create_volume(1)
         harness.write_pattern(volume, "keep")
@@ -649,6 +682,42 @@ class DriverConformanceTests:
         harness.forget(view)
         with pytest.raises(exception.ManageExistingInvalidReference):
             driver.manage_existing_get_size(harness.volume_view(1), ref)
+
+    @needs(VolumeManagementDriver, foreign="volume")
+    def test_failed_manage_restores_the_original_name(self, driver, harness, foreign_object,
+                                                      volume_io):
+        ref = foreign_object.volume(GiB + 1)
+        view = harness.volume_view(2)
+        source = driver.manage_existing_source(view, ref)
+        try:
+            json.dumps(source)
+        except TypeError:
+            pytest.fail("manage_existing_source must return JSON data (it is recorded in the "
+                        "flow's logbook), got %r" % (source,))
+        before = driver.manage_existing_get_size(harness.volume_view(1), ref)
+        harness.track(view)
+        view = harness.track(_apply(view, driver.manage_existing(view, ref)))
+        if volume_io is not None:
+            harness.write_pattern(view, "restored")
+        assert driver.restore_managed_name(view, source) is None
+        harness.forget(view)
+        driver.restore_managed_name(view, source)   # a revert that runs again after a crash
+        try:
+            size = driver.manage_existing_get_size(harness.volume_view(1), ref)
+        except exception.ManageExistingInvalidReference as exc:
+            raise AssertionError(
+                "after a failed manage, restore_managed_name(volume, %r) must give the object "
+                "its original name back: the user's reference %r no longer resolves (%s). A "
+                "driver whose manage_existing renames must override restore_managed_name"
+                % (source, ref, exc)) from None
+        assert size == before, "the restored object changed size: %r GiB, was %r" % (
+            size, before)
+        again = harness.volume_view(2)
+        harness.track(again)
+        again = harness.track(_apply(again, driver.manage_existing(again, ref)))
+        if volume_io is not None:
+            harness.assert_pattern(again, "restored", "an object whose failed manage was "
+                                   "reverted, managed again")
 
     @needs(VolumeManagementDriver)
     def test_manage_bad_reference_raises_invalid_reference(self, driver, harness):
@@ -753,6 +822,34 @@ class DriverConformanceTests:
         harness.forget(snap)
         with pytest.raises(exception.ManageExistingInvalidReference):
             driver.manage_existing_snapshot_get_size(harness.snapshot_view(volume), ref)
+
+    @needs(VolumeDriver, SnapshotManagementDriver, foreign="snapshot")
+    def test_failed_snapshot_manage_restores_the_original_name(self, driver, harness,
+                                                               foreign_object):
+        volume = harness.create_volume(1)
+        ref = foreign_object.snapshot(volume, GiB)
+        snap = harness.snapshot_view(volume)
+        source = driver.manage_existing_snapshot_source(snap, ref)
+        try:
+            json.dumps(source)
+        except TypeError:
+            pytest.fail("manage_existing_snapshot_source must return JSON data, got %r"
+                        % (source,))
+        harness.track(snap)
+        snap = harness.track(_apply(snap, driver.manage_existing_snapshot(snap, ref)))
+        assert driver.restore_managed_snapshot_name(snap, source) is None
+        harness.forget(snap)
+        driver.restore_managed_snapshot_name(snap, source)   # again, after a crash
+        try:
+            driver.manage_existing_snapshot_get_size(harness.snapshot_view(volume), ref)
+        except exception.ManageExistingInvalidReference as exc:
+            raise AssertionError(
+                "after a failed manage, restore_managed_snapshot_name(snapshot, %r) must give "
+                "the object its original name back: the user's reference %r no longer "
+                "resolves (%s)" % (source, ref, exc)) from None
+        again = harness.snapshot_view(volume)
+        harness.track(again)
+        harness.track(_apply(again, driver.manage_existing_snapshot(again, ref)))
 
     @needs(VolumeDriver, SnapshotManagementDriver)
     def test_manage_snapshot_bad_reference_raises_invalid_reference(self, driver, harness):

@@ -79,6 +79,9 @@ class FileIO:
         finally:
             os.close(fd)
 
+    def allocated_bytes(self, view) -> int:
+        return os.stat(self._path(view)).st_blocks * 512
+
 
 class LoopDeviceIO(FileIO):
     """``volume_io`` going through the attach path: volumes are attached with

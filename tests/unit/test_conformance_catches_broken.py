@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from blockmgr import exception
-from blockmgr.interface import VolumeDriver
+from blockmgr.interface import SnapshotManagementDriver, VolumeDriver, VolumeManagementDriver
 from blockmgr.testing.fake_driver import FakeDriver
 
 
@@ -48,6 +48,35 @@ class UnmanageDeletes(FakeDriver):
 
     def unmanage(self, volume):
         self.volumes.pop(volume.name, None)
+
+
+class RestoreByUnmanage(FakeDriver):
+    """Renames on manage but keeps the default restore (unmanage): a failed manage leaves
+    the object under the volume's name."""
+
+    restore_managed_name = VolumeManagementDriver.restore_managed_name
+    restore_managed_snapshot_name = SnapshotManagementDriver.restore_managed_snapshot_name
+
+
+class CopiesWriteZeros(FakeDriver):
+    """Clones and volumes from snapshots allocate their whole size (zeros written)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full: set[str] = set()
+
+    def create_cloned_volume(self, volume, src_vref):
+        self.full.add(volume.name)
+        return super().create_cloned_volume(volume, src_vref)
+
+    def create_volume_from_snapshot(self, volume, snapshot):
+        self.full.add(volume.name)
+        return super().create_volume_from_snapshot(volume, snapshot)
+
+    def allocated_bytes(self, view):
+        if view.name in self.full:
+            return self._volume(view).size
+        return super().allocated_bytes(view)
 
 
 class StatsIgnoreVolumes(FakeDriver):
@@ -98,6 +127,9 @@ BROKEN = {
                               "test_cgsnapshot_covers_every_member",
                               "test_consistencygroup_from_src_holds_source_data"},
     "UnmanageDeletes": {"test_unmanage_then_manage_again_keeps_the_object"},
+    "RestoreByUnmanage": {"test_failed_manage_restores_the_original_name",
+                          "test_failed_snapshot_manage_restores_the_original_name"},
+    "CopiesWriteZeros": {"test_copies_clones_and_extends_stay_sparse"},
     "StatsIgnoreVolumes": {"test_stats_provisioned_accounts_for_created_volumes",
                            "test_extend_volume_grows_provisioned_capacity",
                            "test_delete_consistencygroup_deletes_member_volumes"},
