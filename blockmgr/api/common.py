@@ -126,11 +126,19 @@ def check_size(value, what: str = "size", *, minimum: int = 1) -> int:
 
 
 def check_text(value, what: str) -> str | None:
+    """A name, description or zone: a string of at most :data:`MAX_NAME` characters without
+    control characters (no database stores NUL; tab and line breaks are allowed)."""
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_NAME:
         raise exception.InvalidInput(reason="%s must be a string of at most %d characters"
                                             % (what, MAX_NAME))
+    from blockmgr.api import listing
+
+    match = listing.CONTROL_TEXT_RE.search(value)
+    if match:
+        raise exception.InvalidInput(reason="%s contains the control character U+%04X; "
+                                            "remove it" % (what, ord(match.group())))
     return value
 
 
@@ -142,11 +150,29 @@ def check_host(value) -> str:
 
 
 def check_ref(ref) -> dict:
-    """A manage reference: a dict with a non-empty ``source-name`` or ``source-id``."""
+    """A manage reference: a dict with a non-empty ``source-name`` or ``source-id``.
+
+    Its values are names of backend objects: no control characters; a ``source-name``
+    names one object of the backend, never a path (no ``/``, not starting with ``.``).
+    """
     if not isinstance(ref, dict) or not any(
             isinstance(ref.get(k), str) and ref.get(k) for k in ("source-name", "source-id")):
         raise exception.ManageExistingInvalidReference(
             existing_ref=ref, reason="a reference needs a 'source-name' or 'source-id' string")
+    from blockmgr.api import listing
+
+    for key, value in ref.items():
+        match = listing.CONTROL_ID_RE.search("%s%s" % (key, value))
+        if match:
+            raise exception.ManageExistingInvalidReference(
+                existing_ref={k: repr(v) for k, v in ref.items()},
+                reason="%s contains the control character U+%04X"
+                       % (key, ord(match.group())))
+    name = ref.get("source-name")
+    if isinstance(name, str) and ("/" in name or name.startswith(".")):
+        raise exception.ManageExistingInvalidReference(
+            existing_ref=ref, reason="source-name must name one object of the backend, "
+                                     "not a path: no '/' and no leading '.'")
     return dict(ref)
 
 

@@ -19,6 +19,7 @@ differ (a volume's ``name`` is its ``display_name`` column).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Iterable, Mapping
 
 from blockmgr import exception
@@ -27,6 +28,13 @@ from blockmgr.db import repository
 DEFAULT_ORDER = (("created_at", "desc"),)
 DIRECTIONS = ("asc", "desc")
 MAX_FILTER_LENGTH = 255
+#: Largest limit or offset: a signed 64-bit integer, the widest every database takes.
+MAX_PAGING = 2 ** 63 - 1
+#: Control characters refused in names, descriptions and filters on them (no database
+#: stores NUL; tab and line breaks are text).
+CONTROL_TEXT_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Control characters refused in identifiers (backend references, markers, URL paths).
+CONTROL_ID_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +64,8 @@ def check(*, filters: dict | None = None, marker: str | None = None,
     :param filterable: filters accepted (likewise).
     :raises InvalidInput: unknown filter or sort key, a key given twice, a direction other
         than asc/desc or more directions than keys, a negative or non-integer limit or
-        offset, a marker that is not an id-shaped string.
+        offset (or one beyond :data:`MAX_PAGING`), a marker that is not an id-shaped
+        string, a control character (NUL, ...) in a filter value or the marker.
     """
     if filters is not None and not isinstance(filters, Mapping):
         raise exception.InvalidInput(reason="filters must be a dict")
@@ -70,14 +79,17 @@ def check(*, filters: dict | None = None, marker: str | None = None,
         if isinstance(value, str) and len(value) > MAX_FILTER_LENGTH:
             raise exception.InvalidInput(reason="filter %s is longer than %d characters"
                                                 % (key, MAX_FILTER_LENGTH))
+        if isinstance(value, str) and CONTROL_TEXT_RE.search(value):
+            raise exception.InvalidInput(reason="filter %s contains a control character"
+                                                % key)
         columns[accepted[key]] = value
     for what, value in (("limit", limit), ("offset", offset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
-            raise exception.InvalidInput(reason="%s must be an integer >= 0, not %r"
-                                                % (what, value))
+                                  or not 0 <= value <= MAX_PAGING):
+            raise exception.InvalidInput(reason="%s must be an integer from 0 to %d, not %r"
+                                                % (what, MAX_PAGING, value))
     if marker is not None and (not isinstance(marker, str) or not marker
-                               or len(marker) > 36):
+                               or len(marker) > 36 or CONTROL_ID_RE.search(marker)):
         raise exception.InvalidInput(reason="marker must be the id of the last item of the "
                                             "previous page, not %r" % (marker,))
     return Query(filters=columns, marker=marker, limit=limit, offset=offset or 0,

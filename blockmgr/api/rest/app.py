@@ -16,6 +16,7 @@ from fastapi import Request
 from blockmgr.api.rest import auth
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import errors
+from blockmgr.api.rest import fields
 from blockmgr.api.rest import versions
 
 LOG = logging.getLogger(__name__)
@@ -45,6 +46,41 @@ def _available_routers():
             LOG.debug("REST router %s not present", name)
 
 
+#: Methods whose body, when there is one, must be JSON.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def refused_request(request: Request):
+    """The fault for a request no route should see, else None: a control character in
+    the path or the query string (``400``), a body that is not declared JSON (``415``)."""
+    path = request.scope.get("path", "")
+    found = fields.control_character(path, text=False)
+    if found:
+        return errors.fault(400, "The URL path contains a %s; remove it." % found)
+    for key, value in request.query_params.multi_items():
+        found = fields.control_character(key, text=False) or fields.control_character(value)
+        if found:
+            return errors.fault(400, "Query parameter %r contains a %s; remove it."
+                                     % (key[:64], found))
+    if request.method in _BODY_METHODS:
+        length = request.headers.get("content-length")
+        has_body = (length is not None and length.strip() not in ("", "0")) or (
+            "transfer-encoding" in request.headers)
+        content_type = request.headers.get("content-type")
+        if has_body and not (content_type and _is_json(content_type)):
+            return errors.fault(415, "The request body must be JSON: send 'Content-Type: "
+                                     "application/json' (%s)."
+                                     % ("got %r" % content_type[:64] if content_type
+                                        else "no Content-Type was sent"))
+    return None
+
+
 def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAPI:
     """The FastAPI application serving Cinder's v3 API subset (``docs/rest-api.md``).
 
@@ -68,6 +104,9 @@ def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAP
 
     @app.middleware("http")
     async def _microversion_and_request_id(request: Request, call_next):
+        refused = refused_request(request)
+        if refused is not None:
+            return refused
         try:
             version = versions.requested(request.headers.get(versions.HEADER))
         except errors.exception.BlockmgrError as exc:

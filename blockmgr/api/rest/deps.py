@@ -24,11 +24,15 @@ from fastapi import Request
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr.api import common
+from blockmgr.api import listing
 from blockmgr.api.rest import errors
 
 ADMIN_ROLE = "admin"
 REQUEST_ID_HEADER = "X-OpenStack-Request-Id"
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,255}$")
+#: Largest ``limit`` / ``offset`` (a signed 64-bit integer, which every database takes).
+MAX_PAGING = 2 ** 63 - 1
 
 
 @dataclasses.dataclass
@@ -126,14 +130,17 @@ class Paging:
 
 
 def paging(state: State,
-           limit: Annotated[int | None, Query(ge=0)] = None,
+           limit: Annotated[int | None, Query(ge=0, le=MAX_PAGING)] = None,
            marker: Annotated[str | None, Query(max_length=255)] = None,
-           offset: Annotated[int | None, Query(ge=0)] = None,
+           offset: Annotated[int | None, Query(ge=0, le=MAX_PAGING)] = None,
            sort: Annotated[str | None, Query(max_length=255)] = None,
            sort_key: Annotated[str | None, Query(max_length=64)] = None,
            sort_dir: Annotated[str | None, Query(max_length=8)] = None) -> Paging:
     if sort and (sort_key or sort_dir):
         raise exception.InvalidInput(reason="give either sort or sort_key/sort_dir, not both")
+    if marker is not None and listing.CONTROL_ID_RE.search(marker):
+        raise exception.InvalidInput(reason="marker contains a control character; use the "
+                                            "id of the last item of the previous page")
     keys, dirs = [], []
     if sort:
         for item in sort.split(","):

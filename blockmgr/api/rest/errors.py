@@ -9,6 +9,11 @@ Every :class:`~blockmgr.exception.BlockmgrError` carries its HTTP status in ``co
 validation failures become ``400 badRequest`` (FastAPI's default is 422, which Cinder clients
 do not expect); an unexpected exception is logged with its traceback and answered with a
 generic ``500 computeFault`` that leaks no internals.
+
+Transient database failures (the database unreachable, a deadlock that outlived its
+retries) are ``503 serviceUnavailable`` with ``Retry-After``: the request can simply be sent
+again. No exception ever leaves the application (:class:`CatchAll`), so the HTTP server
+never has to drop a keep-alive connection after an error.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oslo_db import exception as db_exc
 
 from blockmgr import exception
 
@@ -51,6 +58,12 @@ class Forbidden(exception.BlockmgrError):
 class NotAuthenticated(exception.BlockmgrError):
     msg_fmt = "Authentication required: %(reason)s"
     code = 401
+
+
+#: Seconds a client should wait before retrying after a transient database failure.
+RETRY_AFTER_S = 5
+#: Database errors that go away by themselves: the request may be retried as it is.
+TRANSIENT_DB_ERRORS = (db_exc.DBConnectionError, db_exc.DBDeadlock)
 
 
 def fault(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -92,8 +105,66 @@ def install(app: FastAPI) -> None:
             message = "No such resource: %s" % request.url.path
         return fault(exc.status_code, message, getattr(exc, "headers", None))
 
+    for transient in TRANSIENT_DB_ERRORS:
+        app.add_exception_handler(transient, _database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        LOG.exception("Unexpected error in %s %s", request.method, request.url.path)
-        return fault(500, "The server could not complete the request (%s); the request id "
-                          "is in the server's log." % type(exc).__name__)
+        return unexpected_fault(request.method, request.url.path, exc)
+
+    app.add_middleware(CatchAll)
+
+
+async def _database_unavailable(request: Request, exc: Exception):
+    return database_fault(request.method, request.url.path, exc)
+
+
+def database_fault(method: str, path: str, exc: Exception) -> JSONResponse:
+    """``503`` + ``Retry-After`` for a transient database failure."""
+    LOG.warning("%s %s: the database is unavailable: %s: %s", method, path,
+                type(exc).__name__, exc)
+    return fault(503, "The database is temporarily unavailable (%s); retry in %d seconds."
+                      % (type(exc).__name__, RETRY_AFTER_S),
+                 headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def unexpected_fault(method: str, path: str, exc: Exception) -> JSONResponse:
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return database_fault(method, path, exc)
+    LOG.error("Unexpected error in %s %s", method, path, exc_info=exc)
+    return fault(500, "The server could not complete the request (%s); the request id "
+                      "is in the server's log." % type(exc).__name__)
+
+
+class CatchAll:
+    """ASGI middleware answering any exception a route raised with a fault body.
+
+    Starlette's own last-resort handler sends the ``500`` and then re-raises, and the HTTP
+    server closes the connection under a client that was told nothing (no ``Connection:
+    close``), so the client's next request on it fails. Here the exception ends with the
+    response. An exception after the response started cannot be answered any more: the
+    connection is then closed, and the client sees a truncated response.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            response = unexpected_fault(scope.get("method", "?"), scope.get("path", "?"), exc)
+            await response(scope, receive, send)

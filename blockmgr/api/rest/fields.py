@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
+from pydantic import model_validator
 from pydantic import StrictBool
 from pydantic import StrictInt
 from pydantic import StrictStr
@@ -23,6 +24,7 @@ from pydantic import StrictStr
 from blockmgr import exception
 from blockmgr import quota as bm_quota
 from blockmgr.api import common
+from blockmgr.api import listing
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _UUID_RE = re.compile(UUID_PATTERN)
@@ -39,9 +41,40 @@ Connector = Annotated[dict[str, Any], Field(max_length=64)]
 Flag = StrictBool
 
 
+def control_character(value: str, *, text: bool = True) -> str | None:
+    """A description of the first control character in ``value`` (``None`` when there is
+    none). With ``text`` tab, newline and carriage return are allowed (names and
+    descriptions); identifiers allow none."""
+    check = listing.CONTROL_TEXT_RE if text else listing.CONTROL_ID_RE
+    match = check.search(value)
+    return "control character U+%04X" % ord(match.group()) if match else None
+
+
+def _strings_without_controls(value, where: str) -> None:
+    if isinstance(value, str):
+        found = control_character(value)
+        if found:
+            raise ValueError("%s contains a %s; remove it" % (where or "a value", found))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings_without_controls(key, "a field name")
+            _strings_without_controls(item, "%s.%s" % (where, key) if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _strings_without_controls(item, "%s[%d]" % (where, index))
+
+
 class Body(BaseModel):
-    """Base of every request body: unknown fields are refused."""
+    """Base of every request body: unknown fields are refused, and so is a control
+    character (NUL, ESC, ...) in any string: no database stores NUL, and the others are
+    never part of a name, a zone or a backend reference."""
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data):
+        _strings_without_controls(data, "")
+        return data
 
 
 def refuse_unless_empty(field: str, what: str, hint: str):
@@ -91,6 +124,9 @@ def query_filters(request: Request, filters: dict[str, str], what: str,
         values = request.query_params.getlist(key)
         if len(values) != 1 or filters[key] in out:
             raise exception.InvalidInput(reason="filter %s is given more than once" % key)
+        found = control_character(values[0])
+        if found:
+            raise exception.InvalidInput(reason="filter %s contains a %s" % (key, found))
         out[filters[key]] = values[0]
     return out
 

@@ -24,6 +24,9 @@ from fastapi import Request
 from pydantic import Field
 from pydantic import StrictStr
 
+from blockmgr import exception
+from blockmgr import services as bm_services
+from blockmgr.api import common
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
 from blockmgr.api.rest import views
@@ -73,9 +76,26 @@ class ManageSnapshotRequest(fields.Body):
     snapshot: ManageSnapshot
 
 
+def _serving_backend(state, host: str) -> None:
+    """Refuse at once a listing no worker would answer (instead of a call that waits for
+    its timeout): ``404`` when no volume service serves ``host``'s backend, ``503`` when it
+    is down."""
+    backend = common.check_host(host).partition("#")[0]
+    with state.db.reader() as session:
+        known = [s for s in bm_services.list_services(
+                    session, state.conf.service_down_time, binary=bm_services.VOLUME_BINARY)
+                 if s.host == backend]
+    if not known:
+        raise exception.ServiceNotFound(service="volume service of %s" % backend)
+    if not any(s.up for s in known):
+        raise exception.BackendUnavailable(backend=backend,
+                                           reason="its volume service is down")
+
+
 def _listing(request: Request, ctx, state, page, host: str, detail: bool,
              snapshots: bool) -> dict:
     fields.query_filters(request, {"host": "host"}, "manageable objects")
+    _serving_backend(state, host)
     service = state.client.snapshots if snapshots else state.client.volumes
     method = (service.get_manageable_snapshots if snapshots
               else service.get_manageable_volumes)

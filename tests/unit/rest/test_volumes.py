@@ -187,8 +187,11 @@ def test_bad_create_bodies_are_refused_and_write_nothing(api, stack):
     before = state_of(stack.db)
     for body, status, expected in BAD_CREATES:
         assert expected in fault(api.post("volumes", body), status), body
-    response = api.http.post(api.url("volumes"), headers=api.headers, content=b"{not json")
+    headers = dict(api.headers, **{"Content-Type": "application/json"})
+    response = api.http.post(api.url("volumes"), headers=headers, content=b"{not json")
     assert "Invalid input" in fault(response, 400)
+    response = api.http.post(api.url("volumes"), headers=api.headers, content=b"{not json")
+    assert "Content-Type" in fault(response, 415)
     assert state_of(stack.db) == before
 
 
