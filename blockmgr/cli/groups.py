@@ -38,10 +38,10 @@ def add_parser(subparsers) -> None:
                    help="a volume type the group's volumes may have (may be repeated)")
     p.add_argument("--availability-zone", metavar="ZONE", help="availability zone")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--group-snapshot", metavar="GROUP_SNAPSHOT_ID",
-                        help="copy the volumes of this group snapshot")
-    source.add_argument("--source-group", metavar="GROUP_ID",
-                        help="copy the volumes of this group")
+    source.add_argument("--group-snapshot", metavar="GROUP_SNAPSHOT",
+                        help="copy the volumes of this group snapshot (name or id)")
+    source.add_argument("--source-group", metavar="GROUP",
+                        help="copy the volumes of this group (name or id)")
     common.add_wait(p, "the group is available")
     p.set_defaults(handler=create)
 
@@ -51,13 +51,15 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("show", help="show one group", description="Show every field of a "
                                                                   "group.")
-    p.add_argument("group_id", metavar="GROUP_ID")
+    p.add_argument("group_id", metavar="GROUP", help="name or id")
     p.set_defaults(handler=show)
 
-    p = sub.add_parser("delete", help="delete a group",
-                       description="Delete a group; a group with volumes needs "
-                                   "--delete-volumes.")
-    p.add_argument("group_id", metavar="GROUP_ID")
+    p = sub.add_parser("delete", help="delete groups",
+                       description="Delete groups; a group with volumes needs "
+                                   "--delete-volumes. Every name is looked up before anything "
+                                   "is deleted; a deletion the API refuses is reported and "
+                                   "the others go on.")
+    p.add_argument("group_ids", metavar="GROUP", nargs="+", help="name or id")
     p.add_argument("--delete-volumes", action="store_true",
                    help="delete the group's volumes as well")
     common.add_wait(p, "the group is gone")
@@ -66,13 +68,13 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("update", help="rename a group or change its volumes",
                        description="Change a group's name or description, or add / remove "
                                    "volumes.")
-    p.add_argument("group_id", metavar="GROUP_ID")
+    p.add_argument("group_id", metavar="GROUP", help="name or id")
     p.add_argument("--name", help="new display name")
     p.add_argument("--description", help="new description")
-    p.add_argument("--add-volume", action="append", dest="add_volumes", metavar="VOLUME_ID",
-                   help="add this volume (may be repeated)")
+    p.add_argument("--add-volume", action="append", dest="add_volumes", metavar="VOLUME",
+                   help="add this volume, name or id (may be repeated)")
     p.add_argument("--remove-volume", action="append", dest="remove_volumes",
-                   metavar="VOLUME_ID", help="remove this volume (may be repeated)")
+                   metavar="VOLUME", help="remove this volume, name or id (may be repeated)")
     common.add_wait(p, "the group is available again")
     p.set_defaults(handler=update)
 
@@ -94,7 +96,7 @@ def add_snapshot_actions(parser) -> None:
 
     p = sub.add_parser("create", help="snapshot every volume of a group",
                        description="Snapshot every volume of a group together.")
-    p.add_argument("group_id", metavar="GROUP_ID")
+    p.add_argument("group_id", metavar="GROUP", help="the group (name or id)")
     p.add_argument("--name", help="display name")
     p.add_argument("--description", help="free text")
     common.add_wait(p, "the group snapshot is available")
@@ -107,12 +109,14 @@ def add_snapshot_actions(parser) -> None:
 
     p = sub.add_parser("show", help="show one group snapshot",
                        description="Show every field of a group snapshot.")
-    p.add_argument("group_snapshot_id", metavar="GROUP_SNAPSHOT_ID")
+    p.add_argument("group_snapshot_id", metavar="GROUP_SNAPSHOT", help="name or id")
     p.set_defaults(handler=snapshot_show)
 
-    p = sub.add_parser("delete", help="delete a group snapshot",
-                       description="Delete a group snapshot and its member snapshots.")
-    p.add_argument("group_snapshot_id", metavar="GROUP_SNAPSHOT_ID")
+    p = sub.add_parser("delete", help="delete group snapshots",
+                       description="Delete group snapshots and their member snapshots. "
+                                   "Every name is looked up before anything is deleted.")
+    p.add_argument("group_snapshot_ids", metavar="GROUP_SNAPSHOT", nargs="+",
+                   help="name or id")
     common.add_wait(p, "the group snapshot is gone")
     p.set_defaults(handler=snapshot_delete)
 
@@ -136,9 +140,11 @@ def create(client, out, args) -> int:
             raise errors.CliUsageError(
                 reason="a copy of a group takes its types and zone from the source; drop "
                        "--group-type, --volume-type and --availability-zone")
-        body = common.drop_none({"name": args.name, "description": args.description,
-                                 "group_snapshot_id": args.group_snapshot,
-                                 "source_group_id": args.source_group})
+        body = common.drop_none({
+            "name": args.name, "description": args.description,
+            "group_snapshot_id": common.find_id(client, common.GROUP_SNAPSHOT,
+                                                args.group_snapshot),
+            "source_group_id": common.find_id(client, common.GROUP, args.source_group)})
         group = client.post("groups/action", {"create-from-src": body})["group"]
     else:
         body = common.drop_none({"name": args.name, "description": args.description,
@@ -162,28 +168,34 @@ def list_groups(client, out, args) -> int:
 
 
 def show(client, out, args) -> int:
-    out.record(client.get("groups/" + args.group_id)["group"])
+    out.record(common.find(client, common.GROUP, args.group_id))
     return 0
 
 
 def delete(client, out, args) -> int:
-    client.post("groups/%s/action" % args.group_id,
-                {"delete": {"delete-volumes": bool(args.delete_volumes)}})
-    if args.wait:
-        common.wait(client, out, args, _target(args.group_id, gone=True))
-    else:
-        out.note("Deletion of group %s accepted." % args.group_id)
-    return 0
+    def send(group_id):
+        client.post("groups/%s/action" % group_id,
+                    {"delete": {"delete-volumes": bool(args.delete_volumes)}})
+
+    return common.delete_each(client, out, args, common.GROUP, args.group_ids, send, _target)
+
+
+def _volume_ids(client, refs):
+    if not refs:
+        return None
+    return ",".join(common.find_id(client, common.VOLUME, ref) for ref in refs)
 
 
 def update(client, out, args) -> int:
-    body = common.drop_none({
-        "name": args.name, "description": args.description,
-        "add_volumes": ",".join(args.add_volumes) if args.add_volumes else None,
-        "remove_volumes": ",".join(args.remove_volumes) if args.remove_volumes else None})
-    if not body:
+    if not (args.name is not None or args.description is not None or args.add_volumes
+            or args.remove_volumes):
         raise errors.CliUsageError(reason="group update needs at least one of --name, "
                                           "--description, --add-volume, --remove-volume")
+    args.group_id = common.find_id(client, common.GROUP, args.group_id)
+    body = common.drop_none({
+        "name": args.name, "description": args.description,
+        "add_volumes": _volume_ids(client, args.add_volumes),
+        "remove_volumes": _volume_ids(client, args.remove_volumes)})
     client.put("groups/" + args.group_id, {"group": body})
     if args.wait:
         group = common.wait(client, out, args, _target(args.group_id, success=AVAILABLE))
@@ -196,7 +208,8 @@ def update(client, out, args) -> int:
 # --- group snapshots ------------------------------------------------------------------------
 
 def snapshot_create(client, out, args) -> int:
-    body = common.drop_none({"group_id": args.group_id, "name": args.name,
+    body = common.drop_none({"group_id": common.find_id(client, common.GROUP, args.group_id),
+                             "name": args.name,
                              "description": args.description})
     gsnap = client.post("group_snapshots", {"group_snapshot": body})["group_snapshot"]
     if args.wait:
@@ -216,14 +229,11 @@ def snapshot_list(client, out, args) -> int:
 
 
 def snapshot_show(client, out, args) -> int:
-    out.record(client.get("group_snapshots/" + args.group_snapshot_id)["group_snapshot"])
+    out.record(common.find(client, common.GROUP_SNAPSHOT, args.group_snapshot_id))
     return 0
 
 
 def snapshot_delete(client, out, args) -> int:
-    client.delete("group_snapshots/" + args.group_snapshot_id)
-    if args.wait:
-        common.wait(client, out, args, _snapshot_target(args.group_snapshot_id, gone=True))
-    else:
-        out.note("Deletion of group snapshot %s accepted." % args.group_snapshot_id)
-    return 0
+    return common.delete_each(
+        client, out, args, common.GROUP_SNAPSHOT, args.group_snapshot_ids,
+        lambda gsnap_id: client.delete("group_snapshots/" + gsnap_id), _snapshot_target)

@@ -1,4 +1,5 @@
-"""``blockmgr snapshot ...``: create, list, show, delete, manage, unmanage."""
+"""``blockmgr snapshot ...``: create, list, show, delete, manage, unmanage. Volumes and
+snapshots given on the command line may be named by id or by name."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("create", help="snapshot a volume",
                        description="Take a point-in-time snapshot of an available volume.")
-    p.add_argument("volume_id", metavar="VOLUME_ID")
+    p.add_argument("volume_id", metavar="VOLUME", help="the volume (name or id)")
     p.add_argument("--name", help="display name")
     p.add_argument("--description", help="free text")
     common.add_wait(p, "the snapshot is available")
@@ -29,11 +30,14 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("show", help="show one snapshot",
                        description="Show every field of a snapshot.")
-    p.add_argument("snapshot_id", metavar="SNAPSHOT_ID")
+    p.add_argument("snapshot_id", metavar="SNAPSHOT", help="name or id")
     p.set_defaults(handler=show)
 
-    p = sub.add_parser("delete", help="delete a snapshot", description="Delete a snapshot.")
-    p.add_argument("snapshot_id", metavar="SNAPSHOT_ID")
+    p = sub.add_parser("delete", help="delete snapshots",
+                       description="Delete snapshots. Every name is looked up before anything "
+                                   "is deleted; a deletion the API refuses is reported and "
+                                   "the others go on.")
+    p.add_argument("snapshot_ids", metavar="SNAPSHOT", nargs="+", help="name or id")
     common.add_wait(p, "the snapshot is gone")
     p.set_defaults(handler=delete)
 
@@ -41,7 +45,8 @@ def add_parser(subparsers) -> None:
                        description="Bring a snapshot that already exists on the backend of "
                                    "VOLUME_ID under blockmgr's management (`blockmgr "
                                    "manageable list snapshots --host H` lists candidates).")
-    p.add_argument("volume_id", metavar="VOLUME_ID", help="the volume it is a snapshot of")
+    p.add_argument("volume_id", metavar="VOLUME",
+                   help="the volume it is a snapshot of (name or id)")
     p.add_argument("--ref", action="append", type=common.key_value, required=True,
                    metavar="KEY=VALUE",
                    help="the snapshot's reference, e.g. source-name=snap1 (may be repeated)")
@@ -53,7 +58,7 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("unmanage", help="stop managing a snapshot, keeping its data",
                        description="Remove a snapshot from blockmgr; the backend object "
                                    "stays.")
-    p.add_argument("snapshot_id", metavar="SNAPSHOT_ID")
+    p.add_argument("snapshot_id", metavar="SNAPSHOT", help="name or id")
     common.add_wait(p, "the snapshot is no longer managed")
     p.set_defaults(handler=unmanage)
 
@@ -68,7 +73,8 @@ AVAILABLE = frozenset({"available"})
 
 
 def create(client, out, args) -> int:
-    body = common.drop_none({"volume_id": args.volume_id, "name": args.name,
+    body = common.drop_none({"volume_id": common.find_id(client, common.VOLUME, args.volume_id),
+                             "name": args.name,
                              "description": args.description})
     snapshot = client.post("snapshots", {"snapshot": body})["snapshot"]
     if args.wait:
@@ -86,21 +92,20 @@ def list_snapshots(client, out, args) -> int:
 
 
 def show(client, out, args) -> int:
-    out.record(client.get("snapshots/" + args.snapshot_id)["snapshot"])
+    out.record(common.find(client, common.SNAPSHOT, args.snapshot_id))
     return 0
 
 
 def delete(client, out, args) -> int:
-    client.delete("snapshots/" + args.snapshot_id)
-    if args.wait:
-        common.wait(client, out, args, _target(args.snapshot_id, gone=True))
-    else:
-        out.note("Deletion of snapshot %s accepted." % args.snapshot_id)
-    return 0
+    return common.delete_each(client, out, args, common.SNAPSHOT, args.snapshot_ids,
+                              lambda snapshot_id: client.delete("snapshots/" + snapshot_id),
+                              _target)
 
 
 def manage(client, out, args) -> int:
-    body = common.drop_none({"volume_id": args.volume_id, "ref": common.ref_dict(args.ref),
+    ref = common.ref_dict(args.ref)
+    body = common.drop_none({"volume_id": common.find_id(client, common.VOLUME, args.volume_id),
+                             "ref": ref,
                              "name": args.name, "description": args.description})
     snapshot = client.post("os-snapshot-manage", {"snapshot": body})["snapshot"]
     if args.wait:
@@ -110,6 +115,7 @@ def manage(client, out, args) -> int:
 
 
 def unmanage(client, out, args) -> int:
+    args.snapshot_id = common.find_id(client, common.SNAPSHOT, args.snapshot_id)
     client.post("snapshots/%s/action" % args.snapshot_id, {"os-unmanage": None})
     if args.wait:
         common.wait(client, out, args, _target(args.snapshot_id, gone=True))

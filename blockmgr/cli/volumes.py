@@ -1,7 +1,8 @@
 """``blockmgr volume ...``: create, list, show, delete, extend, manage, unmanage.
 
 Request bodies are Cinder's (what python-cinderclient sends), minus the options the user did
-not give, so the server's defaults apply to those.
+not give, so the server's defaults apply to those. A volume, snapshot or group given on the
+command line may be named by its id or by its name (:func:`blockmgr.cli.common.find`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--name", help="display name")
     p.add_argument("--description", help="free text")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--snapshot", metavar="SNAPSHOT_ID", help="create from this snapshot")
-    source.add_argument("--source-volume", metavar="VOLUME_ID", help="clone this volume")
+    source.add_argument("--snapshot", metavar="SNAPSHOT",
+                        help="create from this snapshot (name or id)")
+    source.add_argument("--source-volume", metavar="VOLUME",
+                        help="clone this volume (name or id)")
     p.add_argument("--type", dest="volume_type", metavar="VOLUME_TYPE",
                    help="volume type (name or id)")
     p.add_argument("--availability-zone", metavar="ZONE", help="availability zone")
-    p.add_argument("--group", metavar="GROUP_ID",
-                   help="create the volume in this consistency group")
+    p.add_argument("--group", metavar="GROUP",
+                   help="create the volume in this consistency group (name or id)")
     common.add_wait(p, "the volume is available")
     p.set_defaults(handler=create)
 
@@ -46,20 +49,22 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("show", help="show one volume", description="Show every field of a "
                                                                    "volume.")
-    p.add_argument("volume_id", metavar="VOLUME_ID")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
     p.set_defaults(handler=show)
 
-    p = sub.add_parser("delete", help="delete a volume",
-                       description="Delete a volume and its data. A volume with snapshots "
-                                   "needs --cascade.")
-    p.add_argument("volume_id", metavar="VOLUME_ID")
+    p = sub.add_parser("delete", help="delete volumes",
+                       description="Delete volumes and their data. A volume with snapshots "
+                                   "needs --cascade. Every name is looked up before anything "
+                                   "is deleted; a deletion the API refuses is reported and "
+                                   "the others go on.")
+    p.add_argument("volume_ids", metavar="VOLUME", nargs="+", help="name or id")
     p.add_argument("--cascade", action="store_true", help="delete its snapshots too")
     common.add_wait(p, "the volume is gone")
     p.set_defaults(handler=delete)
 
     p = sub.add_parser("extend", help="grow a volume",
                        description="Grow a volume to a new, larger size.")
-    p.add_argument("volume_id", metavar="VOLUME_ID")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
     p.add_argument("--size", type=common.positive_int, required=True, metavar="GB",
                    help="the new size in GB (larger than the current one)")
     common.add_wait(p, "the volume has its new size")
@@ -84,7 +89,7 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("unmanage", help="stop managing a volume, keeping its data",
                        description="Remove a volume from blockmgr; the backend object and "
                                    "its data stay where they are.")
-    p.add_argument("volume_id", metavar="VOLUME_ID")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
     common.add_wait(p, "the volume is no longer managed")
     p.set_defaults(handler=unmanage)
 
@@ -101,12 +106,12 @@ def create(client, out, args) -> int:
     if args.size is None and not (args.snapshot or args.source_volume):
         raise errors.CliUsageError(reason="volume create needs --size (or --snapshot / "
                                           "--source-volume to copy a source)")
-    body = common.drop_none({"size": args.size, "name": args.name,
-                             "description": args.description, "snapshot_id": args.snapshot,
-                             "source_volid": args.source_volume,
-                             "volume_type": args.volume_type,
-                             "availability_zone": args.availability_zone,
-                             "group_id": args.group})
+    body = common.drop_none({
+        "size": args.size, "name": args.name, "description": args.description,
+        "snapshot_id": common.find_id(client, common.SNAPSHOT, args.snapshot),
+        "source_volid": common.find_id(client, common.VOLUME, args.source_volume),
+        "volume_type": args.volume_type, "availability_zone": args.availability_zone,
+        "group_id": common.find_id(client, common.GROUP, args.group)})
     volume = client.post("volumes", {"volume": body})["volume"]
     if args.wait:
         volume = common.wait(client, out, args, _target(volume["id"], success=AVAILABLE))
@@ -123,21 +128,19 @@ def list_volumes(client, out, args) -> int:
 
 
 def show(client, out, args) -> int:
-    out.record(client.get("volumes/" + args.volume_id)["volume"])
+    out.record(common.find(client, common.VOLUME, args.volume_id))
     return 0
 
 
 def delete(client, out, args) -> int:
-    client.delete("volumes/" + args.volume_id,
-                  {"cascade": "true"} if args.cascade else None)
-    if args.wait:
-        common.wait(client, out, args, _target(args.volume_id, gone=True))
-    else:
-        out.note("Deletion of volume %s accepted." % args.volume_id)
-    return 0
+    def send(volume_id):
+        client.delete("volumes/" + volume_id, {"cascade": "true"} if args.cascade else None)
+
+    return common.delete_each(client, out, args, common.VOLUME, args.volume_ids, send, _target)
 
 
 def extend(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
     client.post("volumes/%s/action" % args.volume_id, {"os-extend": {"new_size": args.size}})
     if args.wait:
         def grown(volume):
@@ -167,6 +170,7 @@ def manage(client, out, args) -> int:
 
 
 def unmanage(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
     client.post("volumes/%s/action" % args.volume_id, {"os-unmanage": None})
     if args.wait:
         common.wait(client, out, args, _target(args.volume_id, gone=True))

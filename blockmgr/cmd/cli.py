@@ -7,7 +7,9 @@ server's own help. Global options may be given before or after the command
 same); each has an environment variable so a shell can set it once.
 
 :func:`main` returns the exit code (it does not call ``sys.exit``): 0 ok, 1 API error, 2 usage
-error, 3 server unreachable, 4 ``--wait`` timed out (:mod:`blockmgr.cli.errors`).
+error, 3 server unreachable, 4 ``--wait`` timed out (:mod:`blockmgr.cli.errors`), 130
+interrupted, 141 the reader of stdout went away (``blockmgr ... | head``: the rest of the
+output is dropped quietly, as the shell reports a tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ DEFAULT_PROJECT = "default"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_WAIT_TIMEOUT = 600.0
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, what a shell reports for `cat big | head`
 
 FAMILY_MODULES = ("volumes", "snapshots", "groups", "manageable")
 
 EPILOG = """\
-exit codes: 0 ok, 1 the API refused the request or a --wait ended in an error,
-2 usage error, 3 the server could not be reached, 4 --wait timed out.
+exit codes: 0 ok, 1 the API refused the request, a name or id matches nothing, or a --wait
+ended in an error, 2 usage error (also: a name that several resources have), 3 the server
+could not be reached, 4 --wait timed out, 130 interrupted, 141 stdout was closed early.
 Run `blockmgr COMMAND ACTION --help` for the options of one command; docs/cli.md has more."""
 
 
@@ -81,8 +85,13 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
                             "name)")
     group.add_argument("--admin", action="store_true", default=default(False),
                        help="act with the admin role (other projects, --all-projects)")
-    group.add_argument("--format", choices=output.FORMATS, default=default("table"),
-                       help="output: a table for people (default) or JSON for scripts")
+    group.add_argument("-f", "--format", choices=output.FORMATS, default=default("table"),
+                       help="output: a table for people (default), json or yaml (full "
+                            "objects), value (bare values) or csv, for scripts")
+    group.add_argument("-c", "--column", action="append", dest="columns", metavar="COLUMN",
+                       default=default([]),
+                       help="show only this column (a table header or a field name); may "
+                            "be repeated")
     group.add_argument("--timeout", type=_seconds,
                        default=default(_env_float("BLOCKMGR_TIMEOUT", DEFAULT_TIMEOUT)),
                        metavar="SECONDS",
@@ -162,7 +171,26 @@ def main(argv: list[str] | None = None, *, stdout=None, stderr=None) -> int:
         return exc.code if isinstance(exc.code, int) else errors.EXIT_USAGE
     if args.command == "serve":
         return run_serve(args.serve_args)
-    return _run(args, output.Output(args.format, stdout=stdout, stderr=stderr))
+    out = output.Output(args.format, stdout=stdout, stderr=stderr, columns=args.columns)
+    try:
+        return _run(args, out)
+    except BrokenPipeError:
+        # The reader of stdout went away (`blockmgr ... | head`): nothing more to say.
+        _drop_stdout(out.stdout)
+        return EXIT_BROKEN_PIPE
+
+
+def _drop_stdout(stream) -> None:
+    """Point the process's stdout at /dev/null when ``stream`` is it, so the interpreter's
+    final flush does not raise BrokenPipeError again (and print a traceback)."""
+    if stream is not sys.stdout:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _run(args, out: output.Output) -> int:

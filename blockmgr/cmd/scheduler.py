@@ -1,7 +1,8 @@
 """``blockmgr-scheduler``: place volumes and groups on backends (``docs/scheduler.md``).
 
-Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR] [--version]``. Runs until SIGTERM
-or SIGINT (stops consuming, finishes the requests being placed); SIGHUP reloads log levels.
+Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR] [--version]``.
+Runs until SIGTERM or SIGINT (stops consuming, finishes the requests being placed); SIGHUP
+reloads log levels.
 With ``[metrics] enabled`` it serves Prometheus metrics on ``[metrics] scheduler_port``.
 Exit status 2: a configuration error (nothing started), e.g. the metrics port is taken.
 """

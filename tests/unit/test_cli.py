@@ -394,3 +394,142 @@ def test_fault_bodies_become_typed_errors_with_the_servers_message():
     assert err.describe() == "Quota exceeded for gigabytes (HTTP 413 overLimit, request req-1)"
     err = cli_http.fault_error(httpx.Response(502, text="<html>Bad Gateway</html>"))
     assert err.status == 502 and "Bad Gateway" in err.msg
+
+
+# --- output formats and columns (openstackclient's -f / -c) ----------------------------------
+
+def test_formats_yaml_value_csv_and_columns(blockmgr):
+    import csv as csv_module
+
+    import yaml
+
+    volume = blockmgr.json("volume", "create", "--size", "1", "--name", "fmt", "--wait")
+    vid = volume["id"]
+
+    shown = yaml.safe_load(blockmgr("-f", "yaml", "volume", "show", vid).out)
+    assert (shown["id"], shown["name"], shown["size"]) == (vid, "fmt", 1)
+
+    value = blockmgr("volume", "show", vid, "-f", "value", "-c", "status", "-c", "size")
+    assert value.code == 0, value
+    assert value.out == "available\n1\n"
+    assert blockmgr("volume", "show", vid, "-c", "name", "-f", "json").json() == {"name": "fmt"}
+    narrow = blockmgr("volume", "show", vid, "-c", "status")
+    assert _table_row(narrow.out, "status") == "available"
+    assert "| size" not in narrow.out
+
+    listed = blockmgr("volume", "list", "-f", "value", "-c", "ID", "-c", "Status")
+    assert listed.out == "%s available\n" % vid
+    # a field the table does not show, by its name
+    by_field = blockmgr("volume", "list", "-f", "value", "-c", "name", "-c", "user_id")
+    assert by_field.out == "fmt u-%s\n" % PROJECT, by_field
+    rows = list(csv_module.reader(io.StringIO(
+        blockmgr("volume", "list", "-f", "csv").out)))
+    assert rows[0] == ["ID", "Name", "Status", "Size", "Type", "Created"]
+    assert rows[1][:4] == [vid, "fmt", "available", "1"]
+    assert yaml.safe_load(blockmgr("volume", "list", "-f", "yaml").out)[0]["id"] == vid
+    assert blockmgr("volume", "list", "-f", "json", "-c", "ID", "-c", "size").json() == [
+        {"id": vid, "size": 1}]
+    assert blockmgr("volume", "delete", vid, "--wait").code == 0
+
+
+def test_unknown_column_is_a_usage_error_naming_the_columns(blockmgr):
+    volume = blockmgr.json("volume", "create", "--size", "1", "--wait")
+    listed = blockmgr("volume", "list", "-c", "colour")
+    assert listed.code == errors.EXIT_USAGE, listed
+    assert "no column 'colour'" in listed.err and "ID, Name, Status" in listed.err
+    assert listed.out == ""
+    shown = blockmgr("volume", "show", volume["id"], "-c", "colour")
+    assert shown.code == errors.EXIT_USAGE and "'colour'" in shown.err and "status" in shown.err
+    assert blockmgr("volume", "delete", volume["id"], "--wait").code == 0
+
+
+# --- lookup by name ---------------------------------------------------------------------------
+
+def test_lookup_by_name_or_id(blockmgr):
+    data = blockmgr.json("volume", "create", "--size", "1", "--name", "data", "--wait")
+    assert blockmgr.json("volume", "show", "data")["id"] == data["id"]
+    assert blockmgr.json("volume", "show", data["id"])["name"] == "data"
+    extended = blockmgr.json("volume", "extend", "data", "--size", "2", "--wait")
+    assert (extended["id"], extended["size"]) == (data["id"], 2)
+    snap = blockmgr.json("snapshot", "create", "data", "--name", "nightly", "--wait")
+    assert snap["volume_id"] == data["id"]
+    assert blockmgr.json("snapshot", "show", "nightly")["id"] == snap["id"]
+    copy = blockmgr.json("volume", "create", "--snapshot", "nightly", "--name", "copy",
+                         "--wait")
+    assert copy["snapshot_id"] == snap["id"]
+
+    missing = blockmgr("volume", "show", "nosuch")
+    assert missing.code == errors.EXIT_API_ERROR, missing
+    assert "no volume has the id or the name 'nosuch'" in missing.err
+    assert "HTTP 404 itemNotFound" in missing.err
+
+    assert blockmgr("snapshot", "delete", "nightly", "--wait").code == 0
+    assert blockmgr("volume", "delete", "copy", "data", "--wait").code == 0
+    assert blockmgr.json("volume", "list") == []
+
+
+def test_ambiguous_name_is_refused_with_the_ids(blockmgr):
+    twins = [blockmgr.json("volume", "create", "--size", "1", "--name", "twin", "--wait")["id"]
+             for _ in range(2)]
+    shown = blockmgr("volume", "show", "twin")
+    assert shown.code == errors.EXIT_USAGE, shown
+    assert "2 volumes are named 'twin'" in shown.err
+    assert all(vid in shown.err for vid in twins)
+    refused = blockmgr("volume", "delete", "twin")
+    assert refused.code == errors.EXIT_USAGE
+    assert len(blockmgr.json("volume", "list")) == 2          # nothing deleted
+    assert blockmgr("volume", "delete", *twins, "--wait").code == 0
+
+
+# --- several ids per delete -------------------------------------------------------------------
+
+def test_delete_several_looks_every_name_up_first(blockmgr):
+    a = blockmgr.json("volume", "create", "--size", "1", "--name", "a", "--wait")
+    b = blockmgr.json("volume", "create", "--size", "1", "--name", "b", "--wait")
+    typo = blockmgr("volume", "delete", "a", "b", "c")
+    assert typo.code == errors.EXIT_API_ERROR, typo
+    assert "'c'" in typo.err
+    assert {v["id"] for v in blockmgr.json("volume", "list")} == {a["id"], b["id"]}
+
+    snap = blockmgr.json("snapshot", "create", "a", "--wait")      # a cannot go now
+    partial = blockmgr("volume", "delete", "a", "b", "--wait")
+    assert partial.code == errors.EXIT_API_ERROR, partial
+    assert "volume %s:" % a["id"] in partial.err and "HTTP 4" in partial.err
+    assert "1 of 2 volumes not deleted" in partial.err
+    assert "volume %s: deleted" % b["id"] in partial.err
+    assert [v["id"] for v in blockmgr.json("volume", "list")] == [a["id"]]
+
+    assert blockmgr("snapshot", "delete", snap["id"], "--wait").code == 0
+    done = blockmgr("volume", "delete", a["id"], a["id"])           # the same one twice
+    assert done.code == 0, done
+    assert done.err.count("Deletion of volume %s accepted." % a["id"]) == 1
+
+
+# --- a closed pipe ----------------------------------------------------------------------------
+
+def test_closed_stdout_ends_quietly(blockmgr, server):
+    """``blockmgr --format json volume list | head``: the reader goes away before the output
+    is written; no BrokenPipeError traceback, exit 141 (128 + SIGPIPE) like other tools."""
+    import subprocess
+    import sys
+
+    for i in range(3):
+        blockmgr.json("volume", "create", "--size", "1", "--name", "pipe%d" % i)
+    read_end, write_end = os.pipe()
+    os.close(read_end)                       # nobody will ever read
+    try:
+        result = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "blockmgr"), "--url", server.url,
+             "--project", PROJECT, "--format", "json", "volume", "list"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == cli.EXIT_BROKEN_PIPE == 141, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+    assert result.stderr == ""
+
+
+def test_version_option():
+    result = run(["--version"])
+    assert result.code == 0
+    assert result.out.strip() == "blockmgr " + __import__("blockmgr").__version__
