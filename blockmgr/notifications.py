@@ -2,7 +2,9 @@
 
 Event types are ``<kind>.<action>.<start|end|error>`` (``volume.create.start``,
 ``volume.manage_existing.end``, ``snapshot.manage_existing_snapshot.error``, ...), publisher
-``<kind>.<host>``. ``.error`` events are blockmgr's addition (Cinder has none): a flow sends
+``<kind>.<host>``. A volume worker publishes as its backend, ``volume.<host>@<backend>``
+(Cinder's publisher for a volume service): the node's one :class:`Notifier` gives each
+backend a view of itself with :meth:`Notifier.for_host`, sharing its transport. ``.error`` events are blockmgr's addition (Cinder has none): a flow sends
 one when it reverts, with the reason.
 
 The driver (``messagingv2``, ``log``, ``noop``, ...) and transport come from oslo.messaging's
@@ -47,6 +49,22 @@ class Notifier:
         self._notifiers: dict[str, object] = {}
         self._lock = threading.Lock()
 
+    @property
+    def host(self) -> str:
+        """The ``<host>`` of the publisher ids ``<kind>.<host>``."""
+        return self._host
+
+    def for_host(self, host: str) -> "Notifier":
+        """The same notifier publishing as ``<kind>.<host>`` (e.g. a volume backend's
+        ``node1@lvm``); it shares this one's transport, so no connection is added."""
+        if host == self._host:
+            return self
+        view = object.__new__(Notifier)
+        view._transport, view._conf, view._host = self._transport, self._conf, host
+        view._notifiers = {}
+        view._lock = threading.Lock()
+        return view
+
     def _for(self, event_type: str):
         kind = event_type.partition(".")[0]
         with self._lock:
@@ -74,19 +92,34 @@ class Notifier:
 
 
 class MemoryNotifier:
-    """Keeps ``(priority, event_type, payload)`` tuples in :attr:`events`."""
+    """Keeps ``(priority, event_type, payload)`` tuples in :attr:`events` and, in the same
+    order, the publisher id of each in :attr:`publishers`."""
 
-    def __init__(self):
+    def __init__(self, host: str = "memory"):
+        self.host = host
         self.events: list[tuple[str, str, dict]] = []
+        self.publishers: list[str] = []
         self._lock = threading.Lock()
 
+    def for_host(self, host: str) -> "MemoryNotifier":
+        """A view publishing as ``<kind>.<host>`` into the same :attr:`events`."""
+        if host == self.host:
+            return self
+        view = object.__new__(MemoryNotifier)
+        view.host, view.events, view.publishers, view._lock = (
+            host, self.events, self.publishers, self._lock)
+        return view
+
     def info(self, context, event_type: str, payload: dict) -> None:
-        with self._lock:
-            self.events.append(("INFO", event_type, dict(payload)))
+        self._record("INFO", event_type, payload)
 
     def error(self, context, event_type: str, payload: dict) -> None:
+        self._record("ERROR", event_type, payload)
+
+    def _record(self, priority: str, event_type: str, payload: dict) -> None:
         with self._lock:
-            self.events.append(("ERROR", event_type, dict(payload)))
+            self.events.append((priority, event_type, dict(payload)))
+            self.publishers.append("%s.%s" % (event_type.partition(".")[0], self.host))
 
     def types(self) -> list[str]:
         return [event_type for _p, event_type, _payload in self.events]
