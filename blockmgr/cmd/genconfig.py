@@ -1,4 +1,5 @@
-"""``python -m blockmgr.cmd.genconfig``: oslo-config-generator without eventlet.
+"""``blockmgr-config-generator`` (also ``python -m blockmgr.cmd.genconfig``):
+oslo-config-generator without eventlet.
 
 The same program and options as ``oslo-config-generator`` (``make sample-config`` runs
 ``python -m blockmgr.cmd.genconfig --config-file

@@ -151,3 +151,14 @@ def test_make_test_installs_the_test_extra(tmp_path):
     commands = _make_dry_run("test", tmp_path)
     assert "pip install --no-input -e '.[test]'" in commands
     assert "pytest" in commands
+
+
+def test_every_console_script_resolves_to_a_function():
+    import importlib
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"blockmgr", "blockmgr-manage", "blockmgr-volume", "blockmgr-scheduler",
+            "blockmgr-api", "blockmgr-config-generator"} <= set(scripts)
+    for name, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
