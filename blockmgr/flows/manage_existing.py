@@ -1,9 +1,9 @@
 """Bring an existing backend volume under management (seed 001, in the snapshot flow's shape).
 
-extract volume ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> record manage source (driver ``manage_existing_source``) -> manage existing
-(driver only) -> quota commit (with the size, the driver's model update and status
-``available``: one transaction) -> on finish (notify end).
+extract volume ref -> notify start -> record manage source (driver
+``manage_existing_source``) -> prepare for quota reservation (driver get_size) -> quota
+reserve -> manage existing (driver only) -> quota commit (with the size, the driver's model
+update and status ``available``: one transaction) -> on finish (notify end).
 
 The API created the row (``managing``, size 0) and counted ``volumes: +1``; this flow charges
 ``gigabytes: +size``. Failure: ``error_managing``, the reservation rolled back, the backend
@@ -35,6 +35,7 @@ from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.interface import VolumeManagementDriver
 from blockmgr.interface import objects
 
 ACTION = "volume:manage_existing"
@@ -50,6 +51,15 @@ def _view(runtime, volume_id: str) -> objects.VolumeView:
     with runtime.db.reader() as session:
         row = repository.get_columns(session, models.Volume, volume_id, _VIEW_COLUMNS)
     return objects.VolumeView(**row._mapping)
+
+
+def _driver_call(driver, name: str, *args):
+    """``driver.<name>(*args)``; a driver object that predates the method (one that does not
+    inherit the interface) gets the interface's default behaviour."""
+    method = getattr(driver, name, None)
+    if method is None:
+        return getattr(VolumeManagementDriver, name)(driver, *args)
+    return method(*args)
 
 
 def _ref_view(volume_ref: dict) -> objects.VolumeView:
@@ -121,6 +131,30 @@ class ExtractVolumeRefTask(common.FlowTask):
                       status_reason=common.failure_reason(flow_failures))
 
 
+class RecordManageSourceTask(common.FlowTask):
+    """Ask the driver what the reference names before anything is renamed
+    (``manage_existing_source``); provides ``manage_source``, the reference that gives the
+    object its original name back. Its result is in the logbook before
+    :class:`ManageExistingTask` starts (every later start is a logbook boundary), so a revert
+    after a crash mid-rename still knows the original name. Reads only (no logbook commit of
+    its own). Revert (whatever failed, here or later): ``error_managing``, as
+    :class:`PrepareForQuotaReservationTask`'s.
+    """
+
+    durable_start = False   # reads the backend only (FlowTask)
+
+    default_provides = "manage_source"
+
+    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref):
+        return _driver_call(runtime.driver, "manage_existing_source", _ref_view(volume_ref),
+                            manage_existing_ref)
+
+    def revert(self, runtime, volume_id, flow_failures=None, **kwargs):
+        common.finish(runtime, models.Volume, volume_id, V.ERROR_MANAGING,
+                      in_progress=V.MANAGING,
+                      status_reason=common.failure_reason(flow_failures))
+
+
 class PrepareForQuotaReservationTask(common.FlowTask):
     """Ask the driver for the size (rounded up to GiB); provides ``size`` and
     ``quota_request``. Revert (whatever failed, here or later): ``error_managing``."""
@@ -136,23 +170,6 @@ class PrepareForQuotaReservationTask(common.FlowTask):
         common.finish(runtime, models.Volume, volume_id, V.ERROR_MANAGING,
                       in_progress=V.MANAGING,
                       status_reason=common.failure_reason(flow_failures))
-
-
-class RecordManageSourceTask(common.FlowTask):
-    """Ask the driver what the reference names before anything is renamed
-    (``manage_existing_source``); provides ``manage_source``, the reference that gives the
-    object its original name back. Its result is in the logbook before
-    :class:`ManageExistingTask` starts (that task's start is a logbook boundary), so a revert
-    after a crash mid-rename still knows the original name. Reads only; nothing to revert.
-    """
-
-    durable_start = False   # reads the backend only (FlowTask)
-
-    default_provides = "manage_source"
-
-    def execute(self, runtime, volume_id, volume_ref, manage_existing_ref):
-        return runtime.driver.manage_existing_source(_ref_view(volume_ref),
-                                                     manage_existing_ref)
 
 
 class ManageExistingTask(common.FlowTask):
@@ -179,7 +196,7 @@ class ManageExistingTask(common.FlowTask):
             view = _view(runtime, volume_id)
             if isinstance(result, dict):   # the binding, whether or not the row got it
                 view = view.with_changes(**result)
-            runtime.driver.restore_managed_name(view, manage_source)
+            _driver_call(runtime.driver, "restore_managed_name", view, manage_source)
         except Exception:  # best effort: the volume is error_managing either way, and
             # deleting an error_managing volume only unmanages it (delete_volume flow)
             common.LOG.exception(
@@ -245,9 +262,9 @@ def get_flow() -> linear_flow.Flow:
     return flow.add(
         ExtractVolumeRefTask(),
         common.NotifyStartTask("volume", "manage_existing", "volume_id"),
+        RecordManageSourceTask(),
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
-        RecordManageSourceTask(),
         ManageExistingTask(),
         QuotaCommitTask(),
         ManageExistingOnFinishTask("manage_existing.end"),

@@ -1,9 +1,9 @@
 """Bring an existing backend snapshot under management (seed 000's task order, exactly).
 
-extract snapshot ref -> notify start -> prepare for quota reservation (driver get_size) ->
-quota reserve -> record manage source (driver ``manage_existing_snapshot_source``) -> manage
-existing -> quota commit (and status ``available``, one transaction) -> on finish (notify
-end).
+extract snapshot ref -> notify start -> record manage source (driver
+``manage_existing_snapshot_source``) -> prepare for quota reservation (driver get_size) ->
+quota reserve -> manage existing -> quota commit (and status ``available``, one transaction)
+-> on finish (notify end).
 
 The API already created the row (``creating``, ``volume_size`` = parent size) and counted
 ``snapshots: +1, gigabytes: +volume_size``; this flow charges only the difference between the
@@ -33,6 +33,7 @@ from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.interface import SnapshotManagementDriver
 from blockmgr.interface import objects
 
 ACTION = "snapshot:manage_existing"
@@ -43,6 +44,15 @@ def _view(runtime, snapshot_id: str) -> objects.SnapshotView:
     with runtime.db.reader() as session:
         return objects.SnapshotView.from_model(
             repository.get(session, models.Snapshot, snapshot_id))
+
+
+def _driver_call(driver, name: str, *args):
+    """``driver.<name>(*args)``; a driver object that predates the method (one that does not
+    inherit the interface) gets the interface's default behaviour."""
+    method = getattr(driver, name, None)
+    if method is None:
+        return getattr(SnapshotManagementDriver, name)(driver, *args)
+    return method(*args)
 
 
 def _ref_view(snapshot_ref: dict) -> objects.SnapshotView:
@@ -80,6 +90,22 @@ class ExtractSnapshotRefTask(common.FlowTask):
             _error_out(runtime, snapshot_id, common.failure_reason(flow_failures))
 
 
+class RecordManageSourceTask(common.FlowTask):
+    """Ask the driver what the reference names before anything is renamed
+    (``manage_existing_snapshot_source``); provides ``manage_source``. In the logbook before
+    :class:`ManageExistingTask` starts, so a revert after a crash mid-rename still knows the
+    original name. Reads only (no logbook commit of its own); nothing to revert (the extract
+    task's revert puts the snapshot in ``error``)."""
+
+    durable_start = False   # reads the backend only (FlowTask)
+
+    default_provides = "manage_source"
+
+    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref):
+        return _driver_call(runtime.driver, "manage_existing_snapshot_source",
+                            _ref_view(snapshot_ref), manage_existing_ref)
+
+
 class PrepareForQuotaReservationTask(common.FlowTask):
     """Ask the driver for the snapshot's size; provides ``size`` and ``quota_request``
     (``gigabytes: size - volume_size``, possibly negative; none with no_snapshot_gb_quota)."""
@@ -92,21 +118,6 @@ class PrepareForQuotaReservationTask(common.FlowTask):
         no_gb = runtime.conf is not None and runtime.conf.quota.no_snapshot_gb_quota
         deltas = {} if no_gb else {"gigabytes": size - snapshot_ref["volume_size"]}
         return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas}
-
-
-class RecordManageSourceTask(common.FlowTask):
-    """Ask the driver what the reference names before anything is renamed
-    (``manage_existing_snapshot_source``); provides ``manage_source``. In the logbook before
-    :class:`ManageExistingTask` starts, so a revert after a crash mid-rename still knows the
-    original name. Reads only; nothing to revert."""
-
-    durable_start = False   # reads the backend only (FlowTask)
-
-    default_provides = "manage_source"
-
-    def execute(self, runtime, snapshot_id, snapshot_ref, manage_existing_ref):
-        return runtime.driver.manage_existing_snapshot_source(_ref_view(snapshot_ref),
-                                                              manage_existing_ref)
 
 
 class ManageExistingTask(common.FlowTask):
@@ -134,8 +145,8 @@ class ManageExistingTask(common.FlowTask):
         if common.manage_was_refused(result):
             return   # the driver refused: nothing was managed
         try:
-            runtime.driver.restore_managed_snapshot_name(_view(runtime, snapshot_id),
-                                                         manage_source)
+            _driver_call(runtime.driver, "restore_managed_snapshot_name",
+                         _view(runtime, snapshot_id), manage_source)
         except Exception:  # best effort: the snapshot is in error either way
             common.LOG.exception(
                 "Could not give the object of snapshot %s its original name %s back while "
@@ -187,9 +198,9 @@ def get_flow() -> linear_flow.Flow:
     return flow.add(
         ExtractSnapshotRefTask(),
         common.NotifyStartTask("snapshot", "manage_existing_snapshot", "snapshot_id"),
+        RecordManageSourceTask(),
         PrepareForQuotaReservationTask(),
         common.QuotaReserveTask(),
-        RecordManageSourceTask(),
         ManageExistingTask(),
         QuotaCommitTask(),
         CreateSnapshotOnFinishTask("manage_existing_snapshot.end"),

@@ -222,10 +222,11 @@ def _managing(manager):
 @pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 7)])
 def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
     """2 service transactions (reserve; quota commit with the binding and the status
-    ``available``) + 7 logbook commits for the 7-task flow when persisted (the logbook
+    ``available``) + 7 logbook commits for the 8-task flow when persisted (the logbook
     shares the service's SQLite file): the flow's start, the start of each of the 4 tasks
-    that change something and of the last one, the end. The 2 leading tasks that only read
-    or notify (``durable_start = False``) start without a commit of their own."""
+    that change something and of the last one, the end. The 3 leading tasks that only read
+    or notify (``durable_start = False``: extract, notify, record the manage source) start
+    without a commit of their own."""
     manager = _manager(sqlite_database, conf, mode)
     commits = _count_commits(manager)
     ctx = bm_context.RequestContext(project_id="p1")
