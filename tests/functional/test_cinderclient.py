@@ -3,14 +3,19 @@ HTTP by uvicorn (:class:`blockmgr.api.rest.server.ApiServer`) on the all-in-one 
 version discovery, volume create / list / show / rename / extend / delete, snapshot
 create / delete, manage / unmanage of a volume and of a snapshot, and error mapping.
 
-Managing is for admins (as in Cinder). cinderclient's noauth plugin sends no roles, so the
-admin client adds ``X-Roles: admin`` through its keystoneauth session, as a deployment
-behind an authenticating proxy would.
+noauth makes a caller that states no roles an admin, as Cinder's noauth does (that is
+what cinderclient's noauth plugin and CLI send); the project clients here state
+``X-Roles: member`` through their keystoneauth session, as a deployment behind an
+authenticating proxy would, so that project isolation and admin-only calls are exercised.
+The CLI is also run as a subprocess against ``--os-endpoint http://HOST:PORT/v3``, the URL
+without a project id (microversion 3.67) that it uses in noauth mode.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -41,7 +46,7 @@ def server(stack):  # noqa: F811
 def cinder(server, project: str, *, admin: bool = False, version: str = "3.14"):
     auth = noauth.CinderNoAuthPlugin("u-" + project, project, endpoint=server.url + "/v3")
     session = ksa_session.Session(
-        auth=auth, additional_headers={"X-Roles": "admin"} if admin else None)
+        auth=auth, additional_headers={"X-Roles": "admin" if admin else "member"})
     return cinder_client.Client(version, session=session)
 
 
@@ -149,3 +154,48 @@ def test_another_project_cannot_see_or_touch_volumes(server):
 def test_api_server_reports_a_busy_port_at_start(server, stack):  # noqa: F811
     with pytest.raises(OSError):
         ApiServer(stack.app, "127.0.0.1", server.port).start()
+
+
+def cinder_cli(server, *args: str, project: str = "pA", version: str | None = None) -> str:
+    """Run the ``cinder`` CLI in noauth mode against ``server``'s project-less endpoint;
+    its stdout (the test fails with stderr when it exits non-zero)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "cinder"),
+               "--os-auth-type", "noauth", "--os-user-id", "u-" + project,
+               "--os-project-id", project, "--os-endpoint", server.url + "/v3"]
+    if version:
+        command += ["--os-volume-api-version", version]
+    result = subprocess.run(command + list(args), capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, OS_AUTH_URL=""))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_cinder_cli_against_the_project_less_endpoint(server, stack):  # noqa: F811
+    created = cinder_cli(server, "create", "--name", "cli-vol", "1")
+    assert "cli-vol" in created
+    c = cinder(server, "pA")
+    (vol,) = c.volumes.list()
+    assert vol.name == "cli-vol"
+    wait(c.volumes.get, vol.id)
+    assert "cli-vol" in cinder_cli(server, "list")
+    assert vol.id in cinder_cli(server, "show", "cli-vol")
+    # noauth without roles is an admin: the operator's calls work from the CLI.
+    services = cinder_cli(server, "service-list")
+    assert "blockmgr-volume" in services and HOST in services
+    cinder_cli(server, "delete", vol.id)
+    assert wait(c.volumes.get, vol.id, (None, "error_deleting")) is None
+
+
+def test_cinderclient_library_against_the_project_less_endpoint(server):
+    from keystoneauth1 import token_endpoint
+
+    session = ksa_session.Session(
+        auth=token_endpoint.Token(server.url + "/v3", "u-pA:pA"),
+        additional_headers={"X-Roles": "member"})
+    bare = cinder_client.Client("3.14", session=session)
+    vol = bare.volumes.create(1, name="bare")
+    assert [v.id for v in cinder(server, "pA").volumes.list()] == [vol.id]
+    assert bare.volumes.get(vol.id).name == "bare"
+    wait(bare.volumes.get, vol.id)
+    bare.volumes.delete(vol)
+    assert wait(bare.volumes.get, vol.id, (None, "error_deleting")) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
+from fastapi import Depends
 from fastapi import FastAPI
 from fastapi import Request
 
@@ -21,7 +22,8 @@ from blockmgr.api.rest import versions
 
 LOG = logging.getLogger(__name__)
 
-#: Router modules mounted under ``/v3/{project_id}`` (each exposes ``router``), in order.
+#: Router modules mounted under ``/v3/{project_id}`` and, for microversion 3.67's URLs
+#: without a project id, under ``/v3`` (each exposes ``router``), in order.
 #: A module listed here that is not importable is a packaging error, not optional.
 RESOURCE_ROUTERS = (
     "blockmgr.api.rest.volumes",
@@ -127,6 +129,13 @@ def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAP
 
         app.mount("/metrics", metrics.asgi_app())
     app.include_router(versions.router)
-    for router in _available_routers():
-        app.include_router(router, prefix="/v3/{project_id}")
+    routers = list(_available_routers())
+    # Project-less first: their first segment is a fixed collection name, so a URL such as
+    # /v3/volumes/detail is never read as project "volumes". The OpenAPI document describes
+    # the /v3/{project_id} form; the project-less one serves the same operations.
+    for router in routers:
+        app.include_router(router, prefix="/v3", include_in_schema=False)
+    for router in routers:
+        app.include_router(router, prefix="/v3/{project_id}",
+                           dependencies=[Depends(deps.url_project)])
     return app

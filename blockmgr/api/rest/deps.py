@@ -1,14 +1,17 @@
 """What every route depends on: the collaborators, the caller's context, paging.
 
 **Who is calling.** Both auth strategies end in the same headers, read here:
-``X-User-Id``, ``X-Project-Id`` and ``X-Roles`` (comma separated). With ``noauth`` the
-caller states them itself (python-cinderclient's noauth plugin also sends an
-``X-Auth-Token`` of ``user:project``, used when the headers are absent; a call with neither
-acts as user ``anonymous`` of the URL's project). With ``keystone``, keystonemiddleware
-validated the token and set them (``X-Identity-Status: Confirmed``). Unlike Cinder's noauth
-(where every caller is admin), a caller is admin only with the ``admin`` role, so that one
-project can never read or change another's resources by editing the URL: a non-admin whose
-project differs from the URL's gets ``403``.
+``X-User-Id``, ``X-Project-Id`` and ``X-Roles`` (comma separated). With ``keystone``,
+keystonemiddleware validated the token and set them (``X-Identity-Status: Confirmed``); a
+caller is admin with the ``admin`` role, and a non-admin whose project differs from the
+URL's gets ``403``. With ``noauth`` the caller states them itself (python-cinderclient's
+noauth plugin sends an ``X-Auth-Token`` of ``user:project`` instead, used when the headers
+are absent) and, as in Cinder's noauth, is an admin -- unless it states its roles with
+``X-Roles`` and ``admin`` is not among them, which lets a trusted front end or a test act
+as an ordinary member of a project.
+
+**Which project.** ``/v3/{project_id}/...`` names it in the URL; the same routes without
+it (``/v3/...``, microversion 3.67) act on the caller's own project.
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ def get_state(request: Request) -> RestState:
 State = Annotated[RestState, Depends(get_state)]
 
 
-def _caller(request: Request, url_project: str) -> tuple[str, str, list[str]]:
+def _caller(request: Request, url_project: str | None
+            ) -> tuple[str, str | None, list[str] | None]:
+    """User, project and roles the caller states (roles None: it stated none)."""
     headers = request.headers
     user_id = headers.get("x-user-id")
     project_id = headers.get("x-project-id") or headers.get("x-tenant-id")
@@ -69,20 +74,40 @@ def _caller(request: Request, url_project: str) -> tuple[str, str, list[str]]:
         token_user, _sep, token_project = token.partition(":")
         user_id = user_id or token_user
         project_id = project_id or token_project
-    roles = [r.strip().lower() for r in headers.get("x-roles", "").split(",") if r.strip()]
+    roles = None
+    if "x-roles" in headers:
+        roles = [r.strip().lower() for r in headers["x-roles"].split(",") if r.strip()]
     return user_id or "anonymous", project_id or url_project, roles
 
 
-def request_context(request: Request,
-                    project_id: Annotated[str, Path(description="Project (tenant) id")]
-                    ) -> bm_context.RequestContext:
-    """The caller's :class:`~blockmgr.context.RequestContext` for a ``/v3/{project_id}/...``
-    route; refuses a non-admin acting on another project's URL."""
-    if not _PROJECT_RE.match(project_id):
+def url_project(project_id: Annotated[str, Path(description="Project (tenant) id")]) -> str:
+    """Declares the ``{project_id}`` of ``/v3/{project_id}/...`` routes (mounted as a
+    router dependency; :func:`request_context` reads it)."""
+    return project_id
+
+
+def request_context(request: Request) -> bm_context.RequestContext:
+    """The caller's :class:`~blockmgr.context.RequestContext`: for ``/v3/{project_id}/...``
+    the URL's project (a non-admin acting on another project's URL is refused), for the
+    project-less ``/v3/...`` routes the caller's own project."""
+    project_id = request.path_params.get("project_id")
+    if project_id is not None and not _PROJECT_RE.match(project_id):
         raise exception.InvalidInput(reason="project id %r is not a valid project id"
                                             % project_id[:64])
     user_id, caller_project, roles = _caller(request, project_id)
-    is_admin = ADMIN_ROLE in roles
+    noauth = request.app.state.rest.conf.api.auth_strategy != "keystone"
+    # Cinder's noauth makes every caller an admin; stated roles without admin opt out.
+    is_admin = ADMIN_ROLE in roles if roles is not None else noauth
+    if project_id is None:
+        if not caller_project:
+            raise exception.InvalidInput(
+                reason="this URL names no project and the request states none: send "
+                       "X-Project-Id (or a noauth token user:project), or use "
+                       "/v3/{project_id}/...")
+        if not _PROJECT_RE.match(caller_project):
+            raise exception.InvalidInput(reason="project id %r is not a valid project id"
+                                                % caller_project[:64])
+        project_id = caller_project
     if caller_project != project_id and not is_admin:
         raise errors.Forbidden(action="project %s to act on project %s's resources"
                                       % (caller_project, project_id))

@@ -33,15 +33,17 @@ def stack(tmp_path):
 
 
 class Api:
-    """A TestClient speaking as one project (noauth headers), with JSON helpers."""
+    """A TestClient speaking as one project (noauth headers), with JSON helpers.
+
+    A non-admin states its roles (``X-Roles: member``): without roles, noauth makes every
+    caller an admin, as Cinder's does."""
 
     def __init__(self, client: TestClient, project: str = PROJECT, *, admin: bool = False,
                  version: str | None = None):
         self.http = client
         self.project = project
         self.headers = {"X-User-Id": "u-" + project, "X-Project-Id": project}
-        if admin:
-            self.headers["X-Roles"] = "admin,member"
+        self.headers["X-Roles"] = "admin,member" if admin else "member"
         if version:
             self.headers["OpenStack-API-Version"] = "volume " + version
 

@@ -48,9 +48,11 @@ def test_another_projects_url_is_forbidden_for_a_non_admin(http):
 
 
 def test_noauth_token_names_user_and_project(http):
-    response = http.get("/v3/pA/volumes", headers={"X-Auth-Token": "u1:pB"})
+    member = {"X-Auth-Token": "u1:pB", "X-Roles": "member"}
+    response = http.get("/v3/pA/volumes", headers=member)
     assert response.status_code == 403
-    assert http.get("/v3/pA/volumes", headers={"X-Auth-Token": "u1:pA"}).status_code == 200
+    member["X-Auth-Token"] = "u1:pA"
+    assert http.get("/v3/pA/volumes", headers=member).status_code == 200
 
 
 def test_bad_project_id_in_url_is_a_bad_request(api):
