@@ -18,10 +18,8 @@ import os
 import threading
 import uuid
 
-import sqlalchemy as sa
 from oslo_config import cfg
 
-from blockmgr import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -81,9 +79,9 @@ class AllInOne:
     """One node running the scheduler, a volume worker per backend, and the REST app.
 
     Life cycle: construction creates no schema and starts no thread; :meth:`start` creates
-    or upgrades the schema, fails requests a previous run accepted but never placed (see
-    :meth:`fail_unplaced`), starts the scheduler and the volume workers
-    (whose start resumes or reverts this node's unfinished flows *before* they consume) and
+    or upgrades the schema, starts the scheduler and the volume workers (whose start resumes
+    or reverts this node's unfinished flows *before* they consume; then each one runs the
+    requests a previous run accepted and did not finish: blockmgr.ledger) and
     waits until every backend is serving or ``ready_timeout`` passes; then :attr:`app` can be
     served. :meth:`stop` -- after the caller stopped serving :attr:`app` -- stops placing,
     then stops the workers, and leaves flows still running after the grace period persisted
@@ -124,47 +122,6 @@ class AllInOne:
         if (self.conf.flows.persistence_connection or "") != "memory":
             flow_engine.open_persistence(self.conf, self.db).close()
 
-    def fail_unplaced(self) -> list[tuple[str, str]]:
-        """Move resources accepted but never placed by a previous run to their error status.
-
-        With the in-process transport a request the scheduler had not taken when the
-        process ended is gone with the process: its row stays ``creating`` (or
-        ``managing``, ...) with no host, so no worker's recovery ever looks at it. Only
-        called before this node's scheduler starts and only for ``inprocess://`` -- on a
-        shared broker such a request may still be queued for another scheduler. Quota stays
-        consumed by the failed resource until it is deleted, as for any resource in error.
-
-        :returns: ``(kind, id)`` of every resource moved.
-        """
-        from blockmgr import states
-        from blockmgr.db import models
-        from blockmgr.db import repository
-        from blockmgr.volume import recovery
-
-        moved = []
-        for kind, model in (("volume", models.Volume), ("group", models.Group)):
-            with self.db.reader() as session:
-                rows = [(row.id, row.status) for row in session.scalars(
-                    sa.select(model).where(model.deleted.is_(False), model.host.is_(None),
-                                           model.status.in_(sorted(
-                                               states.TRANSITIONAL[kind]))))]
-            for resource_id, status in rows:
-                target = recovery.ORPHAN_STATUS[kind][status]
-                reason = {}
-                if hasattr(model, "status_reason"):   # groups have none
-                    reason["status_reason"] = ("the service stopped before the request "
-                                               "was placed on a backend")
-                try:
-                    with self.db.writer() as session:
-                        repository.transition(session, model, resource_id, target,
-                                              expected=(status,), **reason)
-                except (exception.NotFound, exception.InvalidStatusTransition):
-                    continue
-                LOG.warning("%s %s was left %s before placement; now %s", kind,
-                            resource_id, status, target)
-                moved.append((kind, resource_id))
-        return moved
-
     @property
     def app(self):
         """The REST application (built on first use)."""
@@ -185,12 +142,14 @@ class AllInOne:
             if self._started:
                 return self.volumes.wait_ready(0)
             self._migrate()
-            if self.conf.transport_url.startswith("inprocess://"):
-                self.fail_unplaced()
-            self.scheduler.start()
+            # The workers first: the scheduler asks them for their capacity at its start
+            # and then places what the previous run left pending.
             self.volumes.start()
             self._started = True
         ready = self.volumes.wait_ready(ready_timeout)
+        with self._lock:
+            if self._started:
+                self.scheduler.start()
         if not ready:
             LOG.warning("Not every backend is serving after %.0f s; see the service list",
                         ready_timeout)
@@ -207,8 +166,8 @@ class AllInOne:
             self._started = False
         # The scheduler first: with nothing left to place, the workers' grace period is
         # spent on the requests they already run. A message either service had not taken
-        # dies with the in-process broker; the next start turns its resource into an error
-        # (the worker's recovery for placed ones, fail_unplaced for the rest).
+        # dies with the in-process broker; its request stays pending in the ledger and the
+        # next start runs it (blockmgr.ledger).
         try:
             self.scheduler.stop()
         except Exception:

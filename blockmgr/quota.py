@@ -229,7 +229,8 @@ class QuotaEngine:
 
     def run_in_transaction(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in a new writer transaction, retrying it as a whole on
-        deadlock or on a lost row-creation race. ``work`` must be safe to run again."""
+        deadlock, a lost database connection or a lost row-creation race. ``work`` must be
+        safe to run again."""
         return self._run(work)
 
     # --- reservations ---------------------------------------------------------------------
@@ -459,7 +460,8 @@ class QuotaEngine:
             try:
                 with self._db.writer() as session:
                     return work(session)
-            except (db_exc.DBDeadlock, db_exc.DBDuplicateEntry) as exc:
+            except (db_exc.DBDeadlock, db_exc.DBDuplicateEntry,
+                    db_exc.DBConnectionError) as exc:
                 if attempt == TRANSACTION_ATTEMPTS:
                     raise
                 LOG.debug("Quota transaction attempt %d lost a race (%s); retrying",

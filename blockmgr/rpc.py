@@ -24,6 +24,7 @@ import threading
 from concurrent import futures
 
 import oslo_messaging
+from oslo_config import cfg
 from oslo_messaging.rpc import server as rpc_server
 
 from blockmgr import context as bm_context
@@ -62,8 +63,23 @@ def get_transport(conf, url: str | None = None):
         from blockmgr import rpc_inprocess
 
         return rpc_inprocess.get_transport(conf, url, ALLOWED_REMOTE_EXMODS)
+    _bound_prefetch(conf)
     return oslo_messaging.get_rpc_transport(conf, url=url,
                                             allowed_remote_exmods=ALLOWED_REMOTE_EXMODS)
+
+
+def _bound_prefetch(conf) -> None:
+    """Unless the operator set ``[oslo_messaging_rabbit] rabbit_qos_prefetch_count``, let
+    RabbitMQ hand a consumer at most ``rpc_worker_threads`` unacknowledged messages (its
+    default, 0, is unbounded). Messages taken early are acknowledged on receipt; the request
+    ledger makes losing them harmless, the bound keeps them few."""
+    try:
+        group = conf.oslo_messaging_rabbit
+        if group.rabbit_qos_prefetch_count == 0 and "rpc_worker_threads" in conf:
+            conf.set_default("rabbit_qos_prefetch_count", conf.rpc_worker_threads,
+                             group="oslo_messaging_rabbit")
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+        pass
 
 
 def get_notification_transport(conf, url: str | None = None):

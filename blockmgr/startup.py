@@ -25,7 +25,6 @@ VOLUME_WORKER_MODULES = (
     "blockmgr.volume.service",
     "blockmgr.volume.manager",
     "blockmgr.volume.endpoint",
-    "blockmgr.volume.drain",
 )
 
 

@@ -8,9 +8,9 @@ Rules every public method follows (``docs/client-library.md``):
   id is reported as *not found* (never "forbidden", so ids do not leak). Admins see all.
 * **Quota in the same transaction as the row** (``QuotaEngine.consume``): a row and its usage
   commit together or not at all, so nothing can leak between a reserve and a commit.
-* **Cast after commit.** If the cast itself fails (broker unreachable), the resource is moved
-  to its error status with the reason and :class:`~blockmgr.exception.BackendUnavailable` is
-  raised, so nothing stays in a transitional status that no worker will ever move on.
+* **The request is a row.** The accepting transaction also records the request
+  (:mod:`blockmgr.ledger`); the cast after the commit only rings its target. A failed cast
+  loses nothing: the target's next sweep finds the request pending and runs it.
 """
 
 from __future__ import annotations
@@ -22,13 +22,17 @@ from typing import Callable
 from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr import quota as bm_quota
+from blockmgr import rpc
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 
 LOG = logging.getLogger(__name__)
 
 _HOST_RE = re.compile(r"^[^@#\s]+@[^@#\s]+(#[^@#\s]+)?$")
 MAX_NAME = 255
+#: The target of a request the scheduler places first.
+SCHEDULER = db_requests.SCHEDULER
 
 
 class ServiceBase:
@@ -59,31 +63,39 @@ class ServiceBase:
                               for_update=for_update)
 
     def _write(self, work: Callable):
-        """Run ``work(session)`` in one writer transaction, retried as a whole on deadlock."""
+        """Run ``work(session)`` in one writer transaction, retried as a whole on a
+        deadlock or a lost database connection."""
         return self.quota.run_in_transaction(work)
 
-    # --- casts ----------------------------------------------------------------------------
+    # --- requests -----------------------------------------------------------------------
 
-    def _cast(self, what: str, send: Callable[[], None], on_failure: Callable[[str], None]):
-        """Send a cast; if the transport fails, ``on_failure(reason)`` records it on the
-        resource and BackendUnavailable is raised."""
+    def _request(self, session, ctx, kind: str, resource_id: str, target: str, action: str,
+                 **arguments) -> dict:
+        """Record the request an accepting transaction accepts (:mod:`blockmgr.ledger`), in
+        that transaction; returns the doorbell :meth:`_ring` sends after the commit.
+        ``target``: :data:`SCHEDULER` or the resource's ``host@backend[#pool]``."""
+        host = target
+        if target != SCHEDULER:
+            target = rpc.backend_of(volume_backend_host(target))
+        request_id = db_requests.add(session, kind=kind, resource_id=resource_id,
+                                     action=action, arguments=arguments,
+                                     context=ctx.to_dict(), target=target)
+        return {"id": request_id, "target": target, "host": host, "action": action,
+                "arguments": arguments}
+
+    def _ring(self, ctx, bell: dict) -> None:
+        """Cast the doorbell of a committed request. A cast that fails loses nothing: the
+        request is in the database, pending, and the next sweep of its target runs it."""
         try:
-            send()
+            if bell["target"] == SCHEDULER:
+                self.scheduler_rpcapi.ring(ctx, bell["action"], bell["arguments"], bell["id"])
+            else:
+                self.volume_rpcapi.ring(ctx, bell["host"], bell["action"],
+                                        bell["arguments"], bell["id"])
         except Exception as exc:
-            reason = "could not send %s: %s: %s" % (what, type(exc).__name__, exc)
-            LOG.error("%s", reason)
-            try:
-                on_failure(reason[:255])
-            except Exception:
-                LOG.exception("Could not record the failed cast of %s", what)
-            raise exception.BackendUnavailable(backend="the message broker",
-                                               reason=reason) from exc
-
-    def _set_status(self, model, resource_id: str, status: str, expected, reason: str) -> None:
-        values = {"status_reason": reason} if hasattr(model, "status_reason") else {}
-        with self.db.writer() as session:
-            repository.transition(session, model, resource_id, status, expected=expected,
-                                  **values)
+            LOG.warning("Could not send %s of request %s to %s (%s: %s); it stays pending "
+                        "and the next sweep of %s runs it", bell["action"], bell["id"],
+                        bell["target"], type(exc).__name__, exc, bell["target"])
 
 
 # --- input checks ---------------------------------------------------------------------------
@@ -207,6 +219,12 @@ def row_dict(row) -> dict:
             value = value.isoformat()
         out[column.key] = value
     return out
+
+
+def volume_backend_host(host: str) -> str:
+    if not isinstance(host, str) or "@" not in host:
+        raise exception.InvalidInput(reason="%r is not a host@backend[#pool]" % (host,))
+    return host
 
 
 def volume_backend(volume: models.Volume) -> str:

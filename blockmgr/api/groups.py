@@ -48,15 +48,14 @@ class GroupService(common.ServiceBase):
                 group_type_id=group_type_id, availability_zone=availability_zone,
                 volume_type_ids=json.dumps(type_ids) if type_ids else None)
             self.quota.consume(session, project_id, groups=1)
-            return common.row_dict(group)
+            spec = {"group_id": group.id, "volume_types": types,
+                    "availability_zone": availability_zone}
+            return common.row_dict(group), self._request(
+                session, ctx, "group", group.id, common.SCHEDULER, "create_group",
+                group_id=group.id, request_spec=spec)
 
-        row = self._write(work)
-        spec = {"group_id": row["id"], "volume_types": types,
-                "availability_zone": availability_zone}
-        self._cast("create_group of %s" % row["id"],
-                   lambda: self.scheduler_rpcapi.create_group(ctx, row["id"], spec),
-                   lambda reason: self._set_status(models.Group, row["id"], G.ERROR,
-                                                   (G.CREATING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def delete_group(self, ctx, group_id: str, *, delete_volumes: bool = False) -> dict:
@@ -103,14 +102,13 @@ class GroupService(common.ServiceBase):
             repository.transition(session, models.Group, group.id, G.DELETING,
                                   expected=(group.status,))
             group = repository.get(session, models.Group, group.id)
-            return common.row_dict(group), group.host
+            return common.row_dict(group), self._request(
+                session, ctx, "group", group.id, group.host, "delete_group",
+                group_id=group.id)
 
-        row, host = self._write(work)
-        if host is not None:
-            self._cast("delete_group of %s" % group_id,
-                       lambda: self.volume_rpcapi.delete_group(ctx, host, group_id),
-                       lambda reason: self._set_status(models.Group, group_id, G.ERROR,
-                                                       (G.DELETING,), reason))
+        row, bell = self._write(work)
+        if bell is not None:
+            self._ring(ctx, bell)
         return row
 
     def update_group(self, ctx, group_id: str, *, add_volumes: list | None = None,
@@ -180,15 +178,13 @@ class GroupService(common.ServiceBase):
                                                                               vol.status))
             repository.transition(session, models.Group, group.id, G.UPDATING,
                                   expected=(group.status,))
-            return common.row_dict(repository.get(session, models.Group, group.id)), group.host
+            return (common.row_dict(repository.get(session, models.Group, group.id)),
+                    self._request(session, ctx, "group", group.id, group.host,
+                                  "update_group", group_id=group.id, add_volumes=add,
+                                  remove_volumes=remove))
 
-        row, host = self._write(work)
-        self._cast("update_group of %s" % group_id,
-                   lambda: self.volume_rpcapi.update_group(ctx, host, group_id,
-                                                           add_volumes=add,
-                                                           remove_volumes=remove),
-                   lambda reason: self._set_status(models.Group, group_id, G.ERROR,
-                                                   (G.UPDATING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def create_group_snapshot(self, ctx, group_id: str, *, name: str | None = None,
@@ -226,12 +222,12 @@ class GroupService(common.ServiceBase):
                 total += vol.size
             self.quota.consume(session, group.project_id, snapshots=len(members),
                                **common.snapshot_gigabytes(self.conf, total))
-            return common.row_dict(gsnap), group.host
+            return common.row_dict(gsnap), self._request(
+                session, ctx, "group_snapshot", gsnap.id, group.host,
+                "create_group_snapshot", group_snapshot_id=gsnap.id)
 
-        row, host = self._write(work)
-        self._cast("create_group_snapshot of %s" % row["id"],
-                   lambda: self.volume_rpcapi.create_group_snapshot(ctx, host, row["id"]),
-                   lambda reason: self._error_group_snapshot(row["id"], GS.CREATING, reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def delete_group_snapshot(self, ctx, group_snapshot_id: str) -> dict:
@@ -249,18 +245,13 @@ class GroupService(common.ServiceBase):
             repository.transition(session, models.GroupSnapshot, gsnap.id, GS.DELETING,
                                   expected=(gsnap.status,))
             gsnap = repository.get(session, models.GroupSnapshot, gsnap.id)
-            return common.row_dict(gsnap), group.host
+            return common.row_dict(gsnap), self._request(
+                session, ctx, "group_snapshot", gsnap.id, group.host,
+                "delete_group_snapshot", group_snapshot_id=gsnap.id)
 
-        row, host = self._write(work)
-        self._cast("delete_group_snapshot of %s" % group_snapshot_id,
-                   lambda: self.volume_rpcapi.delete_group_snapshot(ctx, host,
-                                                                    group_snapshot_id),
-                   lambda reason: self._error_group_snapshot(group_snapshot_id, GS.DELETING,
-                                                             reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
-
-    def _error_group_snapshot(self, gsnap_id: str, current: str, reason: str) -> None:
-        self._set_status(models.GroupSnapshot, gsnap_id, GS.ERROR, (current,), reason)
 
     def create_group_from_src(self, ctx, *, group_snapshot_id: str | None = None,
                               source_group_id: str | None = None, name: str | None = None,
@@ -319,21 +310,13 @@ class GroupService(common.ServiceBase):
                 total += size
             self.quota.consume(session, project_id, groups=1, volumes=len(sources),
                                gigabytes=total)
-            return common.row_dict(group), group.host
+            return common.row_dict(group), self._request(
+                session, ctx, "group", group.id, group.host, "create_group_from_src",
+                group_id=group.id, group_snapshot_id=group_snapshot_id,
+                source_group_id=source_group_id)
 
-        row, host = self._write(work)
-
-        def undo(reason):
-            with self.db.writer() as session:
-                for vol in repository.volumes_in_group(session, row["id"]):
-                    repository.transition(session, models.Volume, vol.id, V.ERROR,
-                                          expected=(V.CREATING,), status_reason=reason)
-            self._set_status(models.Group, row["id"], G.ERROR, (G.CREATING,), reason)
-
-        self._cast("create_group_from_src of %s" % row["id"],
-                   lambda: self.volume_rpcapi.create_group_from_src(
-                       ctx, host, row["id"], group_snapshot_id=group_snapshot_id,
-                       source_group_id=source_group_id), undo)
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     # --- reading ------------------------------------------------------------------------

@@ -42,13 +42,12 @@ class SnapshotService(common.ServiceBase):
                     reason="volume %s is %s; a snapshot needs it %s"
                     % (volume.id, volume.status, " or ".join(sorted(allowed))))
             snap = self._new_snapshot(session, ctx, volume, name, description)
-            return common.row_dict(snap), volume.host
+            return common.row_dict(snap), self._request(
+                session, ctx, "snapshot", snap.id, volume.host, "create_snapshot",
+                snapshot_id=snap.id)
 
-        row, host = self._write(work)
-        self._cast("create_snapshot of %s" % row["id"],
-                   lambda: self.volume_rpcapi.create_snapshot(ctx, host, row["id"]),
-                   lambda reason: self._set_status(models.Snapshot, row["id"], S.ERROR,
-                                                   (S.CREATING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def _new_snapshot(self, session, ctx, volume, name, description, **extra):
@@ -69,14 +68,14 @@ class SnapshotService(common.ServiceBase):
         :raises InvalidSnapshot: wrong status, or a member of a group snapshot.
         """
         ctx = common.check_context(ctx)
-        return self._move_and_cast(ctx, snapshot_id, S.DELETING, unmanage_only=False)
+        return self._move_and_request(ctx, snapshot_id, S.DELETING, unmanage_only=False)
 
     def unmanage_snapshot(self, ctx, snapshot_id: str) -> dict:
         """Stop managing an ``available`` snapshot; the backend object stays."""
         ctx = common.check_context(ctx)
-        return self._move_and_cast(ctx, snapshot_id, S.UNMANAGING, unmanage_only=True)
+        return self._move_and_request(ctx, snapshot_id, S.UNMANAGING, unmanage_only=True)
 
-    def _move_and_cast(self, ctx, snapshot_id: str, new: str, unmanage_only: bool) -> dict:
+    def _move_and_request(self, ctx, snapshot_id: str, new: str, unmanage_only: bool) -> dict:
         allowed = {S.AVAILABLE} if unmanage_only else _DELETABLE
 
         def work(session):
@@ -94,15 +93,12 @@ class SnapshotService(common.ServiceBase):
             repository.transition(session, models.Snapshot, snap.id, new,
                                   expected=(snap.status,))
             snap = repository.get(session, models.Snapshot, snap.id)
-            return common.row_dict(snap), host
+            return common.row_dict(snap), self._request(
+                session, ctx, "snapshot", snap.id, host, "delete_snapshot",
+                snapshot_id=snap.id, unmanage_only=unmanage_only)
 
-        row, host = self._write(work)
-        self._cast("%s of snapshot %s" % ("unmanage" if unmanage_only else "delete",
-                                         snapshot_id),
-                   lambda: self.volume_rpcapi.delete_snapshot(ctx, host, snapshot_id,
-                                                              unmanage_only=unmanage_only),
-                   lambda reason: self._set_status(models.Snapshot, snapshot_id,
-                                                   S.ERROR_DELETING, (new,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def manage_existing_snapshot(self, ctx, volume_id: str, ref: dict, *,
@@ -137,14 +133,13 @@ class SnapshotService(common.ServiceBase):
                 raise exception.InvalidVolume(reason="volume %s is %s, not available or "
                                                      "in-use" % (volume.id, volume.status))
             snap = self._new_snapshot(session, ctx, volume, name, description)
-            return common.row_dict(snap), volume.host
+            return common.row_dict(snap), self._request(
+                session, ctx, "snapshot", snap.id, common.SCHEDULER,
+                "manage_existing_snapshot", snapshot_id=snap.id, ref=dict(ref),
+                host=volume.host)
 
-        row, host = self._write(work)
-        self._cast("manage_existing_snapshot of %s" % row["id"],
-                   lambda: self.scheduler_rpcapi.manage_existing_snapshot(
-                       ctx, row["id"], ref, host),
-                   lambda reason: self._set_status(models.Snapshot, row["id"], S.ERROR,
-                                                   (S.CREATING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def get_manageable_snapshots(self, ctx, host: str, *, marker=None, limit=None,

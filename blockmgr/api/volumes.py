@@ -65,6 +65,7 @@ class VolumeService(common.ServiceBase):
         with self.db.reader() as session:
             size = self._effective_size(session, ctx, size, snapshot_id, source_volid)
         self.quota.limit_check(project_id, per_volume_gigabytes=size)
+        props = {"scheduler_hints": dict(scheduler_hints)} if scheduler_hints else {}
 
         def work(session):
             values = {"size": size, "status": V.CREATING, "project_id": project_id,
@@ -102,14 +103,13 @@ class VolumeService(common.ServiceBase):
             volume = repository.create(session, models.Volume, **values)
             self.quota.consume(session, project_id, volumes=1, gigabytes=size)
             spec["volume_id"] = volume.id
-            return common.row_dict(volume), spec
+            bell = self._request(session, ctx, "volume", volume.id, common.SCHEDULER,
+                                 "create_volume", volume_id=volume.id, request_spec=spec,
+                                 filter_properties=props)
+            return common.row_dict(volume), bell
 
-        row, spec = self._write(work)
-        props = {"scheduler_hints": dict(scheduler_hints)} if scheduler_hints else {}
-        self._cast("create_volume of %s" % row["id"],
-                   lambda: self.scheduler_rpcapi.create_volume(ctx, row["id"], spec, props),
-                   lambda reason: self._set_status(models.Volume, row["id"], V.ERROR,
-                                                   (V.CREATING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def _effective_size(self, session, ctx, size, snapshot_id, source_volid) -> int:
@@ -149,7 +149,7 @@ class VolumeService(common.ServiceBase):
         def work(session):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
             if not volume.host:
-                return self._destroy_unplaced(session, volume)
+                return self._destroy_unplaced(session, volume), None
             self._check_deletable(session, volume, cascade, unmanage=False)
             new = (V.ERROR_MANAGING_DELETING if volume.status == V.ERROR_MANAGING
                    else V.DELETING)
@@ -160,14 +160,16 @@ class VolumeService(common.ServiceBase):
             previous = volume.status
             repository.transition(session, models.Volume, volume.id, new,
                                   expected=(volume.status,), previous_status=previous)
-            return None
+            bell = self._request(session, ctx, "volume", volume.id, volume.host,
+                                 "delete_volume", volume_id=volume.id, unmanage_only=False,
+                                 cascade=cascade)
+            return None, bell
 
-        done = self._write(work)
-        if done is not None:
-            return done
-        return self._cast_volume(ctx, volume_id, "delete_volume", V.ERROR_DELETING,
-                                 lambda h: self.volume_rpcapi.delete_volume(
-                                     ctx, h, volume_id, unmanage_only=False, cascade=cascade))
+        row, bell = self._write(work)
+        if bell is None:
+            return row
+        self._ring(ctx, bell)
+        return self._volume_row(volume_id)
 
     def unmanage(self, ctx, volume_id: str) -> dict:
         """Stop managing an ``available`` volume: the backend object stays, the row goes.
@@ -185,11 +187,12 @@ class VolumeService(common.ServiceBase):
             self._check_deletable(session, volume, cascade=False, unmanage=True)
             repository.transition(session, models.Volume, volume.id, V.UNMANAGING,
                                   expected=(V.AVAILABLE,), previous_status=volume.status)
+            return self._request(session, ctx, "volume", volume.id, volume.host,
+                                "delete_volume", volume_id=volume.id, unmanage_only=True,
+                                cascade=False)
 
-        self._write(work)
-        return self._cast_volume(ctx, volume_id, "unmanage", V.ERROR_UNMANAGING,
-                                 lambda h: self.volume_rpcapi.delete_volume(
-                                     ctx, h, volume_id, unmanage_only=True))
+        self._ring(ctx, self._write(work))
+        return self._volume_row(volume_id)
 
     def _check_deletable(self, session, volume, cascade: bool, unmanage: bool) -> None:
         if volume.status == V.IN_USE or volume.attach_status not in (None, "detached"):
@@ -230,16 +233,9 @@ class VolumeService(common.ServiceBase):
         self.quota.consume(session, volume.project_id, **deltas)
         return common.row_dict(volume)
 
-    def _cast_volume(self, ctx, volume_id, what, error_status, send) -> dict:
+    def _volume_row(self, volume_id: str) -> dict:
         with self.db.reader() as session:
-            volume = repository.get(session, models.Volume, volume_id)
-            row, host, status = common.row_dict(volume), volume.host, volume.status
-        self._cast("%s of %s" % (what, volume_id), lambda: send(host),
-                   lambda reason: self._set_status(
-                       models.Volume, volume_id,
-                       V.ERROR_MANAGING if status == V.ERROR_MANAGING_DELETING
-                       else error_status, (status,), reason))
-        return row
+            return common.row_dict(repository.get(session, models.Volume, volume_id))
 
     # --- extend ---------------------------------------------------------------------------
 
@@ -273,17 +269,11 @@ class VolumeService(common.ServiceBase):
                     owner=bm_quota.request_owner("volume", volume.id, V.EXTENDING))
             repository.transition(session, models.Volume, volume.id, V.EXTENDING,
                                   expected=_EXTENDABLE, previous_status=volume.status)
-            return reservations, volume.status
+            return self._request(session, ctx, "volume", volume.id, common.SCHEDULER,
+                                 "extend_volume", volume_id=volume.id, new_size=new_size,
+                                 reservations=list(reservations))
 
-        reservations, previous = self._write(work)
-
-        def undo(reason):
-            self.quota.rollback(reservations)
-            self._set_status(models.Volume, volume_id, previous, (V.EXTENDING,), reason)
-
-        self._cast("extend_volume of %s" % volume_id,
-                   lambda: self.scheduler_rpcapi.extend_volume(ctx, volume_id, new_size,
-                                                               reservations), undo)
+        self._ring(ctx, self._write(work))
         return self.get_volume(ctx, volume_id)
 
     # --- manage ---------------------------------------------------------------------------
@@ -331,13 +321,12 @@ class VolumeService(common.ServiceBase):
                 display_description=description, availability_zone=availability_zone,
                 bootable=bootable, volume_type_id=(volume_type or {}).get("id"))
             self.quota.consume(session, project_id, volumes=1)
-            return common.row_dict(volume)
+            bell = self._request(session, ctx, "volume", volume.id, common.SCHEDULER,
+                                 "manage_existing", volume_id=volume.id, ref=ref, host=host)
+            return common.row_dict(volume), bell
 
-        row = self._write(work)
-        self._cast("manage_existing of %s" % row["id"],
-                   lambda: self.scheduler_rpcapi.manage_existing(ctx, row["id"], ref, host),
-                   lambda reason: self._set_status(models.Volume, row["id"], V.ERROR_MANAGING,
-                                                   (V.MANAGING,), reason))
+        row, bell = self._write(work)
+        self._ring(ctx, bell)
         return row
 
     def get_manageable_volumes(self, ctx, host: str, *, marker=None, limit=None, offset=None,

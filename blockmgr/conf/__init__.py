@@ -17,10 +17,12 @@ from blockmgr.conf import default
 from blockmgr.conf import flows
 from blockmgr.conf import metrics
 from blockmgr.conf import quota
+from blockmgr.conf import requests
 from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
-_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler, api, cluster, metrics)
+_STATIC_GROUP_MODULES = (default, database, quota, flows, rpc, scheduler, api, cluster, metrics,
+                        requests)
 
 
 def register_all(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

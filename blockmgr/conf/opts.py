@@ -8,6 +8,7 @@ from blockmgr.conf import default
 from blockmgr.conf import flows
 from blockmgr.conf import metrics
 from blockmgr.conf import quota
+from blockmgr.conf import requests
 from blockmgr.conf import scheduler
 from blockmgr.conf import rpc
 
@@ -21,6 +22,7 @@ def list_opts():
     groups += api.list_opts()
     groups += cluster.list_opts()
     groups += metrics.list_opts()
+    groups += requests.list_opts()
     backend_opts = list(backend.GENERIC_OPTS)
     for _name, driver_cls in loader.known_driver_classes():
         for opt in driver_cls.list_opts():

@@ -61,19 +61,12 @@ opts = [
                       "waits twice as long, up to driver_setup_retry_max_interval."),
     cfg.FloatOpt("driver_setup_retry_max_interval", default=60.0, min=0.0,
                  help="Longest wait between two driver setup retries, in seconds."),
-    cfg.IntOpt("recovery_drain_timeout", default=600, min=1,
-               help="A volume backend that restarts finds rows it owns in a transitional "
-                    "status without a flow; their request may still be queued in the "
-                    "broker. They are moved to their error status once every request "
-                    "queued before the start has been served (a marker message sent "
-                    "through the backend's own queue tells when), or at the latest this "
-                    "many seconds after the backend started serving, e.g. when the broker "
-                    "lost the queue. A request that arrives later is refused."),
     cfg.IntOpt("api_rpc_retries", default=2, min=-1,
                help="Client library (blockmgr.api): how often a cast or call reconnects to "
-                    "an unreachable message broker before it fails. A failed cast moves the "
-                    "resource to its error status and raises BackendUnavailable, so an API "
-                    "request never blocks on a broker outage. With the default backoff "
+                    "an unreachable message broker before it gives up. A cast that gives up loses "
+                    "nothing: the request is already recorded in the database and the "
+                    "next sweep of its target runs it, so an API request never blocks on a "
+                    "broker outage. With the default backoff "
                     "(rabbit_retry_interval 1 s, rabbit_retry_backoff 2 s) 2 retries give up "
                     "after about 4 s. -1 retries forever (the request waits for the broker)."),
 ]

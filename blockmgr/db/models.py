@@ -260,3 +260,42 @@ class Reservation(SoftDeleteMixin, Base):
     expire: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
     #: Id of the flow (TaskFlow flow detail uuid) that owns this reservation, if any.
     owner: Mapped[str | None] = mapped_column(String(36))
+
+
+class Request(Base):
+    """One accepted operation: the durable record of what a worker (or scheduler) must do.
+
+    Written in the transaction that accepts the operation (the resource's status change and
+    its quota), so it exists exactly when the operation was accepted. The RPC message that
+    follows only says "look at request X"; a lost message is found again by a sweep
+    (:mod:`blockmgr.ledger`, ``docs/operators-daemons.md``).
+
+    ``target`` is who may run it: ``scheduler`` until placed, then the backend served
+    (``host@backend`` or ``cluster@backend``). ``action`` and ``arguments`` are the RPC
+    method and its keyword arguments on that target. ``state``: ``pending`` (anyone of the
+    target may claim it once ``claim_expires_at`` is past or empty), ``claimed`` (by
+    ``claimed_by`` until ``claim_expires_at``), ``done`` or ``failed`` (final).
+    """
+
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index(None, "state", "target", "claim_expires_at"),
+        Index(None, "resource_id", "state"),
+        Index(None, "finished_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    arguments: Mapped[str] = mapped_column(Text, nullable=False)
+    context: Mapped[str] = mapped_column(Text, nullable=False)
+    target: Mapped[str] = mapped_column(String(255), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    result: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

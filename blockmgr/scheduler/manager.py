@@ -10,6 +10,12 @@ status) with the reason in ``status_reason``, and a ``<kind>.<action>.error`` no
 sent. Every endpoint is a cast target: errors are recorded on the resource, never raised to a
 caller that is not waiting.
 
+Requests come from the ledger (:mod:`blockmgr.ledger`): a message carrying a ``request_id``
+runs once the scheduler claims that request, and a placed request is handed off to its
+backend in the transaction that records the placement (:meth:`SchedulerManager._place_and_hand_off`),
+so it is never in nobody's hands: either still the scheduler's (pending or claimed) or the
+backend's. An error that ends the request here (nothing fits) settles it.
+
 Reschedules: a volume worker whose create failed casts ``create_volume`` back with
 ``filter_properties['retry']`` = ``{num_attempts, backends, exc}``. Each scheduling attempt
 increments ``num_attempts``; past ``[scheduler] scheduler_max_attempts`` the volume goes to
@@ -28,6 +34,7 @@ import oslo_messaging
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr import ledger as bm_ledger
 from blockmgr import rpc
 from blockmgr import states
 from blockmgr.db import models
@@ -56,6 +63,8 @@ class SchedulerManager:
 
     RPC_API_VERSION = "1.0"
     target = oslo_messaging.Target(version=RPC_API_VERSION)
+    #: The scheduler's :class:`blockmgr.ledger.Ledger` (None: messages run as they come).
+    ledger = None
 
     def __init__(self, conf, *, db, volume_rpcapi, quota, notifier,
                  live: liveness.LiveBackends | None = None,
@@ -113,6 +122,7 @@ class SchedulerManager:
 
     # --- volumes --------------------------------------------------------------------------
 
+    @bm_ledger.served
     def create_volume(self, context, volume_id: str, request_spec: dict | None = None,
                       filter_properties: dict | None = None) -> None:
         """Place volume ``volume_id`` (``creating``) and cast its creation to the backend."""
@@ -134,17 +144,13 @@ class SchedulerManager:
         thin = request.thin_on(chosen)
         if retry is not None:
             retry["backends"] = list(retry.get("backends") or []) + [chosen.backend]
-        if not self._set_host(models.Volume, volume_id, V.CREATING, chosen.host):
+        arguments = {"volume_id": volume_id, "request_spec": spec,
+                     "filter_properties": props, "allow_reschedule": True}
+        if not self._place_and_hand_off(ctx, models.Volume, volume_id, V.CREATING,
+                                        chosen.host, "create_volume", arguments):
             self.states.charge(chosen.host, -size, thin)
-            return
-        try:
-            self.volume_rpcapi.create_volume(ctx, chosen.host, volume_id, spec, props,
-                                             allow_reschedule=True)
-        except Exception as exc:  # the transport failed: the volume must not stay creating
-            LOG.exception("Could not cast create_volume of %s to %s", volume_id, chosen.host)
-            self.states.charge(chosen.host, -size, thin)
-            self._volume_failed(ctx, volume_id, V.ERROR, "create", exc, spec)
 
+    @bm_ledger.served
     def manage_existing(self, context, volume_id: str, ref: dict, host: str) -> None:
         """Route the import of volume ``volume_id`` (``managing``) to ``host`` if it is up;
         a host without ``#pool`` gets the backend's best pool."""
@@ -155,15 +161,11 @@ class SchedulerManager:
             self._volume_failed(ctx, volume_id, V.ERROR_MANAGING, "manage_existing", exc,
                                 {"host": host})
             return
-        if not self._set_host(models.Volume, volume_id, V.MANAGING, target):
-            return
-        try:
-            self.volume_rpcapi.manage_existing(ctx, target, volume_id, dict(ref or {}))
-        except Exception as exc:
-            LOG.exception("Could not cast manage_existing of %s to %s", volume_id, target)
-            self._volume_failed(ctx, volume_id, V.ERROR_MANAGING, "manage_existing", exc,
-                                {"host": host})
+        self._place_and_hand_off(ctx, models.Volume, volume_id, V.MANAGING, target,
+                                 "manage_existing",
+                                 {"volume_id": volume_id, "ref": dict(ref or {})})
 
+    @bm_ledger.served
     def manage_existing_snapshot(self, context, snapshot_id: str, ref: dict,
                                  host: str) -> None:
         """Route the import of snapshot ``snapshot_id`` to its volume's backend if up."""
@@ -172,15 +174,17 @@ class SchedulerManager:
             if not self.live.is_up(host or ""):
                 raise exception.NoValidBackend(
                     reason="the volume service of %s is down or disabled" % host)
-            self.volume_rpcapi.manage_existing_snapshot(ctx, host, snapshot_id,
-                                                        dict(ref or {}))
-        except Exception as exc:
+        except exception.NoValidBackend as exc:
             LOG.warning("Cannot manage snapshot %s on %s: %s", snapshot_id, host, exc)
             reason = _reason(exc)
             self._error_out(models.Snapshot, snapshot_id, S.ERROR, (S.CREATING,), reason)
             self.notifier.error(ctx, "snapshot.manage_existing_snapshot.error",
                                 {"snapshot_id": snapshot_id, "host": host, "reason": reason})
+            return
+        self._hand_off(ctx, host, "manage_existing_snapshot",
+                       {"snapshot_id": snapshot_id, "ref": dict(ref or {})})
 
+    @bm_ledger.served
     def extend_volume(self, context, volume_id: str, new_size: int,
                       reservations: list[str] | None = None) -> None:
         """Check the volume's pool can hold ``new_size`` GiB, charge it, cast the extend.
@@ -218,11 +222,13 @@ class SchedulerManager:
             return
         if pool is not None:
             self.states.charge(pool.host, delta, request.thin_on(pool))
-        self.volume_rpcapi.extend_volume(ctx, host, volume_id, new_size,
-                                         reservations=list(reservations or []))
+        self._hand_off(ctx, host, "extend_volume",
+                       {"volume_id": volume_id, "new_size": new_size,
+                        "reservations": list(reservations or [])})
 
     # --- groups ---------------------------------------------------------------------------
 
+    @bm_ledger.served
     def create_group(self, context, group_id: str, request_spec: dict | None = None) -> None:
         """Place consistency group ``group_id`` on a backend that suits every volume type
         of the group (``request_spec['volume_types']``: dicts with ``extra_specs``)."""
@@ -247,15 +253,8 @@ class SchedulerManager:
             self.notifier.error(ctx, "group.create.error",
                                 {"group_id": group_id, "reason": exc.msg})
             return
-        if not self._set_host(models.Group, group_id, G.CREATING, best.backend):
-            return
-        try:
-            self.volume_rpcapi.create_group(ctx, best.backend, group_id)
-        except Exception as exc:
-            LOG.exception("Could not cast create_group of %s to %s", group_id, best.backend)
-            self._error_out(models.Group, group_id, G.ERROR, (G.CREATING,), _reason(exc))
-            self.notifier.error(ctx, "group.create.error",
-                                {"group_id": group_id, "reason": _reason(exc)})
+        self._place_and_hand_off(ctx, models.Group, group_id, G.CREATING, best.backend,
+                                 "create_group", {"group_id": group_id})
 
     # --- placement ------------------------------------------------------------------------
 
@@ -380,9 +379,12 @@ class SchedulerManager:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _set_host(self, model, resource_id: str, status: str, host: str) -> bool:
+    def _place_and_hand_off(self, ctx, model, resource_id: str, status: str, host: str,
+                            action: str, arguments: dict) -> bool:
         """Write ``host`` (and ``scheduled_at`` for volumes) while the row is still
-        ``status``; False (logged) if it was deleted or moved on meanwhile."""
+        ``status`` and, in the same transaction, hand the request this thread serves on to
+        that backend; then ring it. False (logged) if the row was deleted or moved on
+        meanwhile (nothing written)."""
         values = {"host": host}
         if model is models.Volume:
             values["scheduled_at"] = models.utcnow()
@@ -390,10 +392,34 @@ class SchedulerManager:
             with self.db.writer() as session:
                 repository.transition(session, model, resource_id, status,
                                       expected=(status,), **values)
-            return True
+                request_id = bm_ledger.hand_off(session, rpc.backend_of(host), action,
+                                                arguments)
         except (exception.NotFound, exception.InvalidStatusTransition) as exc:
             LOG.info("Not placing %s %s on %s: %s", model.__tablename__, resource_id, host, exc)
             return False
+        self._send(ctx, host, action, arguments, request_id)
+        return True
+
+    def _hand_off(self, ctx, host: str, action: str, arguments: dict) -> None:
+        """Hand the request this thread serves on to backend ``host`` and ring it."""
+        with self.db.writer() as session:
+            request_id = bm_ledger.hand_off(session, rpc.backend_of(host), action, arguments)
+        self._send(ctx, host, action, arguments, request_id)
+
+    def _send(self, ctx, host: str, action: str, arguments: dict,
+              request_id: str | None) -> None:
+        """Ring the backend of a handed-off request. A failed cast loses nothing: the
+        backend's next sweep finds the request pending. Without a request (a message
+        that carried none) the cast is the request: it must go out, or the resource
+        would stay transitional -- its failure is raised."""
+        if request_id is None:
+            getattr(self.volume_rpcapi, action)(ctx, host, **arguments)
+            return
+        try:
+            self.volume_rpcapi.ring(ctx, host, action, arguments, request_id)
+        except Exception as exc:
+            LOG.warning("Could not ring %s for request %s (%s); its next sweep runs it",
+                        host, request_id, exc)
 
     def _error_out(self, model, resource_id: str, status: str, expected, reason: str) -> None:
         values = {"status_reason": reason[:255]} if hasattr(model, "status_reason") else {}

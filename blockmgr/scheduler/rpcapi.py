@@ -36,6 +36,11 @@ class SchedulerAPI:
                                       version=self.RPC_API_VERSION, fanout=True,
                                       timeout=timeout, retry=retry)
 
+    def ring(self, ctx, action: str, arguments: dict, request_id: str) -> None:
+        """Wake a scheduler up for ledger request ``request_id``: cast ``action`` with the
+        request's ``arguments`` and its id (:mod:`blockmgr.ledger`)."""
+        self._client.cast(ctx, action, request_id=request_id, **arguments)
+
     def create_volume(self, ctx, volume_id: str, request_spec: dict,
                       filter_properties: dict | None = None) -> None:
         """Place volume ``volume_id`` (status ``creating``) and cast it to its backend.

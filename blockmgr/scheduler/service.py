@@ -6,6 +6,15 @@ all-in-one mode and tests build one from any config, database and transport. The
 listens on topic ``blockmgr-scheduler`` (shared queue: several schedulers share the load) and
 its fanout queue (every scheduler gets every capacity report).
 
+At start the scheduler asks every volume backend for its capacity report (a fanout cast),
+so it can place within a moment of starting, not one ``backend_stats_polling_interval``
+later.
+
+Requests not placed yet are the scheduler's in the ledger (:mod:`blockmgr.ledger`): at start
+and every ``[requests] sweep_interval`` the scheduler rings every such
+request that is pending or whose claim expired, so a request whose message was lost (a
+scheduler stopped or killed after taking it, a broker that dropped it) is placed anyway.
+
 The quota reconciler (:mod:`blockmgr.quota_reconciler`) runs every ``[quota]
 reconcile_interval`` seconds (0: never), first one interval after start. Metrics: the
 process's :mod:`blockmgr.metrics`, plus :meth:`SchedulerService.metrics_collectors` (quota
@@ -17,11 +26,14 @@ from __future__ import annotations
 import logging
 import threading
 
+from blockmgr import context as bm_context
+from blockmgr import ledger as bm_ledger
 from blockmgr import metrics as bm_metrics
 from blockmgr import periodic
 from blockmgr import quota_reconciler
 from blockmgr import rpc
 from blockmgr import services
+from blockmgr.db import requests as db_requests
 from blockmgr.scheduler import manager as sched_manager
 from blockmgr.scheduler import reservations
 from blockmgr.scheduler import stale
@@ -58,6 +70,10 @@ class SchedulerService:
         self._reconcile_timer: periodic.PeriodicTimer | None = None
         self.stale_creates = stale.StaleCreates(conf, db=db, notifier=notifier)
         self._stale_timer: periodic.PeriodicTimer | None = None
+        self.ledger = bm_ledger.Ledger(db, conf, owner_prefix="scheduler:%s" % conf.host,
+                                       targets=[db_requests.SCHEDULER],
+                                       hooks=SchedulerRequestHooks(db, quota))
+        self.manager.ledger = self.ledger
         self.server = rpc.get_server(transport, rpc.SCHEDULER_TOPIC, conf.host, [self.manager])
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name="scheduler-heartbeat",
@@ -72,6 +88,12 @@ class SchedulerService:
             services.heartbeat(session, self._service_id)
         self.server.start()
         self.manager.serving()
+        try:   # the reports arrive on the fanout queue this server consumes from now on
+            self.manager.volume_rpcapi.publish_capabilities(bm_context.get_admin_context())
+        except Exception:
+            LOG.warning("Could not ask the volume backends for their capabilities; placing "
+                        "waits for their next periodic report", exc_info=True)
+        self.ledger.start(self._ring)
         self.sweep.start()
         interval = self.conf.quota.reconcile_interval
         if interval > 0:
@@ -92,8 +114,16 @@ class SchedulerService:
             self._reconcile_timer.stop(timeout=5)
         if self._stale_timer is not None:
             self._stale_timer.stop(timeout=5)
+        self.ledger.stop()
         self.server.stop()
         self.server.wait()
+        self.ledger.release()
+
+    def _ring(self, row) -> None:
+        rpc.get_client(self.transport, rpc.SCHEDULER_TOPIC,
+                       version=sched_manager.SchedulerManager.RPC_API_VERSION, retry=1).cast(
+            bm_context.RequestContext.from_dict(row.context), row.action,
+            request_id=row.id, **row.arguments)
 
     def metrics_collectors(self) -> list:
         """Collectors only a scheduler serves: quota reservations (outstanding, orphaned)."""
@@ -109,3 +139,18 @@ class SchedulerService:
                 self.manager.live.get(fresh=True)
             except Exception:
                 LOG.exception("Scheduler heartbeat failed")
+
+
+class SchedulerRequestHooks(bm_ledger.RequestHooks):
+    """The scheduler's requests: its endpoints settle every outcome they know (placed and
+    handed off, or the resource in error), so a request that raised did not settle; out of
+    attempts, its resource goes to its error status."""
+
+    def __init__(self, db, quota):
+        self.db, self.quota = db, quota
+
+    def settle_failed(self, row, reason: str) -> None:
+        from blockmgr.volume import recovery
+
+        recovery.settle_failed(self.db, self.quota, row.kind, row.resource_id, row.id,
+                               reason)

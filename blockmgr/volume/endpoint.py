@@ -19,6 +19,7 @@ from typing import Callable
 import oslo_messaging
 
 from blockmgr import exception
+from blockmgr import ledger as bm_ledger
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
@@ -68,19 +69,26 @@ class VolumeEndpoint:
     :param capabilities: returns the latest capacity report of the backend.
     """
 
-    RPC_API_VERSION = "1.0"
+    RPC_API_VERSION = "1.1"
     target = oslo_messaging.Target(version=RPC_API_VERSION)
 
-    def __init__(self, manager, capabilities: Callable[[], dict]):
+    #: The backend's :class:`blockmgr.ledger.Ledger`: messages carrying a ``request_id``
+    #: run only once it claims that request (None: every message runs as it comes).
+    ledger = None
+
+    def __init__(self, manager, capabilities: Callable[[], dict],
+                 publish: Callable[[], object] | None = None):
         self.manager = manager
         self.driver = manager.driver
         self.db = manager.db
         self.host = manager.host
         self._capabilities = capabilities
+        self._publish = publish
 
     # --- flows (VolumeManager) ----------------------------------------------------------
 
     @_cast
+    @bm_ledger.served
     def create_volume(self, context, volume_id, request_spec=None, filter_properties=None,
                       allow_reschedule=True):
         return self.manager.create_volume(context, volume_id, request_spec=request_spec,
@@ -88,53 +96,65 @@ class VolumeEndpoint:
                                           allow_reschedule=allow_reschedule)
 
     @_cast
+    @bm_ledger.served
     def manage_existing(self, context, volume_id, ref):
         return self.manager.manage_existing(context, volume_id, ref)
 
     @_cast
+    @bm_ledger.served
     def manage_existing_snapshot(self, context, snapshot_id, ref):
         return self.manager.manage_existing_snapshot(context, snapshot_id, ref)
 
     @_cast
+    @bm_ledger.served
     def delete_volume(self, context, volume_id, unmanage_only=False, cascade=False):
         return self.manager.delete_volume(context, volume_id, unmanage_only=unmanage_only,
                                           cascade=cascade)
 
     @_cast
+    @bm_ledger.served
     def create_snapshot(self, context, snapshot_id):
         return self.manager.create_snapshot(context, snapshot_id)
 
     @_cast
+    @bm_ledger.served
     def delete_snapshot(self, context, snapshot_id, unmanage_only=False):
         return self.manager.delete_snapshot(context, snapshot_id, unmanage_only=unmanage_only)
 
     @_cast
+    @bm_ledger.served
     def extend_volume(self, context, volume_id, new_size, reservations=None):
         return self.manager.extend_volume(context, volume_id, new_size,
                                           reservations=reservations)
 
     @_cast
+    @bm_ledger.served
     def create_group(self, context, group_id):
         return self.manager.create_group(context, group_id)
 
     @_cast
+    @bm_ledger.served
     def delete_group(self, context, group_id):
         return self.manager.delete_group(context, group_id)
 
     @_cast
+    @bm_ledger.served
     def update_group(self, context, group_id, add_volumes=None, remove_volumes=None):
         return self.manager.update_group(context, group_id, add_volumes=add_volumes,
                                          remove_volumes=remove_volumes)
 
     @_cast
+    @bm_ledger.served
     def create_group_snapshot(self, context, group_snapshot_id):
         return self.manager.create_group_snapshot(context, group_snapshot_id)
 
     @_cast
+    @bm_ledger.served
     def delete_group_snapshot(self, context, group_snapshot_id):
         return self.manager.delete_group_snapshot(context, group_snapshot_id)
 
     @_cast
+    @bm_ledger.served
     def create_group_from_src(self, context, group_id, group_snapshot_id=None,
                               source_group_id=None):
         return self.manager.create_group_from_src(context, group_id,
@@ -225,6 +245,16 @@ class VolumeEndpoint:
                      for row in repository.snapshots_on_host(session, self.host)]
         return self.driver.get_manageable_snapshots(known, marker, limit, offset, sort_keys,
                                                     sort_dirs)
+
+    def publish_capabilities(self, context):
+        """Fanout target (1.1): a scheduler that starts asks every backend to send its
+        capacity report now, instead of waiting up to ``backend_stats_polling_interval``."""
+        if self._publish is not None:
+            try:
+                self._publish()
+            except Exception:
+                LOG.warning("Could not publish the capabilities of %s on request", self.host,
+                            exc_info=True)
 
     @_call
     def get_capabilities(self, context):

@@ -15,6 +15,7 @@ from taskflow import exceptions as tf_exc
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr import ledger
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
@@ -72,12 +73,11 @@ class VolumeManager:
             host=self.host, conf=self.conf,
             reschedule=self.reschedule if reschedule is _KEEP else reschedule)
 
-    def init_host(self, defer_orphans: bool = False) -> recovery.RecoveryReport:
-        """Count allocated capacity, then recover everything left in flight (recovery.py).
-        ``defer_orphans``: see :func:`recovery.recover` (the daemon, which has a queue)."""
+    def init_host(self) -> recovery.RecoveryReport:
+        """Count allocated capacity, then recover everything left in flight (recovery.py)."""
         with self.db.reader() as session:
             self.capacity.load(session, self.host)
-        report = recovery.recover(self, defer_orphans=defer_orphans)
+        report = recovery.recover(self)
         with self.db.reader() as session:
             self.capacity.load(session, self.host)
         return report
@@ -106,8 +106,10 @@ class VolumeManager:
                 "allow_reschedule": bool(allow_reschedule)},
                 transient={"volume_row": dataclasses.asdict(volume)})
         if not outcome.succeeded:
-            if outcome.revert_result(create_flow.OnFailureRescheduleTask().name):
-                self.capacity.subtract(volume.host, volume.size)
+            # Refused, failed or rescheduled: count again from the rows rather than guess
+            # which of those the flow's outcome was.
+            with self.db.reader() as session:
+                self.capacity.load(session, self.host)
             raise _map_error(outcome.failure)
         return volume_id
 
@@ -158,7 +160,8 @@ class VolumeManager:
                 delete_flow.get_flow, factory_kwargs={"unmanage_only": bool(unmanage_only)},
                 store={"context": _context_dict(context), "volume_id": volume_id,
                        "cascade": bool(cascade)},
-                runtime=self.runtime(), kind="volume", resource_id=volume_id)
+                runtime=self.runtime(), kind="volume", resource_id=volume_id,
+                flow_id=ledger.current_id())
         if not outcome.succeeded:
             error = _map_error(outcome.failure)
             if isinstance(error, exception.VolumeIsBusy):
@@ -192,7 +195,8 @@ class VolumeManager:
                 delete_snap_flow.get_flow,
                 factory_kwargs={"unmanage_only": bool(unmanage_only)},
                 store={"context": _context_dict(context), "snapshot_id": snapshot_id},
-                runtime=self.runtime(), kind="snapshot", resource_id=snapshot_id)
+                runtime=self.runtime(), kind="snapshot", resource_id=snapshot_id,
+                flow_id=ledger.current_id())
         if not outcome.succeeded:
             error = _map_error(outcome.failure)
             if isinstance(error, exception.SnapshotIsBusy):
@@ -301,8 +305,11 @@ class VolumeManager:
 
     def _run(self, flow_module, kind: str, resource_id: str, store: dict,
              transient: dict | None = None):
+        """Run the operation's flow; inside a ledger request the flow is keyed by the
+        request id, so a request taken over after a crash finds its own flow."""
         return self.runner.run(flow_module.get_flow, store=store, runtime=self.runtime(),
-                               kind=kind, resource_id=resource_id, transient=transient)
+                               kind=kind, resource_id=resource_id, transient=transient,
+                               flow_id=ledger.current_id())
 
     def _own_volume(self, volume_id: str) -> objects.VolumeView:
         """The live volume, which must be on this backend, as a view (a Core row: no ORM

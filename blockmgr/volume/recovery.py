@@ -11,19 +11,13 @@ Order (``recover``):
    oldest first, by one thread. A flow whose recovery raises is reported and left
    unfinished; the others go on.
 2. **Orphaned transitional resources** -- rows of this host in a transitional status
-   (:data:`blockmgr.states.TRANSITIONAL`) with no live flow, e.g. the worker died after the
-   API wrote ``creating`` but before the flow was persisted -- move to the error status of
-   their operation (:data:`ORPHAN_STATUS`), unless :data:`ORPHAN_HANDLERS` has a better
-   handler: an orphaned delete or unmanage (volume or snapshot) is finished by running its
-   idempotent flow, as Cinder re-runs a delete (and its quota is returned with it).
-
-   A row without a flow is not necessarily lost: its request may still be **queued in the
-   broker** for this worker (placed and cast, not yet taken when the worker died). With
-   ``defer_orphans`` (the daemon), such rows are not moved here but listed in
-   :attr:`RecoveryReport.deferred`; :mod:`blockmgr.volume.drain` resolves them with
-   :func:`resolve_orphans` once every request queued before the worker started consuming
-   has been taken and has finished -- a request that arrives meanwhile runs its flow
-   normally. A caller without a queue (tests, tools) resolves them at once, as before.
+   (:data:`blockmgr.states.TRANSITIONAL`) with no live flow *and no open request* in the
+   ledger. A row with an open request is not an orphan: its request is run by the ledger's
+   sweep (:mod:`blockmgr.ledger`), which the daemon starts right after recovery. A true
+   orphan (written without a request, e.g. by an older release or by hand) moves to the
+   error status of its operation (:data:`ORPHAN_STATUS`), unless :data:`ORPHAN_HANDLERS`
+   has a better handler: an orphaned delete or unmanage (volume or snapshot) is finished by
+   running its idempotent flow, as Cinder re-runs a delete (and its quota is returned).
 3. **Reservations**: every reservation whose owner is not a live flow (of any host) is
    resolved by the quota engine (``release_orphans``), so nothing waits for expiry.
 4. **Pruning** of finished flows older than ``[flows] finished_flow_retention``.
@@ -46,6 +40,7 @@ from blockmgr import states
 from blockmgr.cluster import recovery as cluster_recovery
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 
 LOG = logging.getLogger(__name__)
 
@@ -110,8 +105,6 @@ class RecoveryReport:
     reverted: list[str] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
     orphans: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    #: ``(kind, id, status)`` left transitional for :func:`resolve_orphans` (defer_orphans).
-    deferred: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     reservations_released: object = None
     pruned: int = 0
 
@@ -129,11 +122,8 @@ def _transitional_rows(session, host: str):
             yield kind, row.id, row.status
 
 
-def recover(manager, *, defer_orphans: bool = False) -> RecoveryReport:
-    """Run the four steps above for ``manager`` (a VolumeManager); see module docstring.
-
-    ``defer_orphans``: orphans without a handler are listed in ``report.deferred`` instead
-    of being moved to their error status (their request may still be queued)."""
+def recover(manager) -> RecoveryReport:
+    """Run the four steps above for ``manager`` (a VolumeManager); see module docstring."""
     report = RecoveryReport()
     runner = manager.runner
     recover_flows(manager, runner.unfinished(), report)
@@ -141,12 +131,10 @@ def recover(manager, *, defer_orphans: bool = False) -> RecoveryReport:
     live = runner.backend.unfinished_flow_uuids()
     with manager.db.reader() as session:
         orphans = list(_transitional_rows(session, manager.host))
-    orphans = _without_flow(runner, orphans, live)
+        requested = db_requests.open_resource_ids(session, [o[1] for o in orphans])
+    orphans = [o for o in _without_flow(runner, orphans, live) if o[1] not in requested]
     for kind, resource_id, status in orphans:
         handler = ORPHAN_HANDLERS.get((kind, status))
-        if handler is None and defer_orphans:
-            report.deferred.append((kind, resource_id, str(status)))
-            continue
         try:
             if handler is not None:
                 handler(manager, resource_id)
@@ -155,13 +143,9 @@ def recover(manager, *, defer_orphans: bool = False) -> RecoveryReport:
                 target = _move_orphan(manager, kind, resource_id, status)
         except (exception.NotFound, exception.InvalidStatusTransition):
             continue   # moved on meanwhile: someone else dealt with it
-        LOG.warning("%s %s was left %s without a flow; now %s", kind, resource_id, status,
-                    target)
+        LOG.warning("%s %s was left %s without a flow or a request; now %s", kind,
+                    resource_id, status, target)
         report.orphans.append((kind, resource_id, str(target)))
-    if report.deferred:
-        LOG.info("%d resource(s) of %s are transitional without a flow; resolved once the "
-                 "requests queued for this backend have been taken", len(report.deferred),
-                 manager.host)
 
     report.reservations_released = manager.quota.release_orphans(lambda owner: owner in live)
     report.pruned = runner.prune(manager.conf.flows.finished_flow_retention)
@@ -227,6 +211,13 @@ def recover_flows(manager, details, report: RecoveryReport) -> None:
     LOG.info("%s: recovery of %d flow(s) took %.2f s (%d group(s), %d worker(s))",
              manager.host, len(details), time.monotonic() - started, len(groups),
              1 if workers == 1 else min(workers, len(groups)))
+
+
+def recover_one(manager, detail) -> str | None:
+    """Resume or revert one unfinished flow holding the locks its request held
+    (``"resume"``/``"revert"``; None if its recovery raised)."""
+    self_locking = getattr(manager.runner, "locks", None) is manager.locks
+    return _recover_one(manager, detail, [] if self_locking else lock_names(manager, detail))
 
 
 def _recover_one(manager, detail, names: list[str]) -> str | None:
@@ -325,52 +316,43 @@ def lock_names(manager, detail) -> list[str]:
     return names
 
 
-def resolve_orphans(manager, deferred) -> list[tuple[str, str, str]]:
-    """Move the ``deferred`` orphans (``(kind, id, status)``) that are *still* orphans to
-    their error status; returns ``(kind, id, new status)`` of those moved.
-
-    Still an orphan: the row is in the same transitional status, on this host, and no
-    unfinished flow works on it. Each is checked and moved holding the resource's lock, the
-    one every request on it holds while its flow runs, so a request being served for it is
-    never overtaken. The caller guarantees that no request for these resources is still
-    waiting to be served (:mod:`blockmgr.volume.drain`); one that arrives later anyway finds
-    the error status and is refused by its flow, so nothing runs twice.
-    """
-    moved = []
-    # A flow on one of them that could not be resumed at start is still unfinished: leave
-    # it to the next start. (Flows started since hold the resource's lock while they run.)
-    deferred = _without_flow(manager.runner, list(deferred),
-                             manager.runner.backend.unfinished_flow_uuids())
-    for kind, resource_id, status in deferred:
-        with manager.locks.hold([resource_id]):
-            with manager.db.reader() as session:
-                current = {(k, rid): st for k, rid, st
-                           in _transitional_rows(session, manager.host)}
-            if current.get((kind, resource_id)) != status:
-                continue   # finished, failed, rescheduled or deleted: resolved already
-            try:
-                target = _move_orphan(manager, kind, resource_id, status)
-            except (exception.NotFound, exception.InvalidStatusTransition):
-                continue
-        LOG.warning("%s %s was left %s without a flow and no request for it came; now %s",
-                    kind, resource_id, status, target)
-        moved.append((kind, resource_id, str(target)))
-    return moved
+def settle_failed(db, quota, kind: str, resource_id: str, request_id: str,
+                  reason: str) -> str | None:
+    """Settle a request that cannot finish: its resource, if still transitional, goes to
+    the error status of its operation with ``reason``, and every reservation the request
+    held -- its flow's (owner ``request_id``) and the API's for it -- is released. Returns
+    the status set (None if the resource had moved on or is gone)."""
+    target = None
+    with db.writer() as session:
+        try:
+            current = repository.get(session, _MODELS[kind], resource_id).status
+        except exception.NotFound:
+            current = None
+        if current in ORPHAN_STATUS[kind]:
+            target = _settle(session, quota, kind, resource_id, current,
+                             "request failed: %s" % reason)
+        quota.rollback_owned(request_id, session=session)
+    LOG.error("%s %s: request %s settled as failed (%s); status now %s", kind, resource_id,
+              request_id, reason, target or "unchanged")
+    return target
 
 
 def _move_orphan(manager, kind: str, resource_id: str, status: str):
+    with manager.db.writer() as session:
+        return _settle(session, manager.quota, kind, resource_id, status,
+                       "left %s without a flow or a request" % status)
+
+
+def _settle(session, quota, kind: str, resource_id: str, status: str, reason: str):
     target = ORPHAN_STATUS[kind][status]
     model = _MODELS[kind]
     # Volumes and snapshots say why; groups and group snapshots have no reason column.
-    reason = ({"status_reason": "worker restarted during %s" % status}
-              if hasattr(model, "status_reason") else {})
-    with manager.db.writer() as session:
-        repository.transition(session, model, resource_id, target, expected=(status,),
-                              **reason)
-        if (kind, status) in bm_quota.REQUEST_OWNERS:
-            # What the API reserved for the lost request (an extend's gigabytes).
-            manager.quota.rollback_owned(bm_quota.request_owner(kind, resource_id, status),
-                                         session=session)
+    values = {"status_reason": reason[:255]} if hasattr(model, "status_reason") else {}
+    repository.transition(session, model, resource_id, target, expected=(status,), **values)
+    if (kind, status) in bm_quota.REQUEST_OWNERS:
+        # What the API reserved for the request (an extend's gigabytes).
+        quota.rollback_owned(bm_quota.request_owner(kind, resource_id, status),
+                             session=session)
     return target
 
 

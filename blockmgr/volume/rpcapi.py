@@ -19,6 +19,7 @@ class VolumeAPI:
 
     Version history (server side: :class:`blockmgr.volume.endpoint.VolumeEndpoint`):
 
+    * 1.1 -- fanout cast ``publish_capabilities`` (a starting scheduler asks for reports).
     * 1.0 -- initial version: casts ``create_volume``, ``manage_existing``,
       ``manage_existing_snapshot``, ``delete_volume``, ``create_snapshot``,
       ``delete_snapshot``, ``extend_volume``, ``create_group``, ``delete_group``,
@@ -58,6 +59,16 @@ class VolumeAPI:
             raise rpc.local_error(exc) from None
 
     # --- casts --------------------------------------------------------------------------
+
+    def publish_capabilities(self, ctxt) -> None:
+        """Ask every volume backend to send its capacity report to the schedulers now."""
+        rpc.get_client(self.transport, self.TOPIC, version="1.1", fanout=True,
+                       retry=self.retry).cast(ctxt, "publish_capabilities")
+
+    def ring(self, ctxt, host, action: str, arguments: dict, request_id: str) -> None:
+        """Wake backend ``host`` up for ledger request ``request_id``: cast ``action`` with
+        the request's ``arguments`` and its id (:mod:`blockmgr.ledger`)."""
+        self._cast(ctxt, host, action, request_id=request_id, **arguments)
 
     def create_volume(self, ctxt, host, volume_id, request_spec, filter_properties,
                       allow_reschedule=True):

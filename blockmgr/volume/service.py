@@ -10,17 +10,21 @@ Start-up of a backend, in this order (``cinder-reference.md`` §8, minus its wea
    The backend stays down meanwhile; the process and its other backends are unaffected.
 3. ``VolumeManager.init_host()``: count allocated capacity, recover unfinished flows and
    orphaned transitional resources, release orphaned reservations -- *before* consuming.
-   Orphans whose request may still be queued are resolved once the queue ahead of the
-   start has been served (:mod:`blockmgr.volume.drain`).
-4. Start the RPC server (topic ``blockmgr-volume``, server ``host@backend``; at most
+4. Start the backend's request ledger (:mod:`blockmgr.ledger`): claims of this worker's
+   earlier process are given back, and every request of the backend that may be claimed
+   (pending, or its claim expired) is rung through the backend's own queue; then sweeps
+   every ``[requests] sweep_interval``.
+5. Start the RPC server (topic ``blockmgr-volume``, server ``host@backend``; at most
    ``rpc_worker_threads`` requests at once, the rest wait in the broker).
-5. Heartbeat at once and every ``report_interval``; publish capabilities at once and every
+6. Heartbeat at once and every ``report_interval``; publish capabilities at once and every
    ``backend_stats_polling_interval`` (fanout ``update_service_capabilities`` to the
    schedulers).
 
-Stopping (:meth:`BackendService.stop`): stop the timers, stop consuming, wait up to the grace
-period for running requests. Requests still running then are abandoned to their persisted
-flows; the next start resumes them (step 3).
+Stopping (:meth:`BackendService.stop`): stop the timers and the ledger (no new claims: a
+message taken now leaves its request pending), stop consuming, wait up to the grace period
+for running requests, then give back the claims of requests not running. Requests still
+running then are abandoned to their persisted flows; the next start resumes them (step 3)
+and the ledger settles their requests.
 
 Cluster mode (a backend section with ``cluster = NAME``, ``docs/cluster.md``): the backend is
 served as ``NAME@backend`` -- driver, RPC server, services row, capacity reports and volume
@@ -49,21 +53,38 @@ LOG = logging.getLogger(__name__)
 
 SCHEDULER_RPC_VERSION = "1.0"
 #: The volume RPC API version this worker serves (``services.rpc_current_version``).
-SERVICE_RPC_VERSION = "1.0"
+SERVICE_RPC_VERSION = "1.1"
 
 
 class SchedulerClient:
     """What a volume worker sends to the schedulers: reschedules and capacity reports."""
 
-    def __init__(self, transport):
+    def __init__(self, transport, db=None):
         self.transport = transport
+        self.db = db
 
     def reschedule(self, context, volume_id, request_spec, filter_properties) -> None:
-        """Cast ``create_volume`` to any scheduler (the manager's ``reschedule`` hook)."""
-        rpc.get_client(self.transport, rpc.SCHEDULER_TOPIC,
-                       version=SCHEDULER_RPC_VERSION).cast(
-            context, "create_volume", volume_id=volume_id, request_spec=request_spec,
-            filter_properties=filter_properties)
+        """Send a failed create back to the schedulers (the manager's ``reschedule`` hook):
+        inside a ledger request, as a new request recorded first (:func:`blockmgr.ledger.
+        follow_up`), which the cast only rings."""
+        from blockmgr import ledger
+
+        arguments = {"volume_id": volume_id, "request_spec": request_spec,
+                     "filter_properties": filter_properties}
+        request_id = None
+        if self.db is not None:
+            request_id = ledger.follow_up(self.db, context, target="scheduler",
+                                          action="create_volume", arguments=arguments)
+        extra = {"request_id": request_id} if request_id else {}
+        try:
+            rpc.get_client(self.transport, rpc.SCHEDULER_TOPIC,
+                           version=SCHEDULER_RPC_VERSION).cast(
+                context, "create_volume", **arguments, **extra)
+        except Exception:
+            if request_id is None:
+                raise
+            LOG.warning("Could not ring the schedulers for request %s; their next sweep "
+                        "places it", request_id, exc_info=True)
 
     def update_service_capabilities(self, context, host: str, capabilities: dict,
                                     timestamp: str) -> None:
@@ -99,9 +120,9 @@ class BackendService:
         self._driver_given = driver is not None
         self.manager = None
         self.server = None
-        self.drain = None   # blockmgr.volume.drain.QueueDrain, once recovered
+        self.ledger = None   # blockmgr.ledger.Ledger, once recovered
         self.service_id: int | None = None
-        self.scheduler = SchedulerClient(transport)
+        self.scheduler = SchedulerClient(transport, db)
         self.last_capabilities: dict | None = None
         self.setup_attempts = 0
         self.setup_error: str | None = None
@@ -128,25 +149,26 @@ class BackendService:
                 return
             self._set_reason("starting: recovering unfinished work")
             self.manager = self._build_manager()
-            report = self.manager.init_host(defer_orphans=True)
+            report = self.manager.init_host()
             LOG.info("%s recovered: %d flow(s) resumed, %d reverted, %d failed, %d orphan(s)",
                      self.host, len(report.resumed), len(report.reverted),
                      len(report.failed), len(report.orphans))
             if self._stopping.is_set():
                 return
-            from blockmgr.volume import drain
             from blockmgr.volume import endpoint
 
-            self.drain = drain.QueueDrain(self.manager, report.deferred,
-                                          transport=self.transport,
-                                          timeout=self.conf.recovery_drain_timeout)
+            self.ledger = self._build_ledger()
+            volume_endpoint = endpoint.VolumeEndpoint(self.manager, self.capabilities,
+                                                      publish=self.publish_capabilities)
+            volume_endpoint.ledger = self.ledger
             self.server = rpc.get_server(
-                self.transport, rpc.VOLUME_TOPIC, self.host,
-                [endpoint.VolumeEndpoint(self.manager, self.capabilities),
-                 self.drain.endpoint],
+                self.transport, rpc.VOLUME_TOPIC, self.host, [volume_endpoint],
                 pool_size=self.conf.rpc_worker_threads)
+            rung = self.ledger.start(self._ring, idle=self._idle)
+            if rung:
+                LOG.info("%s: %d request(s) of this backend waiting in the ledger were "
+                         "rung", self.host, rung)
             self.server.start()
-            self.drain.start(self.server)
             self._set_reason(None)
             self.heartbeat()
             self.ready_after = time.monotonic() - self._started_at
@@ -170,6 +192,25 @@ class BackendService:
             LOG.exception("Backend %s failed to start", self.host)
             self.setup_error = "start failed: %s" % exc
             self._set_reason(self.setup_error, quiet=True)
+
+    def _build_ledger(self):
+        from blockmgr import ledger
+        from blockmgr.volume import ledger_hooks
+
+        return ledger.Ledger(self.db, self.conf, owner_prefix=self.member_host,
+                             targets=[self.host],
+                             hooks=ledger_hooks.BackendRequestHooks(self.manager))
+
+    def _ring(self, row) -> None:
+        """Cast ledger request ``row`` to this backend's queue (a cluster's: any member)."""
+        rpc.get_client(self.transport, rpc.VOLUME_TOPIC, server=self.host,
+                       version=SERVICE_RPC_VERSION, retry=1).cast(
+            bm_context.RequestContext.from_dict(row.context), row.action,
+            request_id=row.id, **row.arguments)
+
+    def _idle(self) -> bool:
+        server = self.server
+        return server is None or server.busy < server.pool_size
 
     def _build_driver(self):
         from blockmgr.drivers import loader
@@ -275,8 +316,8 @@ class BackendService:
         :returns: True if nothing was left running (False: the rest resumes at next start).
         """
         self._stopping.set()
-        if self.drain is not None:
-            self.drain.stop()
+        if self.ledger is not None:
+            self.ledger.stop()
         for timer in self._timers:
             timer.stop(timeout=1)
         if self._thread is not None:
@@ -284,6 +325,8 @@ class BackendService:
         try:
             return self._drain(grace)
         finally:
+            if self.ledger is not None:
+                self.ledger.release()
             if self.cluster is not None:
                 self.cluster.stop()
 

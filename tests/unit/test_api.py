@@ -4,6 +4,8 @@ RPC client classes whose transport is replaced by a recording list."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 
@@ -30,6 +32,7 @@ class RecordingClient:
     def cast(self, ctxt, method, **kwargs):
         if self.fail is not None:
             raise self.fail
+        REQUEST_IDS.append(kwargs.pop("request_id", None))
         self.log.append((method, kwargs))
 
 
@@ -49,11 +52,16 @@ class RecordingVolumeAPI(volume_rpcapi.VolumeAPI):
     def _cast(self, ctxt, host, method, **kwargs):
         if self.fail is not None:
             raise self.fail
+        REQUEST_IDS.append(kwargs.pop("request_id", None))
         self.sent.append((method, host, kwargs))
 
     def _call(self, ctxt, host, method, **kwargs):
         self.sent.append((method, host, kwargs))
         return {"driver_volume_type": "local", "data": {"device_path": "/dev/x"}}
+
+
+#: The ledger request id each recorded cast carried (None: none), in cast order.
+REQUEST_IDS: list = []
 
 
 @pytest.fixture
@@ -187,13 +195,35 @@ def test_create_over_quota_and_bad_sources_write_nothing(env):
         env.volumes.create_volume(A, snapshot_id=sid)
 
 
-def test_scheduler_cast_failure_errors_the_new_volume(env):
+def _requests(db) -> list:
+    with db.reader() as session:
+        return session.execute(sa.select(models.Request).order_by(
+            models.Request.created_at)).scalars().all()
+
+
+def test_create_records_the_request_with_the_row_and_casts_its_id(env):
+    row = env.volumes.create_volume(A, 3)
+    (request,) = _requests(env.db)
+    assert (request.kind, request.resource_id, request.action, request.target,
+            request.state) == ("volume", row["id"], "create_volume", "scheduler", "pending")
+    assert json.loads(request.arguments)["volume_id"] == row["id"]
+    assert REQUEST_IDS[-1] == request.id
+
+
+def test_a_failed_cast_loses_nothing_the_request_stays_pending(env):
+    """The broker is down: the volume is accepted all the same (``creating``) and its
+    request waits, pending, for the scheduler's next sweep."""
     env.sched._client.fail = RuntimeError("no broker")
-    with pytest.raises(exception.BackendUnavailable):
-        env.volumes.create_volume(A, 3)
-    with env.db.reader() as session:
-        (row,) = session.scalars(sa.select(models.Volume)).all()
-        assert row.status == "error" and "no broker" in row.status_reason
+    row = env.volumes.create_volume(A, 3)
+    assert row["status"] == "creating"
+    (request,) = _requests(env.db)
+    assert request.state == "pending" and request.resource_id == row["id"]
+
+
+def test_a_refused_request_records_nothing(env):
+    with pytest.raises(exception.InvalidInput):
+        env.volumes.create_volume(A, 0)
+    assert _requests(env.db) == []
 
 
 # --- project isolation ----------------------------------------------------------------------
@@ -279,12 +309,13 @@ def test_unmanage_casts_delete_with_unmanage_only(env):
                                 {"volume_id": vid, "unmanage_only": True, "cascade": False})
 
 
-def test_volume_cast_failure_moves_to_error_deleting(env):
+def test_volume_cast_failure_leaves_the_delete_pending_for_the_backend(env):
     vid = available_volume(env)
     env.vol.fail = RuntimeError("broker down")
-    with pytest.raises(exception.BackendUnavailable):
-        env.volumes.delete_volume(A, vid)
-    assert env.volumes.get_volume(A, vid)["status"] == "error_deleting"
+    assert env.volumes.delete_volume(A, vid)["status"] == "deleting"
+    request = _requests(env.db)[-1]
+    assert (request.action, request.target, request.state) == ("delete_volume", "n1@lvm",
+                                                                "pending")
 
 
 # --- extend ---------------------------------------------------------------------------------

@@ -320,12 +320,62 @@ def test_deleted_volume_is_not_cast_and_charge_returned(env):
     assert env.mgr.states.pool("n1@lvm#pool").free_capacity_gb == 50
 
 
-def test_cast_failure_errors_the_volume(env):
+def _ledger_request(env, vid, **arguments):
+    from blockmgr import ledger
+    from blockmgr.db import requests as db_requests
+
+    env.mgr.ledger = ledger.Ledger(env.db, env.conf, owner_prefix="scheduler:test",
+                                   targets=[db_requests.SCHEDULER])
+    with env.db.writer() as session:
+        return db_requests.add(session, kind="volume", resource_id=vid,
+                               action="create_volume", arguments=arguments,
+                               context=CTX.to_dict(), target=db_requests.SCHEDULER)
+
+
+def _request_row(env, request_id):
+    from blockmgr.db import requests as db_requests
+
+    with env.db.reader() as session:
+        return db_requests.get(session, request_id)
+
+
+def test_placement_hands_the_request_off_to_its_backend(env):
+    vid = new_volume(env.db)
+    rid = _ledger_request(env, vid, volume_id=vid, request_spec={"size": 10},
+                          filter_properties={})
+    env.mgr.create_volume(CTX, vid, {"size": 10}, {}, request_id=rid)
+    request = _request_row(env, rid)
+    assert (request.target, request.state, request.action) == ("n1@lvm", "pending",
+                                                              "create_volume")
+    assert volume(env.db, vid).host == "n1@lvm#pool"
+    assert env.api.sent[-1][0] == "create_volume"
+    assert env.api.sent[-1][2]["request_id"] == rid
+    # a second message for the same request finds nothing to claim: nothing placed twice
+    env.mgr.create_volume(CTX, vid, {"size": 10}, {}, request_id=rid)
+    assert len(env.api.sent) == 1
+    assert env.mgr.states.pool("n1@lvm#pool").free_capacity_gb == 40
+
+
+def test_cast_failure_leaves_the_request_pending_with_its_backend(env):
+    """The broker fails after the placement was recorded: nothing is lost, the backend's
+    next sweep finds its request pending."""
     env.api.fail = RuntimeError("broker gone")
     vid = new_volume(env.db)
-    env.mgr.create_volume(CTX, vid, {"size": 10}, {})
+    rid = _ledger_request(env, vid, volume_id=vid, request_spec={"size": 10},
+                          filter_properties={})
+    env.mgr.create_volume(CTX, vid, {"size": 10}, {}, request_id=rid)
+    assert volume(env.db, vid).status == "creating"
+    request = _request_row(env, rid)
+    assert (request.target, request.state) == ("n1@lvm", "pending")
+
+
+def test_a_request_nothing_can_place_is_done_with_its_volume_in_error(env):
+    vid = new_volume(env.db, size=1000)
+    rid = _ledger_request(env, vid, volume_id=vid, request_spec={"size": 1000},
+                          filter_properties={})
+    env.mgr.create_volume(CTX, vid, {"size": 1000}, {}, request_id=rid)
     assert volume(env.db, vid).status == "error"
-    assert env.mgr.states.pool("n1@lvm#pool").free_capacity_gb == 50
+    assert _request_row(env, rid).state == "done"
 
 
 def test_manage_existing_routes_to_up_host_with_best_pool(env):

@@ -119,7 +119,7 @@ def test_start_serves_create_and_heartbeats_and_reports(env):
     assert svc.ready.wait(10), svc.setup_error
     [row] = _service_rows(env.db)
     assert row.up and row.host == "node1@fake" and row.topic == rpc.VOLUME_TOPIC
-    assert row.disabled_reason is None and row.version == "1.0"
+    assert row.disabled_reason is None and row.version == "1.1"
     vid = _volume(env.db, size=2)
     env.api.create_volume(CTX, "node1@fake#fake", vid, {}, {})
     assert _wait_for(lambda: _status(env.db, vid) == "available")
@@ -261,14 +261,13 @@ def test_recovery_runs_before_the_server_consumes(env):
         return RecordingManager(env.conf, BACKEND, db=env.db, driver=driver,
                                 quota=QuotaEngine(env.db, env.conf), notifier=MemoryNotifier())
 
-    # a volume left "creating" by a dead worker, without a flow and without a queued
-    # request: error once the queue ahead of the start is served (blockmgr.volume.drain)
+    # a volume left "creating" by a dead worker, without a flow and without a request in
+    # the ledger: its recovery, before the server exists, moves it to error
     orphan = _volume(env.db)
     svc = env.make(manager_factory=factory)
     svc.start()
     assert svc.ready.wait(10)
     assert order == [("init_host", None)]
-    assert svc.drain.resolved.wait(10) and svc.drain.how == "drained"
     assert _status(env.db, orphan) == "error"
 
 

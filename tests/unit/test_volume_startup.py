@@ -1,6 +1,6 @@
 """Start-up path of ``blockmgr-volume``: native threads only, database pool sized to the
-daemon's concurrency, resources left transitional without a flow resolved once the requests
-queued before the start are served (``blockmgr.volume.drain``)."""
+daemon's concurrency, the requests of the ledger run at start whatever happened to their
+messages (``blockmgr.ledger``), resources without a flow or a request resolved."""
 
 from __future__ import annotations
 
@@ -8,20 +8,17 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
 from blockmgr import conf as bm_conf
 from blockmgr import context as bm_context
-from blockmgr import rpc
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 from blockmgr.notifications import MemoryNotifier
 from blockmgr.quota import QuotaEngine
 from blockmgr.testing.fake_driver import FakeDriver
-from blockmgr.volume import drain as volume_drain
-from blockmgr.volume import recovery
 from blockmgr.volume import service as volume_service
 from blockmgr.volume.manager import VolumeManager
 from tests.unit.test_volume_service import PROJECT
@@ -96,116 +93,134 @@ def test_pool_left_alone(tmp_path, database):
     assert volume_service.pool_options(_conf(tmp_path, **database)) == {}
 
 
-# --- resources left transitional without a flow: resolved after the queue is served -------
-# (blockmgr.volume.drain; the service runs on the in-process broker, which keeps a message
-# cast to a server nobody listens on yet, as RabbitMQ keeps it in the server's queue)
+# --- the ledger at start: every accepted request runs, whatever became of its message -----
+# (the service runs on the in-process broker; a request "lost" here has a row and no message)
 
 CTX = bm_context.RequestContext(project_id="p1", user_id="u1")
+HOST = "node1@fake"
 
 
-def test_a_queued_create_is_served_and_only_requestless_orphans_error(env):
-    """Two ``creating`` rows without a flow at start: one has its create still queued for
-    the backend, one has nothing. The queued one is created; the other moves to ``error``
-    only after every request queued before the start has finished -- here after the
-    queued create, held by the driver, is let go."""
-    queued, lost = _volume(env.db), _volume(env.db)
-    env.api.create_volume(CTX, "node1@fake", queued, {}, {})   # waits in the queue
-    gate, entered = threading.Event(), threading.Event()
+def _request(db, volume_id, *, action="create_volume", target=HOST, claimed_by=None,
+             **arguments):
+    arguments = arguments or {"volume_id": volume_id, "request_spec": {},
+                              "filter_properties": {}}
+    with db.writer() as session:
+        request_id = db_requests.add(session, kind="volume", resource_id=volume_id,
+                                     action=action, arguments=arguments,
+                                     context=CTX.to_dict(), target=target)
+        if claimed_by:
+            assert db_requests.claim(session, request_id, claimed_by, 3600)
+    return request_id
 
-    def hold(call):
-        entered.set()
-        gate.wait(20)
 
-    driver = FakeDriver(None, "fake", host="node1@fake")
-    driver.inject_failure("create_volume", hold)
+def _request_state(db, request_id):
+    with db.reader() as session:
+        return db_requests.get(session, request_id).state
+
+
+def test_a_request_whose_message_was_lost_runs_at_start(env):
+    """The row says ``creating`` and the ledger holds its request, but no message exists
+    (the worker died holding it, or the broker dropped it): the start runs it."""
+    lost = _volume(env.db)
+    request_id = _request(env.db, lost)
+    svc = env.make()
+    svc.start()
+    assert svc.ready.wait(10), svc.setup_error
+    assert _wait_for(lambda: _status(env.db, lost) == "available")
+    assert _wait_for(lambda: _request_state(env.db, request_id) == "done")
+
+
+def test_claims_of_an_earlier_process_of_this_worker_are_taken_back_at_start(env):
+    """Killed while holding a claim (an hour long here): the restarted worker does not
+    wait for it to expire; its name says the claimant is its own dead predecessor."""
+    held = _volume(env.db)
+    request_id = _request(env.db, held, claimed_by=HOST + "/deadprocess1")
+    svc = env.make()
+    svc.start()
+    assert svc.ready.wait(10), svc.setup_error
+    assert _wait_for(lambda: _status(env.db, held) == "available")
+    assert _request_state(env.db, request_id) == "done"
+
+
+def test_a_live_claim_of_another_worker_is_left_alone(env):
+    other = _volume(env.db)
+    request_id = _request(env.db, other, claimed_by="node2@fake/alive")
+    svc = env.make()
+    svc.start()
+    assert svc.ready.wait(10), svc.setup_error
+    assert svc.ledger.sweep(svc._ring) == 0
+    assert _status(env.db, other) == "creating"
+    assert _request_state(env.db, request_id) == "claimed"
+
+
+def test_a_duplicate_or_redelivered_message_runs_nothing_twice(env):
+    """The same request rung three times (a duplicate cast, a redelivery after its flow
+    finished): one flow, one driver create, one quota commit."""
+    driver = FakeDriver(None, "fake", host=HOST)
     svc = env.make(driver=driver)
     svc.start()
     assert svc.ready.wait(10), svc.setup_error
-    assert sorted(r[1] for r in svc.drain.deferred) == sorted([queued, lost])
-    assert entered.wait(10)
-    # the marker went through the queue behind the create; the sweep waits for that create
-    assert _wait_for(lambda: svc.drain._arrived.is_set())
-    assert not svc.drain.resolved.is_set()
-    assert _status(env.db, lost) == "creating"
-    gate.set()
-    assert svc.drain.resolved.wait(10)
-    assert svc.drain.how == "drained"
-    assert _status(env.db, queued) == "available"
-    assert _status(env.db, lost) == "error"
-    assert svc.drain.moved == [("volume", lost, "error")]
+    vid = _volume(env.db)
+    request_id = _request(env.db, vid)
+    arguments = {"volume_id": vid, "request_spec": {}, "filter_properties": {}}
+    for _ in range(3):
+        env.api.ring(CTX, HOST, "create_volume", arguments, request_id)
+    assert _wait_for(lambda: _request_state(env.db, request_id) == "done")
+    env.api.ring(CTX, HOST, "create_volume", arguments, request_id)   # after it finished
+    env.api.get_capabilities(CTX, HOST)        # a call behind the casts: they were served
+    assert _status(env.db, vid) == "available"
+    assert len(driver.calls_to("create_volume")) == 1
     with env.db.reader() as session:
-        assert "worker restarted" in repository.get(session, models.Volume, lost).status_reason
+        assert db_requests.get(session, request_id).attempts == 1
 
 
-def test_clean_start_sends_no_marker(env):
+def test_a_stopping_worker_leaves_requests_it_did_not_start_pending(env):
     svc = env.make()
     svc.start()
-    assert svc.ready.wait(10)
-    assert svc.drain.resolved.is_set() and svc.drain.deferred == []
-    assert svc.drain._thread is None
+    assert svc.ready.wait(10), svc.setup_error
+    svc.ledger.stop()     # what stop() does first: no new claims
+    vid = _volume(env.db)
+    request_id = _request(env.db, vid)
+    env.api.ring(CTX, HOST, "create_volume",
+                 {"volume_id": vid, "request_spec": {}, "filter_properties": {}}, request_id)
+    env.api.get_capabilities(CTX, HOST)
+    assert _status(env.db, vid) == "creating"
+    assert _request_state(env.db, request_id) == "pending"
+    svc.stop(grace=5)
+    again = env.make()
+    again.start()
+    assert again.ready.wait(10), again.setup_error
+    assert _wait_for(lambda: _status(env.db, vid) == "available")
 
 
 def _manager(env):
     return VolumeManager(env.conf, "fake", db=env.db,
-                         driver=FakeDriver(None, "fake", host="node1@fake"),
+                         driver=FakeDriver(None, "fake", host=HOST),
                          quota=QuotaEngine(env.db, env.conf), notifier=MemoryNotifier())
 
 
-class _Server:
-    """A server that never delivers the marker (the broker lost the queue)."""
-
-    dispatched = 0
-
-    def wait_dispatched_before(self, count, timeout=None):
-        return True
-
-
-def test_without_the_marker_orphans_are_resolved_after_the_drain_timeout(env):
+def test_a_row_with_an_open_request_is_no_orphan(env):
     manager = _manager(env)
-    lost = _volume(env.db)
-    report = manager.init_host(defer_orphans=True)
-    assert report.deferred == [("volume", lost, "creating")] and report.orphans == []
-    assert _status(env.db, lost) == "creating"
-    other = rpc.get_transport(env.conf, url="inprocess://nobody-%s" % lost[:8])
-    drain = volume_drain.QueueDrain(manager, report.deferred, transport=other, timeout=0.2)
-    drain.start(_Server())
-    drain.endpoint.recovery_drained(CTX, token="marker-of-an-earlier-start")
-    assert not drain._arrived.is_set()
-    assert drain.resolved.wait(10)
-    assert drain.how == "timeout" and drain.moved == [("volume", lost, "error")]
+    waiting = _volume(env.db)
+    _request(env.db, waiting)
+    report = manager.init_host()
+    assert report.orphans == []
+    assert _status(env.db, waiting) == "creating"
 
 
-def test_resolve_leaves_rows_that_moved_on(env):
-    """A deferred row that was created, rescheduled (host cleared) or deleted meanwhile is
-    not touched; deletes are never deferred (their idempotent flow runs at start)."""
-    manager = _manager(env)
-    done, moved, gone = _volume(env.db), _volume(env.db), _volume(env.db)
-    deleting = _volume(env.db, status="deleting")
-    report = manager.init_host(defer_orphans=True)
-    assert sorted(r[1] for r in report.deferred) == sorted([done, moved, gone])
-    assert _status(env.db, deleting) == "deleted"
-    manager.create_volume(CTX, done)
-    with env.db.writer() as session:
-        repository.update(session, repository.get(session, models.Volume, moved), host=None)
-        repository.soft_delete(session, repository.get(session, models.Volume, gone))
-    assert recovery.resolve_orphans(manager, report.deferred) == []
-    assert _status(env.db, done) == "available"
-    assert _status(env.db, moved) == "creating"
-
-
-def test_direct_init_host_still_resolves_orphans_at_once(env):
-    """Without a queue (tools, tests) there is nothing to wait for."""
+def test_a_row_without_flow_or_request_moves_to_its_error_status(env):
     manager = _manager(env)
     lost = _volume(env.db)
     report = manager.init_host()
-    assert report.deferred == [] and report.orphans == [("volume", lost, "error")]
-    assert _status(env.db, lost) == "error"
+    assert report.orphans == [("volume", lost, "error")]
+    with env.db.reader() as session:
+        assert "without a flow or a request" in repository.get(
+            session, models.Volume, lost).status_reason
 
 
 def test_orphaned_groups_and_group_snapshots_are_resolved_too(env):
     """Groups and group snapshots have no status_reason column: resolving their orphans must
-    not fail (it once raised InvalidInput and left every deferred row of the backend
-    transitional until the next start -- found by the crash-under-load harness)."""
+    not fail."""
     manager = _manager(env)
     with env.db.writer() as session:
         group = repository.create(session, models.Group, status="creating",
@@ -217,12 +232,11 @@ def test_orphaned_groups_and_group_snapshots_are_resolved_too(env):
         repository.update(session, updating, status="updating")
         ids = group.id, updating.id, gsnap.id
     lost = _volume(env.db)
-    report = manager.init_host(defer_orphans=True)
-    assert sorted(r[1] for r in report.deferred) == sorted([*ids, lost])
-    moved = recovery.resolve_orphans(manager, report.deferred)
-    assert sorted(moved) == sorted([("group", ids[0], "error"), ("group", ids[1], "error"),
-                                    ("group_snapshot", ids[2], "error"),
-                                    ("volume", lost, "error")])
+    report = manager.init_host()
+    assert sorted(report.orphans) == sorted([("group", ids[0], "error"),
+                                             ("group", ids[1], "error"),
+                                             ("group_snapshot", ids[2], "error"),
+                                             ("volume", lost, "error")])
     with env.db.reader() as session:
         assert [repository.get(session, m, i).status for m, i in (
             (models.Group, ids[0]), (models.Group, ids[1]),
@@ -230,19 +244,15 @@ def test_orphaned_groups_and_group_snapshots_are_resolved_too(env):
 
 
 def test_a_lost_extend_gives_back_what_the_api_reserved(env):
-    """An extend whose request was lost (row ``extending``, no flow): recovery moves the
-    volume to ``error_extending`` and rolls back the API's reservation in the same
-    transaction (found by the crash-under-load harness: it stayed reserved for a day)."""
+    """An extend without a flow or a request (row ``extending``): recovery moves the volume
+    to ``error_extending`` and rolls back the API's reservation in the same transaction."""
     from blockmgr import quota as bm_quota
 
     manager = _manager(env)
     vid = _volume(env.db, status="extending")
     owner = bm_quota.request_owner("volume", vid, "extending")
     manager.quota.reserve(PROJECT, gigabytes=3, owner=owner)
-    report = manager.init_host(defer_orphans=True)
-    assert report.deferred == [("volume", vid, "extending")]
-    assert manager.quota.reservations_of(owner) != []
-    assert recovery.resolve_orphans(manager, report.deferred) == [
-        ("volume", vid, "error_extending")]
+    report = manager.init_host()
+    assert report.orphans == [("volume", vid, "error_extending")]
     assert manager.quota.reservations_of(owner) == []
     assert manager.quota.get_usages(PROJECT)["gigabytes"]["reserved"] == 0

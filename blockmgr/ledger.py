@@ -1,0 +1,362 @@
+"""The request ledger: the database row is the request, the RPC message only a doorbell.
+
+oslo.messaging acknowledges a message when a consumer receives it, before any code of ours
+runs, so a process that stops between that acknowledgement and its first durable write
+would lose the request. Every operation the API accepts is therefore written as a row of
+``requests`` (:mod:`blockmgr.db.requests`) in the same transaction as the resource's status
+change and its quota; the cast that follows carries the row's id and its arguments, and is
+only a wake-up call. The rules:
+
+* **One winner.** A process runs a request only after claiming it with one conditional
+  UPDATE (pending, or its claim expired). A duplicate message, a redelivery, a second sweep
+  or a second cluster member finds nothing to claim and does nothing. The request's flow is
+  keyed by the request id (its flow detail uuid and the owner of its reservations), so a
+  request taken over after a crash continues its own flow instead of starting another.
+* **Sweeps instead of hope.** Each process sweeps the requests of the targets it serves
+  (the scheduler: ``scheduler``; a volume backend: its ``host@backend`` or cluster name)
+  when it starts, before consuming, and every ``[requests] sweep_interval``: what is
+  pending with no message coming (lost, never sent) or whose claim expired (its process
+  died) is rung again through the target's queue.
+* **Claims expire unless renewed.** While a request runs its claim is renewed every third
+  of ``claim_ttl``; a process that dies leaves claims that expire, and a process that
+  restarts under the same name gives back its predecessor's claims at once.
+* **Nothing stays unsettled.** A run that ends without settling its resource (a lost
+  database connection, an interrupted revert) gives the request back for another try after
+  ``retry_delay`` (doubling); after ``max_attempts`` the resource goes to its error status
+  with the cause and every reservation the request held is released
+  (:class:`RequestHooks.settle_failed`).
+
+A request that the scheduler places is *handed off* to its backend (:func:`hand_off`) in the
+transaction that records the placement.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import threading
+import uuid
+from typing import Callable
+
+from oslo_db import exception as db_exc
+
+from blockmgr import context as bm_context
+from blockmgr import periodic
+from blockmgr.db import models
+from blockmgr.db import requests as db_requests
+
+LOG = logging.getLogger(__name__)
+
+#: :meth:`RequestHooks.precheck` verdicts.
+RUN, DONE, WAIT, FAILED = "run", "done", "wait", "failed"
+
+_NAMESPACE = uuid.UUID("0b7d8a36-3c52-4c1e-9a55-6f1f2a3e8d10")
+
+
+@dataclasses.dataclass
+class Served:
+    """The request the current thread runs."""
+
+    row: db_requests.RequestRow
+    ledger: "Ledger"
+    handed_off: bool = False
+
+
+_current: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
+    "blockmgr_request", default=None)
+
+
+def current() -> Served | None:
+    return _current.get()
+
+
+def current_id() -> str | None:
+    """The id of the request this thread runs (the flow id its flow must use), or None."""
+    served = _current.get()
+    return served.row.id if served is not None else None
+
+
+class RequestHooks:
+    """What a runner of requests knows about its work (a volume backend, a scheduler)."""
+
+    def precheck(self, row: db_requests.RequestRow) -> str:
+        """Before a request claimed a second time runs: ``RUN`` it, it is ``DONE`` already
+        (its flow finished before the crash), ``WAIT`` (someone else still works on it), or
+        ``FAILED`` (its flow ended without settling: settle it as failed). Called only when
+        ``row.attempts > 1``; raising counts as an unsettled attempt."""
+        return RUN
+
+    def unsettled(self, row: db_requests.RequestRow, error: BaseException) -> bool:
+        """True if ``error`` ended the run without settling the resource, so the request
+        must be tried again; False when the operation failed cleanly (the resource has its
+        error status)."""
+        return True
+
+    def settle_failed(self, row: db_requests.RequestRow, reason: str) -> None:
+        """Out of attempts: put the resource in its error status and release every
+        reservation the request holds."""
+
+
+def _transient(func):
+    """Run a short ledger write again on a deadlock or a lost connection."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        for attempt in range(1, 4):
+            try:
+                return func(*args, **kwargs)
+            except (db_exc.DBDeadlock, db_exc.DBConnectionError):
+                if attempt == 3:
+                    raise
+    return wrapper
+
+
+class Ledger:
+    """Claims, runs and settles the requests of ``targets`` for one process.
+
+    :param owner_prefix: the stable name of this process's role (``host@backend`` of a
+        volume worker or cluster member, ``scheduler:<host>``); the owner id is it plus a
+        token of this start, so a restart recognises its predecessor's claims.
+    """
+
+    def __init__(self, db, conf, *, owner_prefix: str, targets, hooks: RequestHooks | None
+                 = None):
+        self.db = db
+        self.conf = conf
+        self.owner_prefix = owner_prefix + "/"
+        self.owner = self.owner_prefix + uuid.uuid4().hex[:12]
+        self.targets = tuple(targets)
+        self.hooks = hooks or RequestHooks()
+        self._running: set[str] = set()
+        self._guard = threading.Lock()
+        self._timers: list[periodic.PeriodicTimer] = []
+        self._stopping = threading.Event()
+
+    @property
+    def ttl(self) -> float:
+        return self.conf.requests.claim_ttl
+
+    @property
+    def running(self) -> set[str]:
+        with self._guard:
+            return set(self._running)
+
+    # --- running one request ------------------------------------------------------------
+
+    def run(self, request_id: str, call: Callable[[], object]):
+        """Claim ``request_id`` and run ``call()`` as it, then settle the request. Returns
+        what ``call`` returned, or None when the request was not ours to run."""
+        if self._stopping.is_set():
+            LOG.debug("Stopping: leaving request %s for a peer or the next start",
+                      request_id)
+            return None
+        if request_id in self.running:
+            LOG.debug("Request %s is running in this process already", request_id)
+            return None
+        row = self._claim(request_id)
+        if row is None:
+            LOG.debug("Request %s is finished or run elsewhere; skipping it", request_id)
+            return None
+        served = Served(row, self)
+        token = _current.set(served)
+        with self._guard:
+            self._running.add(row.id)
+        try:
+            try:
+                verdict = self.hooks.precheck(row) if row.attempts > 1 else RUN
+                if verdict == DONE:
+                    self._finish(row, db_requests.DONE, "finished before it was taken over")
+                    return None
+                if verdict == WAIT:
+                    self._release(row, self.ttl, None)
+                    return None
+                if verdict == FAILED:
+                    reason = "its flow ended without settling its resource"
+                    self.hooks.settle_failed(row, reason)
+                    self._finish(row, db_requests.FAILED, reason)
+                    return None
+                result = call()
+            except BaseException as exc:
+                self._after_failure(row, exc)
+                raise
+            if not served.handed_off:
+                self._finish(row, db_requests.DONE, None)
+            return result
+        finally:
+            _current.reset(token)
+            with self._guard:
+                self._running.discard(row.id)
+
+    def _after_failure(self, row, exc: BaseException) -> None:
+        reason = ("%s: %s" % (type(exc).__name__, getattr(exc, "msg", None) or exc))[:255]
+        try:
+            unsettled = self.hooks.unsettled(row, exc)
+        except Exception:
+            LOG.exception("Could not tell whether request %s settled; trying it again",
+                          row.id)
+            unsettled = True
+        try:
+            if not unsettled:
+                self._finish(row, db_requests.DONE, reason)
+            elif row.attempts >= self.conf.requests.max_attempts:
+                LOG.error("Request %s (%s of %s %s) did not settle after %d attempt(s): "
+                          "%s; settling it as failed", row.id, row.action, row.kind,
+                          row.resource_id, row.attempts, reason)
+                self.hooks.settle_failed(row, reason)
+                self._finish(row, db_requests.FAILED, reason)
+            else:
+                delay = self.conf.requests.retry_delay * 2 ** (row.attempts - 1)
+                LOG.warning("Request %s (%s of %s %s) did not settle (%s); trying it again "
+                            "in %.1f s", row.id, row.action, row.kind, row.resource_id,
+                            reason, delay)
+                self._release(row, delay, reason)
+        except Exception:
+            LOG.exception("Could not record the outcome of request %s; its claim expires "
+                          "and it is taken again", row.id)
+
+    @_transient
+    def _claim(self, request_id: str):
+        with self.db.writer() as session:
+            return db_requests.claim(session, request_id, self.owner, self.ttl, self.targets)
+
+    @_transient
+    def _finish(self, row, state: str, result: str | None) -> None:
+        with self.db.writer() as session:
+            if not db_requests.finish(session, row.id, self.owner, state, result):
+                LOG.warning("Request %s was no longer claimed by %s when it finished",
+                            row.id, self.owner)
+
+    @_transient
+    def _release(self, row, delay: float, result: str | None) -> None:
+        with self.db.writer() as session:
+            db_requests.release(session, row.id, self.owner,
+                                models.utcnow() + dt.timedelta(seconds=delay), result)
+
+    # --- sweeps, renewals, start and stop ---------------------------------------------
+
+    def start(self, ring: Callable[[db_requests.RequestRow], None],
+              idle: Callable[[], bool] | None = None) -> int:
+        """Give back the claims of this member's earlier processes, ring every request
+        that may be claimed now (before the caller consumes messages), then sweep and renew
+        periodically. ``idle()``: whether the process could take more work now; periodic
+        sweeps ring only then (requests waiting in a busy process's queue are not lost).
+        Returns how many requests were rung at start."""
+        with self.db.writer() as session:
+            given_back = db_requests.release_previous_claims(session, self.targets,
+                                                             self.owner_prefix, self.owner)
+        if given_back:
+            LOG.info("%s: %d request(s) claimed by an earlier process of %s are pending "
+                     "again", ", ".join(self.targets), given_back, self.owner_prefix[:-1])
+        rung = self.sweep(ring)
+        interval = self.conf.requests.sweep_interval
+        self._timers = [
+            periodic.PeriodicTimer("sweep-%s" % self.owner, interval,
+                                   lambda: self.sweep(ring, idle),
+                                   initial_delay=interval).start(),
+            periodic.PeriodicTimer("claims-%s" % self.owner, self.ttl / 3, self.renew,
+                                   initial_delay=self.ttl / 3).start(),
+        ]
+        return rung
+
+    def sweep(self, ring, idle: Callable[[], bool] | None = None) -> int:
+        """Ring the requests of this process's targets that may be claimed now; prune
+        finished ones past their retention. Returns how many were rung."""
+        if self._stopping.is_set() or (idle is not None and not idle()):
+            return 0
+        with self.db.reader() as session:
+            rows = db_requests.claimable(session, self.targets,
+                                         self.conf.requests.sweep_batch)
+        rung = 0
+        for row in rows:
+            if row.id in self.running:
+                continue
+            try:
+                ring(row)
+                rung += 1
+            except Exception as exc:
+                LOG.warning("Could not ring request %s (%s); the next sweep tries again",
+                            row.id, exc)
+                break
+        if rung:
+            LOG.info("%s: rang %d request(s) found pending or with an expired claim",
+                     ", ".join(self.targets), rung)
+        retention = self.conf.requests.finished_retention
+        if retention >= 0:
+            with self.db.writer() as session:
+                db_requests.prune(session, models.utcnow() - dt.timedelta(seconds=retention))
+        return rung
+
+    def renew(self) -> int:
+        """Extend the claims of the requests running in this process."""
+        if not self.running:
+            return 0
+        with self.db.writer() as session:
+            return db_requests.renew(session, self.owner, self.ttl)
+
+    def stop(self) -> None:
+        """No new claims; stop sweeping. Claims of running requests stay (their flows
+        persist); :meth:`release` gives back the rest when the process exits."""
+        self._stopping.set()
+        for timer in self._timers:
+            timer.stop(timeout=1)
+
+    def release(self) -> int:
+        """Give back every claim of this process whose request is not running now, so a
+        peer or the next start takes it at once instead of after the claim expired."""
+        try:
+            with self.db.writer() as session:
+                return db_requests.release_all(session, self.owner, keep=self.running)
+        except Exception:
+            LOG.warning("Could not give back the claims of %s; they expire after %.0f s",
+                        self.owner, self.ttl, exc_info=True)
+            return 0
+
+
+def served(func):
+    """Decorates an RPC endpoint method that runs requests: a message carrying
+    ``request_id`` runs only if the endpoint's ``ledger`` claims that request; one without
+    it (an older client, a test) runs as it comes."""
+    @functools.wraps(func)
+    def wrapper(self, context, *args, request_id=None, **kwargs):
+        ledger = getattr(self, "ledger", None)
+        if request_id is None or ledger is None:
+            return func(self, context, *args, **kwargs)
+        return ledger.run(request_id, lambda: func(self, context, *args, **kwargs))
+    return wrapper
+
+
+def hand_off(session, target: str, action: str, arguments: dict) -> str | None:
+    """Pass the request this thread runs on to ``target`` (as ``action(**arguments)``),
+    in the caller's transaction. Returns its id (to ring ``target`` with, after the
+    commit), or None when this thread runs no request (nothing recorded)."""
+    served_now = _current.get()
+    if served_now is None:
+        return None
+    if not db_requests.hand_off(session, served_now.row.id, served_now.ledger.owner, target,
+                                action, arguments):
+        raise db_exc.DBError("request %s is no longer claimed by %s"
+                             % (served_now.row.id, served_now.ledger.owner))
+    served_now.handed_off = True
+    return served_now.row.id
+
+
+def follow_up(db, context, *, target: str, action: str, arguments: dict) -> str | None:
+    """Record the request that continues the one this thread runs (a failed create sent
+    back to the scheduler), with an id derived from it so that recording it again after a
+    crash adds nothing. Returns its id, or None when this thread runs no request."""
+    served_now = _current.get()
+    if served_now is None:
+        return None
+    row = served_now.row
+    request_id = str(uuid.uuid5(_NAMESPACE, "%s/%s" % (row.id, action)))
+    ctx = context.to_dict() if isinstance(context, bm_context.RequestContext) else context
+    try:
+        with db.writer() as session:
+            db_requests.add(session, kind=row.kind, resource_id=row.resource_id,
+                            action=action, arguments=arguments, context=dict(ctx or {}),
+                            target=target, request_id=request_id)
+    except db_exc.DBDuplicateEntry:
+        pass
+    return request_id
