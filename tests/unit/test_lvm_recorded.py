@@ -649,14 +649,15 @@ def test_restore_managed_name_renames_back_and_is_idempotent(fake_lvm, thick):
     assert "lvrename" not in fake_lvm.tools()
 
 
-def test_restore_managed_name_refuses_to_take_a_name_in_use(fake_lvm, thick):
+def test_restore_managed_name_never_takes_a_name_in_use(fake_lvm, thick):
     fake_lvm.add_lv("legacy", GiB)
     vol = volume()
     thick.manage_existing(vol, {"source-name": "legacy"})
-    fake_lvm.add_lv("legacy", GiB)                   # someone created it meanwhile
-    with pytest.raises(exception.VolumeBackendAPIException, match="lvrename"):
-        thick.restore_managed_name(vol, {"source-name": "legacy"})
-    assert vol.name in fake_lvm.lvs
+    fake_lvm.add_lv("legacy", 2 * GiB)               # someone created it meanwhile
+    thick.restore_managed_name(vol, {"source-name": "legacy"})
+    assert fake_lvm.lvs["legacy"]["lv_size"] == str(2 * GiB)
+    assert fake_lvm.commands[-1] == ["lvrename", VG, vol.name, "unmanaged-" + vol.name]
+    assert vol.name not in fake_lvm.lvs
 
 
 def test_restore_managed_snapshot_name(fake_lvm, thick):

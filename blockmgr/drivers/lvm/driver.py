@@ -31,6 +31,9 @@ from blockmgr.interface import (ConsistencyGroupDriver, SnapshotManagementDriver
 
 _REF_KEYS = ("source-name", "source-id")
 
+#: Prefix of the name a failed manage's LV gets when its original name was taken meanwhile.
+UNMANAGED_PREFIX = "unmanaged-"
+
 LOG = logging.getLogger(__name__)
 
 
@@ -480,14 +483,23 @@ class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
             lvs = self._lvs()
             if current == original or current not in lvs:
                 return   # never renamed, or already given back
+            target = original
             if original in lvs:
-                raise exception.VolumeBackendAPIException(
-                    reason="cannot give LV %s its original name %s back for %s: an LV named "
-                         "%s exists in volume group %s; rename one of them by hand "
-                         "(lvrename), the data of both is intact"
-                         % (current, original, what, original, self.lvm.vg_name))
-            self._backend_call(self.lvm.rename, current, original)
-        LOG.info("Gave LV %s its original name %s back (%s)", current, original, what)
+                # Taken meanwhile: never take another LV's name; release this one under a
+                # name no volume or snapshot of blockmgr has (manageable, data intact).
+                target = self._free_name(UNMANAGED_PREFIX + current, lvs)
+                LOG.warning("Cannot give LV %s its original name %s back (%s): an LV of that "
+                            "name exists in volume group %s; releasing it as %s instead",
+                            current, original, what, self.lvm.vg_name, target)
+            self._backend_call(self.lvm.rename, current, target)
+        LOG.info("Gave LV %s back as %s (%s)", current, target, what)
+
+    def _free_name(self, base: str, lvs) -> str:
+        for candidate in [base] + ["%s-%d" % (base, n) for n in range(2, 1000)]:
+            if candidate not in lvs and names.lv_name_problem(candidate) is None:
+                return candidate
+        raise exception.VolumeBackendAPIException(
+            reason="no free LV name like %s in volume group %s" % (base, self.lvm.vg_name))
 
     def restore_managed_name(self, volume, source_ref) -> None:
         """Rename ``volume-<id>`` back to the LV name the manage started from."""
