@@ -1,7 +1,7 @@
 """A small REST client for the blockmgr API (Cinder's block storage v3 shapes).
 
 It speaks as one user of one project in ``noauth`` mode: ``X-User-Id`` / ``X-Project-Id``
-headers (plus ``X-Roles: admin`` for ``--admin``), and asks for microversion
+headers plus ``X-Roles`` (``admin`` for ``--admin``, else ``member``), and asks for microversion
 :data:`API_VERSION`, where groups and group snapshots exist. Every failure surfaces as one of
 :mod:`blockmgr.cli.errors`: a Cinder fault body (``{"itemNotFound": {"message", "code"}}``)
 becomes :class:`~blockmgr.cli.errors.ApiRequestFailed` with the server's message; a refused
@@ -21,6 +21,9 @@ from blockmgr.cli import errors
 
 API_VERSION = "3.14"
 VERSION_HEADER = "OpenStack-API-Version"
+#: ``X-Roles`` with and without ``--admin``.
+ADMIN_ROLE = "admin"
+MEMBER_ROLE = "member"
 REQUEST_ID_HEADER = "X-OpenStack-Request-Id"
 
 
@@ -31,7 +34,9 @@ class RestClient:
         accepted and dropped).
     :param project: the project the resources belong to (the URL's ``{project_id}``).
     :param user: sent as ``X-User-Id``; the server records it as the resources' owner.
-    :param admin: send ``X-Roles: admin`` (other projects, admin-only calls).
+    :param admin: send ``X-Roles: admin`` (other projects, admin-only calls); otherwise
+        ``X-Roles: member``: a noauth server treats a caller that states no roles as an
+        admin, and the CLI acts as one only when asked to.
     :param timeout: seconds to wait for each request (connect and read).
     :param transport: an ``httpx`` transport, for callers that serve the app in-process.
     """
@@ -51,8 +56,7 @@ class RestClient:
                    "Accept": "application/json"}
         if user:
             headers["X-User-Id"] = user
-        if admin:
-            headers["X-Roles"] = "admin"
+        headers["X-Roles"] = ADMIN_ROLE if admin else MEMBER_ROLE
         # Certificates are loaded only for https: loading the CA bundle costs ~50 ms of CPU
         # per command, and a plain-http client never uses it (redirects are not followed,
         # so it cannot end up on an https URL).
