@@ -82,6 +82,7 @@ class TestLVMConformance(DriverConformanceTests):
         "test_manageable_snapshot_listing_marks_own_snapshots": NO_DM,
         "test_manage_existing_snapshot_get_size_rounds_up": NO_DM,
         "test_manage_existing_snapshot_binds_object": NO_DM,
+        "test_failed_snapshot_manage_restores_the_original_name": NO_DM,
         "test_cgsnapshot_covers_every_member": NO_DM,
         "test_consistencygroup_from_src_holds_source_data": NO_DM,
         "test_export_lifecycle_is_idempotent": NO_ATTACH,
