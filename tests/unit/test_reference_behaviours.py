@@ -133,7 +133,8 @@ def test_manage_existing_commit_failure_unmanages_and_restores_the_size(env, mon
     monkeypatch.undo()
     row = _get(env, models.Volume, vid)
     assert (row.status, row.size) == ("error_managing", 0)
-    assert len(env.driver.calls_to("unmanage")) == 1          # released, never deleted
+    assert len(env.driver.calls_to("restore_managed_name")) == 1   # given back, never deleted
+    assert "lv-import" in env.driver.volumes and "volume-%s" % vid not in env.driver.volumes
     assert env.driver.calls_to("delete_volume") == []
     assert _usage(env) == (0, 0) and _usage(env, "volumes") == (1, 0)
     assert "volume.manage_existing.end" not in env.notifier.types()
@@ -161,7 +162,8 @@ def test_manage_existing_that_cannot_become_available_charges_nothing(env, monke
     row = _get(env, models.Volume, vid)
     assert (row.status, row.size) == ("error_managing", 0)
     assert _usage(env) == (0, 0)
-    assert len(env.driver.calls_to("unmanage")) == 1
+    assert len(env.driver.calls_to("restore_managed_name")) == 1
+    assert "lv-import" in env.driver.volumes
     _assert_settled(env)
 
 
@@ -180,7 +182,8 @@ def test_manage_existing_snapshot_commit_failure_restores_the_charged_size(env, 
     monkeypatch.undo()
     row = _get(env, models.Snapshot, sid)
     assert (row.status, row.volume_size) == ("error", 5)
-    assert len(env.driver.calls_to("unmanage_snapshot")) == 1
+    assert len(env.driver.calls_to("restore_managed_snapshot_name")) == 1
+    assert "snap-import" in env.driver.snapshots
     assert env.driver.calls_to("delete_snapshot") == []
     assert _usage(env) == (10, 0) and _usage(env, "snapshots") == (1, 0)
     _assert_settled(env)
@@ -188,10 +191,10 @@ def test_manage_existing_snapshot_commit_failure_restores_the_charged_size(env, 
 
 # --- a driver that binds and then fails must not leave the data exposed to a delete ---------
 
-def test_manage_existing_driver_error_after_bind_unmanages(env):
+def test_manage_existing_driver_error_after_bind_gives_the_name_back(env):
     """Regression: the revert skipped unmanage for any driver failure, so an object already
     renamed to ``volume-<id>`` stayed bound to an ``error_managing`` row, and deleting that
-    row would have deleted the imported data."""
+    row would have deleted the imported data. Now the revert gives it its name back."""
     ref = env.driver.seed_foreign_volume(GiB, name="lv-import")
     vid = _volume(env, status="managing", size=0)
     env.driver.inject_failure(
@@ -200,7 +203,8 @@ def test_manage_existing_driver_error_after_bind_unmanages(env):
     with pytest.raises(exception.VolumeBackendAPIException):
         env.manage_existing(CTX, vid, ref)
     assert _get(env, models.Volume, vid).status == "error_managing"
-    assert len(env.driver.calls_to("unmanage")) == 1
+    assert len(env.driver.calls_to("restore_managed_name")) == 1
+    assert "lv-import" in env.driver.volumes
     assert env.driver.calls_to("delete_volume") == []
     _assert_settled(env)
 
@@ -215,4 +219,5 @@ def test_manage_existing_refused_reference_is_not_unmanaged(env):
         env.manage_existing(CTX, vid, {"source-name": "x"})
     assert _get(env, models.Volume, vid).status == "error_managing"
     assert env.driver.calls_to("unmanage") == []
+    assert env.driver.calls_to("restore_managed_name") == []
     _assert_settled(env)
