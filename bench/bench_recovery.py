@@ -63,7 +63,7 @@ def write_config(tmp: Path, db_url: str, rabbit_url: str, workers: int | None) -
              "control_exchange = bench-recovery-%d" % os.getpid(),
              "state_path = %s" % (tmp / "state"), "log_file = %s" % (tmp / "volume.log"),
              "enabled_backends = %s" % BACKEND, "report_interval = 1",
-             "graceful_shutdown_timeout = 5", "recovery_drain_timeout = 30",
+             "graceful_shutdown_timeout = 5",
              "", "[database]", "connection = %s" % db_url,
              "", "[quota]", "volumes = -1", "snapshots = -1", "gigabytes = -1"]
     if workers is not None:

@@ -39,7 +39,10 @@ def load_config(argv) -> cfg.ConfigOpts:
     conf = cfg.CONF
     conf.clear()
     bm_conf.register_all(conf)
-    conf(list(argv), project="blockmgr", prog="blockmgr-volume")
+    import blockmgr
+
+    conf(list(argv), project="blockmgr", prog="blockmgr-volume",
+         version=blockmgr.__version__)
     backend.register_enabled_backends(conf)
     validation.validate(conf)
     return conf
@@ -79,7 +82,9 @@ def use_native_threads() -> bool:
 def main(argv=None) -> int:
     started = time.monotonic()
     argv = sys.argv[1:] if argv is None else argv
-    use_native_threads()
+    from blockmgr import cmd as bm_cmd
+
+    bm_cmd.prepare_process()
     from blockmgr import startup
 
     startup.preload(startup.VOLUME_WORKER_MODULES)

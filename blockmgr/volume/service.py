@@ -115,7 +115,8 @@ class BackendService:
         self.cluster = None   # the ClusterMember, once joined
         self.db = db
         self.transport = transport
-        self.notifier = notifier
+        # Published as volume.<host>@<backend>, as Cinder's volume services publish.
+        self.notifier = notifier.for_host(self.member_host) if notifier is not None else None
         self.driver = driver
         self._driver_given = driver is not None
         self.manager = None

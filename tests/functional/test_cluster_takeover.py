@@ -173,8 +173,7 @@ def test_peer_finishes_a_killed_members_flow_and_the_member_does_not_rerun_it(
 def test_fifty_flows_with_a_member_killed_all_settle_with_exact_quota(
         db_backend, db_url, tmp_path, vhost_url):
     with SharedCluster(tmp_path, db_url, vhost_url,
-                       backend_opts={"e2e_create_delay": 0.4},
-                       default_opts={"recovery_drain_timeout": 20}) as c:
+                       backend_opts={"e2e_create_delay": 0.4}) as c:
         c.start()
         c.wait_serving(["a", "b"])
         h = Harness(c)

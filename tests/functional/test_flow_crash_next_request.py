@@ -11,10 +11,9 @@ test found) or overwrote the next request (a second extend lost its size and sta
 
 Each case: prepare the operation (as its crash test module does), kill the worker
 ``after:`` the flow's finishing task, apply the next request's API-side change to the rows
-(status, and an extend's request-owned reservation), start a worker that recovers with the
-orphans deferred -- as a daemon does while the queue ahead of its start is served -- serve
-the next request, resolve the deferred orphans, then check the shared invariants and that
-the next request took effect.
+(status, an extend's request-owned reservation, and the request in the ledger, which keeps
+recovery from taking the row for an orphan), start a worker that recovers, serve the next
+request, then check the shared invariants and that the next request took effect.
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ import pytest
 from blockmgr import quota as bm_quota
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 from blockmgr.flows import (create_group, create_group_from_src, create_group_snapshot,
                             create_snapshot, create_volume, extend_volume, manage_existing,
                             manage_existing_snapshot, update_group)
-from blockmgr.volume import recovery
 from tests.functional import crash_harness as harness
 from tests.functional import test_flow_crash
 from tests.functional import test_flow_crash_groups
@@ -91,6 +90,8 @@ def _prepare(manager, op):
 def _accept(manager, nxt: str, resource_id: str):
     """What the API writes when it accepts ``nxt``; returns the worker's arguments."""
     with manager.db.writer() as session:
+        db_requests.add(session, kind="volume", resource_id=resource_id, action=nxt,
+                        arguments={}, context=CTX.to_dict(), target=manager.host)
         if nxt in DELETED:
             repository.transition(session, DELETED[nxt], resource_id, "deleting")
             return [resource_id]
@@ -130,10 +131,9 @@ def test_a_request_accepted_while_the_worker_was_down_survives_the_resumed_flow(
     next_args = _accept(crash_world.manager(), nxt, resource_id)
 
     restarted = crash_world.manager()
-    report = restarted.init_host(defer_orphans=True)
-    assert report.failed == [], report
+    report = restarted.init_host()
+    assert report.failed == [] and report.orphans == [], report
     getattr(restarted, nxt)(CTX, *next_args)
-    recovery.resolve_orphans(restarted, report.deferred)
 
     harness.assert_invariants(restarted, crash, report)
     _served(restarted, nxt, next_args)

@@ -107,7 +107,7 @@ def test_scheduler_process_gets_past_the_shared_file(shared_config, tmp_path):
 # --- --version --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("program", ["blockmgr", "blockmgr-manage", "blockmgr-scheduler",
-                                     "blockmgr-api"])
+                                     "blockmgr-volume", "blockmgr-api"])
 def test_version(program):
     result = _run(BIN / program, "--version")
     assert result.returncode == 0, result

@@ -342,3 +342,13 @@ def test_manage_service_and_resource_listings(env, capsys):
     with pytest.raises(exception.FlowNotFound):
         manage_resources.show_flow(env.conf, argparse.Namespace(flow_id="nope",
                                                                 format="table"))
+
+
+def test_a_backend_publishes_its_notifications_as_volume_host_at_backend(env):
+    notifier = MemoryNotifier()
+    svc = volume_service.BackendService(env.conf, BACKEND, db=env.db,
+                                        transport=env.transport, notifier=notifier,
+                                        driver=FakeDriver(None, BACKEND, host="node1@fake"))
+    svc.notifier.info(CTX, "volume.create.start", {"volume_id": "v"})
+    assert notifier.events[-1][1] == "volume.create.start"
+    assert notifier.publishers[-1] == "volume.node1@fake"
