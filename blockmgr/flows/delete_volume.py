@@ -31,7 +31,9 @@ Failure (any task): the volume goes back to ``available`` if the driver said
 :class:`~blockmgr.exception.VolumeIsBusy` (nothing was deleted); otherwise to
 ``error_deleting`` (``error_unmanaging``; ``error_managing`` for a failed import's delete).
 With ``cascade``, every snapshot the flow took (all ``deleting``) that is still there goes
-to ``error_deleting`` with the same ``status_reason``, so each can be deleted again.
+to ``error_deleting`` with the same ``status_reason``, so each can be deleted again; when the
+cascade is refused because one snapshot is no longer ``deleting``, the volume's snapshots that
+are go to ``error_deleting`` too (the manager holds every snapshot's delete lock meanwhile).
 The quota is unchanged and a ``volume.delete.error`` (``volume.unmanage.error``) is sent.
 A crash anywhere resumes the flow: every task is idempotent (deleting what is gone succeeds).
 Store: ``context``, ``volume_id``, ``cascade``, ``flow_id``.
@@ -104,11 +106,19 @@ class ExtractVolumeTask(common.FlowTask):
         ref["snapshot_ids"] = sorted(sid for sid, _status in snapshots) if cascade else []
         return ref
 
-    def revert(self, runtime, volume_id, result, flow_failures=None, **kwargs):
+    def revert(self, runtime, volume_id, cascade, result, flow_failures=None, **kwargs):
         busy = _is_busy(flow_failures)
         reason = common.failure_reason(flow_failures)
         if isinstance(result, dict) and result.get("snapshot_ids"):
             _fail_snapshots(runtime, volume_id, result["snapshot_ids"], reason)
+        elif cascade and common.is_failure(result) and result.check(
+                "blockmgr.exception.InvalidSnapshot"):
+            # The cascade was refused (a snapshot is no longer deleting): the others the API
+            # moved to deleting for it must not stay deleting without a flow.
+            with runtime.db.reader() as session:
+                pending = [s.id for s in repository.snapshots_of_volume(session, volume_id)
+                           if s.status == S.DELETING]
+            _fail_snapshots(runtime, volume_id, pending, reason)
         for start in _STARTS[self.unmanage_only]:
             target = V.AVAILABLE if busy and start != V.ERROR_MANAGING_DELETING \
                 else _FAILED[start]

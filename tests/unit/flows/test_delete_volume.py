@@ -256,13 +256,17 @@ def test_cascade_deletes_snapshots_and_returns_all_quota_at_once(env):
 
 def test_cascade_needs_every_snapshot_deleting(env):
     vid = make_volume(env, size=2)
-    make_snapshot(env, vid, status="deleting")
+    taken = make_snapshot(env, vid, status="deleting")
     keep = make_snapshot(env, vid, status="available")
     set_status(env, models.Volume, vid, "deleting")
     with pytest.raises(exception.InvalidSnapshot, match=keep):
         env.delete_volume(CTX, vid, cascade=True)
     assert get(env, models.Volume, vid).status == "error_deleting"
     assert env.driver.calls_to("delete_snapshot") == []
+    # the snapshot the API moved for the refused cascade does not stay deleting
+    row = get(env, models.Snapshot, taken)
+    assert row.status == "error_deleting" and keep in row.status_reason
+    assert get(env, models.Snapshot, keep).status == "available"
     assert_settled(env)
 
 
