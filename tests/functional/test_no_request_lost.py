@@ -1,0 +1,141 @@
+"""No accepted request is lost when a daemon stops: the request ledger (blockmgr.ledger).
+
+The deployment as an operator runs it: ``blockmgr-api``, ``blockmgr-scheduler`` and
+``blockmgr-volume`` as processes on RabbitMQ (a private vhost) and a real database. Creates
+go through the REST API while a daemon is stopped -- SIGTERM (graceful) or SIGKILL -- half a
+second into the burst, then restarted. Every create the API accepted must end
+``available``: none may be lost with a message the daemon had taken, none may end ``error``
+because a process stopped. Afterwards the ledger holds no open request and quota is exact.
+
+Repeat it to gain confidence (each run takes 20-40 s)::
+
+    for i in $(seq 10); do .venv/bin/python -m pytest -q \\
+        tests/functional/test_no_request_lost.py || break; done
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from blockmgr.db import models
+from blockmgr.db import requests as db_requests
+from tests.conftest import require_service
+from tests.functional.daemons import Cluster
+from tests.functional.daemons import DaemonProcess
+from tests.functional.daemons import private_vhost
+from tests.functional.daemons import wait_for
+
+pytestmark = [pytest.mark.functional, pytest.mark.slow]
+
+PROJECT = "p-ledger"
+HEADERS = {"X-User-Id": "u-ledger", "X-Project-Id": PROJECT}
+CREATES = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_api(cluster: Cluster, tmp_path) -> str:
+    port = _free_port()
+    config = tmp_path / "api.conf"
+    config.write_text(cluster.client_config.read_text().replace(
+        str(tmp_path / "client.log"), str(tmp_path / "api.log"))
+        + "\n[api]\nbind_port = %d\n" % port
+        + "\n[quota]\nvolumes = -1\ngigabytes = -1\n")
+    api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log")
+    cluster.processes["api"] = api.start()
+    url = "http://127.0.0.1:%d" % port
+
+    def answers():
+        if not api.alive:
+            return True
+        try:
+            return httpx.get(url + "/", timeout=2).status_code == 300
+        except httpx.TransportError:
+            return False
+
+    assert wait_for(answers, 60, 0.1) and api.alive, api.log_text()
+    return "%s/v3/%s" % (url, PROJECT)
+
+
+def _burst(base_url: str, count: int, concurrency: int = 10) -> list[str]:
+    """``count`` creates through REST, ``concurrency`` at a time; the ids accepted."""
+    def create(i):
+        with httpx.Client(base_url=base_url, headers=HEADERS, timeout=60) as http:
+            response = http.post("/volumes", json={"volume": {"size": 1, "name": "v%d" % i}})
+            assert response.status_code == 202, response.text
+            return response.json()["volume"]["id"]
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def _statuses(cluster: Cluster, ids) -> dict[str, str]:
+    with cluster.db.reader() as session:
+        return dict(session.execute(sa.select(models.Volume.id, models.Volume.status)
+                                    .where(models.Volume.id.in_(list(ids)))).all())
+
+
+def _open_requests(cluster: Cluster) -> list:
+    with cluster.db.reader() as session:
+        return session.execute(sa.select(models.Request.id, models.Request.state,
+                                         models.Request.target).where(
+            models.Request.state.in_(db_requests.OPEN))).all()
+
+
+def _quota_in_use(cluster: Cluster) -> dict:
+    with cluster.db.reader() as session:
+        return dict(session.execute(sa.select(models.QuotaUsage.resource,
+                                              models.QuotaUsage.in_use).where(
+            models.QuotaUsage.project_id == PROJECT)).all())
+
+
+@pytest.mark.parametrize("db_backend", ["mysql", "postgresql"])
+@pytest.mark.parametrize("victim,how", [("a", signal.SIGTERM), ("a", signal.SIGKILL),
+                                        ("scheduler", signal.SIGKILL)],
+                         ids=["worker-sigterm", "worker-kill", "scheduler-kill"])
+def test_every_accepted_create_ends_available_when_a_daemon_stops(db_backend, db_url,
+                                                                  tmp_path, victim, how):
+    require_service("rabbitmq")
+    with private_vhost() as vhost, Cluster(
+            tmp_path, db_url, hosts={"a": {"e2e_create_delay": 0.05}}, rabbit_url=vhost,
+            default_opts={"rpc_worker_threads": 4},
+            scheduler_opts={"startup_wait": 5}) as cluster:
+        cluster.start()
+        base_url = _start_api(cluster, tmp_path)
+        with concurrent.futures.ThreadPoolExecutor(1) as runner:
+            burst = runner.submit(_burst, base_url, CREATES)
+            time.sleep(0.5)
+            process = cluster.processes[victim]
+            process.proc.send_signal(how)
+            process.proc.wait(60)
+            ids = burst.result(timeout=180)
+        if victim == "scheduler":
+            cluster.start_scheduler()
+        else:
+            cluster.start_volume(victim)
+        assert len(ids) == CREATES
+
+        def settled():
+            statuses = _statuses(cluster, ids)
+            return all(s not in ("creating",) for s in statuses.values()) and statuses
+
+        final = wait_for(settled, 120, 0.2)
+        assert final, ("still creating", {s: sum(1 for v in _statuses(cluster, ids).values()
+                                                 if v == s) for s in ("creating",)},
+                       cluster.logs())
+        counts = {s: sum(1 for v in final.values() if v == s) for s in set(final.values())}
+        assert counts == {"available": CREATES}, (counts, cluster.logs())
+        assert wait_for(lambda: not _open_requests(cluster), 30, 0.2), _open_requests(cluster)
+        usage = _quota_in_use(cluster)
+        assert (usage.get("volumes"), usage.get("gigabytes")) == (CREATES, CREATES), usage
