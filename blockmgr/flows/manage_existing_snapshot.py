@@ -144,14 +144,23 @@ class ManageExistingTask(common.FlowTask):
     def revert(self, runtime, snapshot_id, snapshot_ref, manage_source, result, **kwargs):
         if common.manage_was_refused(result):
             return   # the driver refused: nothing was managed
+        view = None
         try:
-            _driver_call(runtime.driver, "restore_managed_snapshot_name",
-                         _view(runtime, snapshot_id), manage_source)
+            view = _view(runtime, snapshot_id)
+            _driver_call(runtime.driver, "restore_managed_snapshot_name", view, manage_source)
         except Exception:  # best effort: the snapshot is in error either way
             common.LOG.exception(
                 "Could not give the object of snapshot %s its original name %s back while "
-                "reverting its manage; its data is kept", snapshot_id,
-                json.dumps(manage_source, sort_keys=True))
+                "reverting its manage; releasing it with unmanage_snapshot instead",
+                snapshot_id, json.dumps(manage_source, sort_keys=True))
+            # A snapshot in error is deleted by the ordinary delete flow: keep the object
+            # from carrying the snapshot's name if the driver can release it at all.
+            try:
+                if view is not None:
+                    runtime.driver.unmanage_snapshot(view)
+            except Exception:
+                common.LOG.exception("Could not unmanage snapshot %s either; its object "
+                                     "may still carry the snapshot's name", snapshot_id)
         with runtime.db.writer() as session:   # back to the size the API charged
             repository.update(session, repository.get(session, models.Snapshot, snapshot_id),
                               volume_size=snapshot_ref["volume_size"])

@@ -158,6 +158,25 @@ def test_lvm_failed_snapshot_manage_gives_the_lv_its_name_back_and_delete_keeps_
     assert "lvremove" not in fake_lvm.tools()
 
 
+def test_loopback_failed_snapshot_restore_still_releases_the_file(loop, commit_fails,
+                                                                  monkeypatch):
+    """If the name cannot be given back, the snapshot's file is released (unmanage) so that
+    deleting the snapshot in error cannot reach it."""
+    def restore_fails(self, snapshot, source_ref):
+        raise exception.VolumeBackendAPIException(reason="rename failed")
+
+    monkeypatch.setattr(type(loop.driver), "restore_managed_snapshot_name", restore_fails)
+    vid = _available_volume(loop)
+    open(os.path.join(loop.driver.directory, "legacyS"), "wb").truncate(GiB)
+    sid = _creating_snapshot(loop, vid)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    kept = _files(loop) - {"volume-%s" % vid}
+    assert kept == {"volume-%s@snapshot-%s" % (vid, sid)}
+    _delete_snapshot(loop, sid)
+    assert _files(loop) - {"volume-%s" % vid} == kept
+
+
 # --- loopback: a failed manage gives the user's file its name back ---------------------------
 
 def _files(manager) -> set[str]:
