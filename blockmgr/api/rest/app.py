@@ -35,6 +35,7 @@ RESOURCE_ROUTERS = (
     "blockmgr.api.rest.quotas",
     "blockmgr.api.rest.limits",
     "blockmgr.api.rest.services",
+    "blockmgr.api.rest.resource_filters",
 )
 
 

@@ -78,27 +78,30 @@ def list_group_snapshots_detail(request: Request, ctx: deps.Context, state: deps
                                 status: Status | None = None, group_id: ListFilter = None,
                                 all_tenants: AllTenants = None):
     rows = _listing(request, ctx, state, page, all_tenants)
-    items = [views.group_snapshot_detail(r) for r in rows]
+    version = request.state.api_version
+    items = [views.group_snapshot_detail(r, version) for r in rows]
     return {"group_snapshots": items,
             **deps.next_link(request, state, items, page, "group_snapshots")}
 
 
 @router.get("/group_snapshots/{group_snapshot_id}", summary="Show a group snapshot")
-def show_group_snapshot(ctx: deps.Context, state: deps.State,
+def show_group_snapshot(request: Request, ctx: deps.Context, state: deps.State,
                         group_snapshot_id: GroupSnapshotId):
     row = state.client.groups.get_group_snapshot(ctx, _snapshot_id(group_snapshot_id))
-    return {"group_snapshot": views.group_snapshot_detail(row)}
+    return {"group_snapshot": views.group_snapshot_detail(row,
+                                                          request.state.api_version)}
 
 
 @router.post("/group_snapshots", status_code=202, summary="Create a group snapshot")
-def create_group_snapshot(ctx: deps.Context, state: deps.State,
+def create_group_snapshot(request: Request, ctx: deps.Context, state: deps.State,
                           body: GroupSnapshotCreateBody):
     """Snapshot every volume of an ``available`` group at once; ``creating`` until the
     worker is done. The group must have volumes."""
     spec = body.group_snapshot
     row = state.client.groups.create_group_snapshot(ctx, spec.group_id, name=spec.name,
                                                     description=spec.description)
-    return {"group_snapshot": views.group_snapshot_detail(row)}
+    return {"group_snapshot": views.group_snapshot_detail(row,
+                                                          request.state.api_version)}
 
 
 @router.delete("/group_snapshots/{group_snapshot_id}", status_code=202,

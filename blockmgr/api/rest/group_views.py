@@ -15,7 +15,6 @@ from typing import Annotated
 
 from fastapi import Request
 from pydantic import AfterValidator
-from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
@@ -26,6 +25,8 @@ from blockmgr.api.rest import versions
 #: Microversions where Cinder introduced the resources.
 GROUPS_VERSION = (3, 13)
 GROUP_SNAPSHOTS_VERSION = (3, 14)
+#: Groups and group snapshots show their ``project_id``.
+PROJECT_ID_VERSION = (3, 58)
 
 
 class VersionTooLow(exception.NotFound):
@@ -69,9 +70,10 @@ ResourceId = Annotated[str, Field(pattern=fields.UUID_PATTERN, description="a UU
                       AfterValidator(str.lower)]
 
 
-class Body(BaseModel):
-    """A request body object: unknown fields are refused (``400``), types are not coerced
-    (a number is not a string)."""
+class Body(fields.Body):
+    """A request body object: unknown fields and control characters are refused (``400``,
+    :class:`blockmgr.api.rest.fields.Body`), types are not coerced (a number is not a
+    string)."""
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -99,6 +101,8 @@ def group_detail(row: dict, version: tuple[int, int]) -> dict:
     if version >= GROUP_SNAPSHOTS_VERSION:
         body["group_snapshot_id"] = row["group_snapshot_id"]
         body["source_group_id"] = row["source_group_id"]
+    if version >= PROJECT_ID_VERSION:
+        body["project_id"] = row.get("project_id")
     return body
 
 
@@ -114,9 +118,13 @@ def group_snapshot_summary(row: dict) -> dict:
     return {"id": row["id"], "name": row["name"]}
 
 
-def group_snapshot_detail(row: dict) -> dict:
-    return {"id": row["id"], "name": row["name"], "description": row["description"],
+def group_snapshot_detail(row: dict,
+                          version: tuple[int, int] = versions.MIN_VERSION) -> dict:
+    body = {"id": row["id"], "name": row["name"], "description": row["description"],
             "status": row["status"], "group_id": row["group_id"],
             "group_type_id": row["group_type_id"],
             "created_at": timestamp(row["created_at"]),
             "updated_at": timestamp(row["updated_at"])}
+    if version >= PROJECT_ID_VERSION:
+        body["project_id"] = row.get("project_id")
+    return body

@@ -29,6 +29,7 @@ from blockmgr import services as bm_services
 from blockmgr.api import common
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
+from blockmgr.api.rest import group_views
 from blockmgr.api.rest import views
 
 router = APIRouter(tags=["manage existing"])
@@ -92,8 +93,15 @@ def _serving_backend(state, host: str) -> None:
                                            reason="its volume service is down")
 
 
+#: Where Cinder introduced ``/manageable_volumes`` and ``/manageable_snapshots`` (the
+#: ``/os-volume-manage`` and ``/os-snapshot-manage`` listings serve every version).
+MANAGEABLE_VERSION = (3, 8)
+
+
 def _listing(request: Request, ctx, state, page, host: str, detail: bool,
              snapshots: bool) -> dict:
+    if "/manageable_" in request.scope.get("path", ""):
+        group_views.require_version(MANAGEABLE_VERSION, "Manageable listings")(request)
     fields.query_filters(request, {"host": "host"}, "manageable objects")
     _serving_backend(state, host)
     service = state.client.snapshots if snapshots else state.client.volumes

@@ -27,6 +27,9 @@ FILTERS = {"name": "name", "display_name": "name", "status": "status",
            "volume_id": "volume_id", "project_id": "project_id"}
 _LIST_PARAMS = frozenset({"all_tenants"})
 ACTIONS = ("os-unmanage",)
+#: From 3.66 an in-use volume is snapshotted without ``force`` (and ``force: false`` is a
+#: ``400``).
+IN_USE_WITHOUT_FORCE_VERSION = (3, 66)
 
 
 class SnapshotCreate(fields.Body):
@@ -116,9 +119,15 @@ def create_snapshot(request: Request, ctx: deps.Context, state: deps.State,
     """Of an ``available`` volume (``in-use`` with ``force``). ``202``: the snapshot is
     ``creating``."""
     spec = body.snapshot
+    force = bool(spec.force)
+    if request.state.api_version >= IN_USE_WITHOUT_FORCE_VERSION:
+        if spec.force is False:
+            raise exception.InvalidInput(reason="force may not be false from microversion "
+                                                "3.66 on: an in-use volume is snapshotted "
+                                                "without it; omit force")
+        force = True
     row = state.client.snapshots.create_snapshot(
-        ctx, spec.volume_id, name=spec.name, description=spec.description,
-        force=bool(spec.force))
+        ctx, spec.volume_id, name=spec.name, description=spec.description, force=force)
     return {"snapshot": views.snapshot_view(request, ctx, row)}
 
 

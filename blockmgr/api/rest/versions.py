@@ -2,9 +2,10 @@
 
 Clients first GET ``/`` (or ``/v3/``) to learn the API's version range, then send
 ``OpenStack-API-Version: volume 3.N`` on each call. We serve Cinder's v3 shapes from 3.0 up
-to :data:`MAX_VERSION` (3.14 is where groups and group snapshots arrived, so clients enable
-their group commands); a request for a version outside the range gets ``406``, like Cinder.
-Responses state the version they were served at.
+to :data:`MAX_VERSION` (3.71, what current clients ask for); a request for a version outside
+the range gets ``406``, like Cinder. Responses state the version they were served at. What
+each microversion changes, and what blockmgr does about it, is the table in
+``docs/rest-api.md``; the views and routers compare against named ``*_VERSION`` constants.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from blockmgr.api.rest import errors
 
 MIN_VERSION = (3, 0)
-MAX_VERSION = (3, 14)
+MAX_VERSION = (3, 71)
 HEADER = "OpenStack-API-Version"
 SERVICE = "volume"
 UPDATED = "2026-12-03T00:00:00Z"

@@ -4,7 +4,8 @@ Clients (python-cinderclient, openstacksdk, gophercloud) read these keys, so nam
 value types follow Cinder's v3 API: ``bootable`` and ``encrypted``-style flags as Cinder
 sends them (``bootable`` is the string ``"true"``/``"false"``), admin-only attributes
 (``os-vol-host-attr:host``) only for an admin, microversioned keys (``group_id`` from 3.13,
-``group_snapshot_id`` from 3.14) only when asked for. Fields blockmgr does not have are sent
+``group_snapshot_id`` from 3.14, and the later ones named by the ``*_VERSION`` constants)
+only when asked for. Fields blockmgr does not have are sent
 with Cinder's neutral value (no attachments, no metadata, replication ``disabled``).
 
 One blockmgr addition: ``status_reason`` says why a resource is in an error status (Cinder
@@ -17,6 +18,20 @@ from fastapi import Request
 
 GROUP_ID_VERSION = (3, 13)
 GROUP_SNAPSHOT_ID_VERSION = (3, 14)
+#: Snapshots: ``provider_id`` for admins.
+SNAPSHOT_PROVIDER_ID_VERSION = (3, 21)
+#: Snapshots: ``user_id``.
+SNAPSHOT_USER_ID_VERSION = (3, 41)
+#: Volumes: ``shared_targets`` and ``service_uuid``.
+SHARED_TARGETS_VERSION = (3, 48)
+#: Volumes: ``cluster_name`` for admins.
+CLUSTER_NAME_VERSION = (3, 61)
+#: Volumes: ``volume_type_id``.
+VOLUME_TYPE_ID_VERSION = (3, 63)
+#: Volumes: ``encryption_key_id``.
+ENCRYPTION_KEY_ID_VERSION = (3, 64)
+#: Volumes and snapshots: ``consumes_quota``.
+CONSUMES_QUOTA_VERSION = (3, 65)
 
 
 def _base_url(request: Request) -> str:
@@ -35,6 +50,24 @@ def links(request: Request, project_id: str, collection: str, resource_id: str) 
 
 def _version(request: Request) -> tuple[int, int]:
     return getattr(request.state, "api_version", (3, 0))
+
+
+def _service_uuids(request: Request) -> dict[str, str]:
+    """``host@backend`` -> uuid of the volume service serving it, read once per request."""
+    cached = getattr(request.state, "service_uuids", None)
+    if cached is None:
+        import sqlalchemy as sa
+
+        from blockmgr import services
+        from blockmgr.db import models
+
+        with request.app.state.rest.db.reader() as session:
+            rows = session.execute(sa.select(models.Service.host, models.Service.uuid).where(
+                models.Service.deleted.is_(False),
+                models.Service.binary == services.VOLUME_BINARY)).all()
+        cached = {host: uuid for host, uuid in rows}
+        request.state.service_uuids = cached
+    return cached
 
 
 def _timestamp(value):
@@ -79,8 +112,22 @@ def volume_detail(request: Request, ctx, row: dict) -> dict:
         view["os-vol-host-attr:host"] = row["host"]
         view["os-vol-mig-status-attr:migstat"] = None
         view["os-vol-mig-status-attr:name_id"] = None
-    if _version(request) >= GROUP_ID_VERSION:
+    version = _version(request)
+    if version >= GROUP_ID_VERSION:
         view["group_id"] = row["group_id"]
+    if version >= SHARED_TARGETS_VERSION:
+        # No blockmgr driver exports several volumes through one shared target.
+        view["shared_targets"] = False
+        host = (row.get("host") or "").partition("#")[0]
+        view["service_uuid"] = _service_uuids(request).get(host) if host else None
+    if version >= CLUSTER_NAME_VERSION and ctx.is_admin:
+        view["cluster_name"] = row.get("cluster_name")
+    if version >= VOLUME_TYPE_ID_VERSION:
+        view["volume_type_id"] = row.get("volume_type_id")
+    if version >= ENCRYPTION_KEY_ID_VERSION:
+        view["encryption_key_id"] = None
+    if version >= CONSUMES_QUOTA_VERSION:
+        view["consumes_quota"] = bool(row.get("use_quota", True))
     return view
 
 
@@ -108,8 +155,15 @@ def snapshot_view(request: Request, ctx, row: dict, detail: bool = True) -> dict
     if detail:
         view["os-extended-snapshot-attributes:progress"] = row.get("progress") or "0%"
         view["os-extended-snapshot-attributes:project_id"] = row["project_id"]
-    if _version(request) >= GROUP_SNAPSHOT_ID_VERSION:
+    version = _version(request)
+    if version >= GROUP_SNAPSHOT_ID_VERSION:
         view["group_snapshot_id"] = row["group_snapshot_id"]
+    if version >= SNAPSHOT_PROVIDER_ID_VERSION and detail and ctx.is_admin:
+        view["provider_id"] = row.get("provider_id")
+    if version >= SNAPSHOT_USER_ID_VERSION:
+        view["user_id"] = row.get("user_id")
+    if version >= CONSUMES_QUOTA_VERSION:
+        view["consumes_quota"] = bool(row.get("use_quota", True))
     return view
 
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi import Request
 from fastapi import Response
 from pydantic import Field
 from pydantic import model_validator
 
+from blockmgr import exception
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import errors
 from blockmgr.api.rest import fields
@@ -28,6 +30,8 @@ from blockmgr.api.rest.volumes import volume_id_of
 
 router = APIRouter(tags=["volume actions"])
 
+#: From 3.42 an ``in-use`` volume can be extended (before, only ``available`` ones).
+EXTEND_IN_USE_VERSION = (3, 42)
 ACTIONS = ("os-extend", "os-initialize_connection", "os-terminate_connection", "os-unmanage")
 
 
@@ -79,10 +83,17 @@ class VolumeAction(fields.Body):
 @router.post("/volumes/{volume_id}/action", summary="Act on a volume",
              responses={200: {"description": "os-initialize_connection: connection info"},
                         202: {"description": "the other actions: accepted"}})
-def volume_action(ctx: deps.Context, state: deps.State, volume_id: str, body: VolumeAction):
+def volume_action(request: Request, ctx: deps.Context, state: deps.State, volume_id: str,
+                  body: VolumeAction):
     volume_id = volume_id_of(volume_id)
     volumes = state.client.volumes
     if body.extend is not None:
+        if request.state.api_version < EXTEND_IN_USE_VERSION:
+            if volumes.get_volume(ctx, volume_id)["status"] == "in-use":
+                raise exception.InvalidVolume(
+                    reason="volume %s is in-use; before microversion 3.42 only an "
+                           "available volume can be extended (send OpenStack-API-Version: "
+                           "volume 3.42 to extend an in-use one)" % volume_id)
         volumes.extend_volume(ctx, volume_id, body.extend.new_size)
     elif body.initialize_connection is not None:
         info = volumes.initialize_connection(ctx, volume_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi import Query
 from fastapi import Request
@@ -23,7 +24,9 @@ from blockmgr import exception
 from blockmgr import states
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
+from blockmgr.api.rest import group_views
 from blockmgr.api.rest import views
+from blockmgr.db import models
 
 router = APIRouter(tags=["volumes"])
 
@@ -32,6 +35,13 @@ FILTERS = {"name": "name", "display_name": "name", "status": "status",
            "availability_zone": "availability_zone", "group_id": "group_id",
            "project_id": "project_id"}
 _LIST_PARAMS = frozenset({"all_tenants"})
+#: ``group_id`` became a volume list filter.
+GROUP_FILTER_VERSION = (3, 10)
+#: ``GET /volumes/summary``; its ``metadata`` key from 3.36.
+SUMMARY_VERSION = (3, 12)
+SUMMARY_METADATA_VERSION = (3, 36)
+#: ``DELETE /volumes/{id}?force=true``.
+FORCE_DELETE_VERSION = (3, 23)
 
 
 class VolumeCreate(fields.Body):
@@ -98,7 +108,14 @@ def volume_id_of(volume_id: str) -> str:
 
 
 def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | None):
-    filters = fields.query_filters(request, FILTERS, "volumes", _LIST_PARAMS)
+    accepted = FILTERS
+    if request.state.api_version < GROUP_FILTER_VERSION:
+        accepted = {k: v for k, v in FILTERS.items() if k != "group_id"}
+        if "group_id" in request.query_params:
+            raise exception.InvalidInput(reason="the group_id filter needs microversion "
+                                                "3.10 or later (send OpenStack-API-Version: "
+                                                "volume 3.10)")
+    filters = fields.query_filters(request, accepted, "volumes", _LIST_PARAMS)
     # Cinder ignores all_tenants for a non-admin; python-cinderclient sends it on every
     # lookup by name, so refusing it would break `cinder show <name>`.
     all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
@@ -124,6 +141,27 @@ def list_volumes_detail(request: Request, ctx: deps.Context, state: deps.State,
                         name: str | None = Query(None),
                         status: states.VolumeStatus | None = None):
     return _list(request, ctx, state, page, True, all_tenants)
+
+
+@router.get("/volumes/summary", summary="Count and total size of volumes (3.12)")
+def volumes_summary(request: Request, ctx: deps.Context, state: deps.State,
+                    all_tenants: str | None = Query(None, max_length=8)):
+    """``{"volume-summary": {"total_count", "total_size", "metadata" (3.36)}}`` over the
+    project's volumes (every project's for an admin with ``all_tenants=1``). blockmgr has
+    no volume metadata: ``metadata`` is ``{}``."""
+    group_views.require_version(SUMMARY_VERSION, "The volume summary")(request)
+    all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
+    stmt = sa.select(sa.func.count(models.Volume.id),
+                     sa.func.coalesce(sa.func.sum(models.Volume.size), 0)).where(
+        models.Volume.deleted.is_(False))
+    if not all_projects:
+        stmt = stmt.where(models.Volume.project_id == ctx.project_id)
+    with state.db.reader() as session:
+        count, size = session.execute(stmt).one()
+    summary = {"total_count": int(count), "total_size": int(size)}
+    if request.state.api_version >= SUMMARY_METADATA_VERSION:
+        summary["metadata"] = {}
+    return {"volume-summary": summary}
 
 
 @router.get("/volumes/{volume_id}", summary="Show a volume")
@@ -164,9 +202,19 @@ def update_volume(request: Request, ctx: deps.Context, state: deps.State, volume
 
 @router.delete("/volumes/{volume_id}", status_code=202, response_class=Response,
                summary="Delete a volume")
-def delete_volume(ctx: deps.Context, state: deps.State, volume_id: str,
-                  cascade: str | None = Query(None, max_length=8)):
-    """``cascade=true`` deletes its snapshots too. ``202``: the volume is ``deleting``."""
+def delete_volume(request: Request, ctx: deps.Context, state: deps.State, volume_id: str,
+                  cascade: str | None = Query(None, max_length=8),
+                  force: str | None = Query(None, max_length=8)):
+    """``cascade=true`` deletes its snapshots too. ``202``: the volume is ``deleting``.
+    ``force`` (3.23) is refused: blockmgr has no forced delete."""
+    if force is not None:
+        if request.state.api_version < FORCE_DELETE_VERSION:
+            raise exception.InvalidInput(reason="force needs microversion 3.23 or later")
+        if fields.as_bool(force, "force"):
+            raise exception.InvalidInput(reason="forced delete (force=true) is not "
+                                                "supported by blockmgr; delete the volume "
+                                                "once it is available or in an error "
+                                                "status")
     state.client.volumes.delete_volume(ctx, volume_id_of(volume_id),
                                        cascade=fields.as_bool(cascade, "cascade"))
     return Response(status_code=202)

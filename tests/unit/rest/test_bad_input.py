@@ -75,7 +75,7 @@ def test_control_characters_in_filters_and_markers_are_refused(api, query):
 def test_control_characters_in_the_path_or_admin_queries_are_refused(admin_api):
     fault(admin_api.get("volumes/%00"), 400)
     fault(admin_api.get("os-services?binary=%00"), 400)
-    fault(admin_api.get("manageable_volumes?host=node1@loopback%00"), 400)
+    fault(admin_api.get("os-volume-manage?host=node1@loopback%00"), 400)
     fault(admin_api.http.get("/v3/p%00/volumes"), 400)
 
 
@@ -141,7 +141,8 @@ def test_library_listing_bounds_paging():
 
 @pytest.mark.parametrize("path", ["manageable_volumes", "manageable_snapshots/detail",
                                   "os-volume-manage", "os-snapshot-manage/detail"])
-def test_manageable_listing_of_an_unknown_backend_is_a_fast_404(admin_api, path):
+def test_manageable_listing_of_an_unknown_backend_is_a_fast_404(http, path):
+    admin_api = Api(http, "admin", admin=True, version="3.8")
     started = time.monotonic()
     message = fault(admin_api.get("%s?host=nowhere@nothing" % path), 404)
     assert time.monotonic() - started < 5
@@ -153,7 +154,7 @@ def test_manageable_listing_of_a_down_backend_is_a_fast_503(admin_api, monkeypat
     from blockmgr import services
 
     monkeypatch.setattr(services, "is_up", lambda *args, **kwargs: False)
-    message = fault(admin_api.get("manageable_volumes?host=" + HOST), 503)
+    message = fault(admin_api.get("os-volume-manage?host=" + HOST), 503)
     assert HOST in message and "down" in message
 
 

@@ -10,7 +10,7 @@ def test_version_discovery_lists_v3_with_its_microversion_range(http):
     assert response.status_code == 300
     (version,) = response.json()["versions"]
     assert version["id"] == "v3.0" and version["status"] == "CURRENT"
-    assert version["min_version"] == "3.0" and version["version"] == "3.14"
+    assert version["min_version"] == "3.0" and version["version"] == "3.71"
     assert version["links"][0]["href"].endswith("/v3/")
     assert http.get("/v3/").json()["version"]["id"] == "v3.0"
 
@@ -20,13 +20,13 @@ def test_responses_state_the_microversion_served(http):
     response = http.get("/", headers={"OpenStack-API-Version": "volume 3.13"})
     assert response.headers["OpenStack-API-Version"] == "volume 3.13"
     response = http.get("/", headers={"OpenStack-API-Version": "volume latest"})
-    assert response.headers["OpenStack-API-Version"] == "volume 3.14"
+    assert response.headers["OpenStack-API-Version"] == "volume 3.71"
 
 
 def test_out_of_range_or_malformed_microversion_is_refused(http):
     response = http.get("/", headers={"OpenStack-API-Version": "volume 3.99"})
     assert response.status_code == 406
-    assert "3.0 to 3.14" in response.json()["notAcceptable"]["message"]
+    assert "3.0 to 3.71" in response.json()["notAcceptable"]["message"]
     response = http.get("/", headers={"OpenStack-API-Version": "volume three"})
     assert response.status_code == 400
     assert "volume 3.N" in response.json()["badRequest"]["message"]

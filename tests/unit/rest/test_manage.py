@@ -24,7 +24,7 @@ def drop_file(stack, name: str, size: int) -> None:
 
 
 def test_list_and_manage_a_volume_and_a_snapshot(api, stack):
-    admin = Api(api.http, "pA", admin=True)
+    admin = Api(api.http, "pA", admin=True, version="3.8")
     drop_file(stack, "legacy-a", GiB + 1)
     drop_file(stack, "legacy-b", 1)
     drop_file(stack, "empty", 0)
@@ -78,7 +78,7 @@ def test_list_and_manage_a_volume_and_a_snapshot(api, stack):
 
 
 def test_manage_calls_are_for_admins_and_bad_input_writes_nothing(api, other_api, stack):
-    admin = Api(api.http, "pA", admin=True)
+    admin = Api(api.http, "pA", admin=True, version="3.8")
     vid = available(api)
     drop_file(stack, "legacy", GiB)
     good = {"host": HOST, "ref": {"source-name": "legacy"}}

@@ -14,7 +14,8 @@ def test_noauth_caller_without_roles_is_an_admin(http, stack):
     services = http.get("/v3/ops/os-services", headers=token)
     assert services.status_code == 200, services.text
     assert {s["binary"] for s in services.json()["services"]} >= {"blockmgr-volume"}
-    listing = http.get("/v3/ops/manageable_volumes?host=node1@loopback", headers=token)
+    listing = http.get("/v3/ops/manageable_volumes?host=node1@loopback",
+                       headers=dict(token, **{"OpenStack-API-Version": "volume 3.8"}))
     assert listing.status_code == 200, listing.text
     # The plain X-*-Id headers too, and an admin may act on another project's URL.
     headers = {"X-User-Id": "operator", "X-Project-Id": "ops"}
@@ -101,7 +102,7 @@ def test_other_collections_through_the_project_less_form(api, path):
 def test_admin_calls_through_the_project_less_form(admin_api):
     bare = short(admin_api)
     assert bare.get("os-services").json() == admin_api.get("os-services").json()
-    assert bare.get("manageable_volumes?host=node1@loopback").status_code == 200
+    assert bare.get("os-volume-manage?host=node1@loopback").status_code == 200
 
 
 def test_project_less_url_needs_a_project_from_the_request(http):

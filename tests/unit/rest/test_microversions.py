@@ -1,0 +1,190 @@
+"""Microversions 3.0-3.71: each change to a served resource appears at its version, not
+before; resources blockmgr does not serve answer a clean 404 at every version."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.rest.conftest import Api
+
+HOST = "node1@loopback"
+
+
+def at(api: Api, version: str | None) -> Api:
+    other = Api(api.http, api.project, version=version)
+    other.headers = dict(api.headers)
+    if version:
+        other.headers["OpenStack-API-Version"] = "volume " + version
+    else:
+        other.headers.pop("OpenStack-API-Version", None)
+    return other
+
+
+def volume(api: Api) -> dict:
+    created = api.post("volumes", {"volume": {"size": 1}})
+    assert created.status_code == 202, created.text
+    return api.wait("volumes/" + created.json()["volume"]["id"], "volume", ("available",))
+
+
+VOLUME_KEYS = [("3.13", "group_id"), ("3.48", "shared_targets"), ("3.48", "service_uuid"),
+               ("3.63", "volume_type_id"), ("3.64", "encryption_key_id"),
+               ("3.65", "consumes_quota")]
+
+
+@pytest.mark.parametrize("version,key", VOLUME_KEYS)
+def test_volume_fields_appear_at_their_microversion(api, version, key):
+    vid = volume(api)["id"]
+    major, minor = version.split(".")
+    before = "%s.%d" % (major, int(minor) - 1)
+    assert key not in at(api, before).get("volumes/" + vid).json()["volume"]
+    shown = at(api, version).get("volumes/" + vid).json()["volume"]
+    assert key in shown
+    listed = at(api, version).get("volumes/detail").json()["volumes"][0]
+    assert key in listed
+
+
+def test_volume_field_values_at_the_latest_microversion(api, admin_api, stack):
+    vid = volume(api)["id"]
+    shown = at(api, "3.71").get("volumes/" + vid).json()["volume"]
+    assert shown["consumes_quota"] is True and shown["shared_targets"] is False
+    assert shown["encryption_key_id"] is None and "cluster_name" not in shown
+    admin_view = at(admin_api, "3.71").get("volumes/%s" % vid).json()["volume"]
+    assert "cluster_name" in admin_view
+    assert "cluster_name" not in at(admin_api, "3.60").get("volumes/" + vid).json()["volume"]
+    services = {s["host"]: s for s in at(admin_api, "3.71").get(
+        "os-services").json()["services"]}
+    assert services[HOST]["backend_state"] == "up"
+    from blockmgr.db import models
+
+    with stack.db.reader() as session:
+        uuid = session.query(models.Service.uuid).filter_by(host=HOST).scalar()
+    assert shown["service_uuid"] == uuid
+
+
+def test_snapshot_fields_appear_at_their_microversion(api, admin_api):
+    vid = volume(api)["id"]
+    snap = api.post("snapshots", {"snapshot": {"volume_id": vid}}).json()["snapshot"]
+    path = "snapshots/" + snap["id"]
+    assert "user_id" not in at(api, "3.40").get(path).json()["snapshot"]
+    assert at(api, "3.41").get(path).json()["snapshot"]["user_id"] == "u-pA"
+    assert "consumes_quota" not in at(api, "3.64").get(path).json()["snapshot"]
+    assert at(api, "3.65").get(path).json()["snapshot"]["consumes_quota"] is True
+    admin = Api(api.http, "pA", admin=True)
+    assert "provider_id" not in at(admin, "3.20").get(path).json()["snapshot"]
+    assert "provider_id" in at(admin, "3.21").get(path).json()["snapshot"]
+    assert "provider_id" not in at(api, "3.21").get(path).json()["snapshot"]
+
+
+def test_snapshot_of_an_in_use_volume_needs_no_force_from_3_66(api, monkeypatch, stack):
+    seen = []
+    real = stack.client.snapshots.create_snapshot
+
+    def recording(ctx, volume_id, **kwargs):
+        seen.append(kwargs["force"])
+        return real(ctx, volume_id, **kwargs)
+
+    monkeypatch.setattr(stack.client.snapshots, "create_snapshot", recording)
+    vid = volume(api)["id"]
+    body = {"snapshot": {"volume_id": vid}}
+    assert at(api, "3.65").post("snapshots", body).status_code == 202
+    assert at(api, "3.66").post("snapshots", body).status_code == 202
+    assert seen == [False, True]
+    refused = at(api, "3.66").post("snapshots", {"snapshot": {"volume_id": vid,
+                                                              "force": False}})
+    assert refused.status_code == 400
+    assert "omit force" in refused.json()["badRequest"]["message"]
+
+
+def test_group_id_filter_from_3_10(api):
+    assert at(api, "3.9").get("volumes?group_id=%s" % ("0" * 8 + "-0000-4000-8000-"
+                                                       + "0" * 12)).status_code == 400
+    response = at(api, "3.10").get("volumes?group_id=" + "0" * 8 + "-0000-4000-8000-"
+                                   + "0" * 12)
+    assert response.status_code == 200 and response.json()["volumes"] == []
+
+
+def test_groups_show_their_project_from_3_58(api):
+    v = at(api, "3.58")
+    group = v.post("groups", {"group": {"name": "g"}})
+    assert group.status_code == 202, group.text
+    assert group.json()["group"]["project_id"] == "pA"
+    gid = group.json()["group"]["id"]
+    assert "project_id" not in at(api, "3.57").get("groups/" + gid).json()["group"]
+
+
+def test_volume_summary_from_3_12_with_metadata_from_3_36(api, other_api):
+    assert at(api, "3.11").get("volumes/summary").status_code == 404
+    volume(api)
+    at(api, "3.0").post("volumes", {"volume": {"size": 3}})
+    at(other_api, "3.0").post("volumes", {"volume": {"size": 5}})
+    summary = at(api, "3.12").get("volumes/summary").json()["volume-summary"]
+    assert summary == {"total_count": 2, "total_size": 4}
+    summary = at(api, "3.36").get("volumes/summary").json()["volume-summary"]
+    assert summary == {"total_count": 2, "total_size": 4, "metadata": {}}
+    admin = Api(api.http, "pA", admin=True, version="3.36")
+    every = admin.get("volumes/summary?all_tenants=1").json()["volume-summary"]
+    assert every["total_count"] == 3 and every["total_size"] == 9
+
+
+def test_resource_filters_from_3_33(api):
+    assert at(api, "3.32").get("resource_filters").status_code == 404
+    found = at(api, "3.33").get("resource_filters").json()["resource_filters"]
+    by_name = {f["resource"]: f["filters"] for f in found}
+    assert "availability_zone" in by_name["volume"] and "volume_id" in by_name["snapshot"]
+    only = at(api, "3.33").get("resource_filters?resource=snapshot").json()
+    assert [f["resource"] for f in only["resource_filters"]] == ["snapshot"]
+
+
+def test_manageable_paths_from_3_8_and_legacy_paths_always(admin_api):
+    old = at(admin_api, "3.7")
+    response = old.get("manageable_volumes?host=" + HOST)
+    assert response.status_code == 404
+    assert "3.8" in response.json()["itemNotFound"]["message"]
+    assert old.get("os-volume-manage?host=" + HOST).status_code == 200
+    assert at(admin_api, "3.8").get("manageable_volumes?host=" + HOST).status_code == 200
+
+
+def test_services_cluster_from_3_7_and_backend_state_from_3_49(admin_api):
+    def service(version):
+        return {s["host"]: s for s in at(admin_api, version).get(
+            "os-services").json()["services"]}[HOST]
+
+    assert "cluster" not in service("3.6") and "cluster" in service("3.7")
+    assert "backend_state" not in service("3.48")
+    assert service("3.49")["backend_state"] == "up"
+
+
+def test_force_delete_is_refused_not_ignored(api):
+    vid = volume(api)["id"]
+    response = at(api, "3.23").delete("volumes/%s?force=true" % vid)
+    assert response.status_code == 400
+    assert "forced delete" in response.json()["badRequest"]["message"]
+    assert at(api, "3.22").delete("volumes/%s?force=true" % vid).status_code == 400
+    assert api.get("volumes/" + vid).json()["volume"]["status"] == "available"
+
+
+@pytest.mark.parametrize("path", [
+    "messages", "attachments", "types", "clusters", "backups", "workers/cleanup",
+    "os-volume-transfer", "volume-transfers", "default-types", "group_types",
+    "qos-specs", "os-hosts", "os-backup-services", "extensions"])
+@pytest.mark.parametrize("version", ["3.0", "3.71"])
+def test_resources_not_served_are_a_clean_404(api, path, version):
+    for url in (api.url(path), "/v3/" + path):
+        response = api.http.get(url, headers=dict(api.headers, **{
+            "OpenStack-API-Version": "volume " + version}))
+        assert response.status_code == 404, (url, response.text)
+        assert set(response.json()) == {"itemNotFound"}
+
+
+def test_extending_an_in_use_volume_needs_3_42(api, stack):
+    from blockmgr.db import models
+    from blockmgr.db import repository
+
+    vid = volume(api)["id"]
+    with stack.db.writer() as session:       # attached, as far as the API can tell
+        repository.transition(session, models.Volume, vid, "in-use",
+                              expected=("available",))
+    extend = {"os-extend": {"new_size": 2}}
+    refused = at(api, "3.41").post("volumes/%s/action" % vid, extend)
+    assert refused.status_code == 400 and "3.42" in refused.text
+    assert at(api, "3.42").post("volumes/%s/action" % vid, extend).status_code == 202
