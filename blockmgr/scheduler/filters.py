@@ -37,7 +37,10 @@ class PlacementRequest:
     ``resource_backend``: the request must land on this backend (``host@backend``, or a pool
     ``host@backend#pool``): volumes created from a snapshot or a source volume, members of a
     group. ``excluded_backends``: already tried (reschedule). ``live_backends``: the volume
-    services that are up, or None to skip the check.
+    services that are up, or None to skip the check. ``availability_zone``: the zone the
+    request names (None: any); ``backend_zones``: ``host@backend`` -> the zone its volume
+    service is in (a backend missing there is judged by the ``availability_zone`` it
+    reports in its capabilities, if any).
     """
 
     size_gb: float = 0
@@ -45,6 +48,8 @@ class PlacementRequest:
     resource_backend: str | None = None
     excluded_backends: frozenset = frozenset()
     live_backends: frozenset | None = None
+    availability_zone: str | None = None
+    backend_zones: dict = dataclasses.field(default_factory=dict)
 
     @property
     def provisioning(self) -> str | None:
@@ -75,6 +80,22 @@ def resource_backend(pool, request: PlacementRequest) -> str | None:
     backend, _, pool_name = wanted.partition("#")
     if pool.backend != backend or (pool_name and pool.pool_name != pool_name):
         return "the request must be placed on %s" % wanted
+    return None
+
+
+def availability_zone(pool, request: PlacementRequest) -> str | None:
+    """A request naming a zone only lands on a backend in that zone (Cinder's
+    AvailabilityZoneFilter); a backend whose zone is unknown is not taken for it."""
+    wanted = request.availability_zone
+    if not wanted:
+        return None
+    zone = request.backend_zones.get(pool.backend)
+    if zone is None:
+        zone = pool.capabilities.get("availability_zone")
+    if zone is None:
+        return "its availability zone is unknown (wanted %r)" % (wanted,)
+    if zone != wanted:
+        return "it is in availability zone %r, not %r" % (zone, wanted)
     return None
 
 
@@ -156,8 +177,8 @@ def capacity(pool, request: PlacementRequest) -> str | None:
 
 
 #: The order filters run in: cheap identity checks first.
-DEFAULT_FILTERS: tuple[Filter, ...] = (service_up, not_tried, resource_backend, capabilities,
-                                       capacity)
+DEFAULT_FILTERS: tuple[Filter, ...] = (service_up, not_tried, resource_backend,
+                                       availability_zone, capabilities, capacity)
 
 
 def apply(pools: Iterable[host_state.PoolState], request: PlacementRequest,

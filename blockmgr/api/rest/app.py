@@ -36,6 +36,7 @@ RESOURCE_ROUTERS = (
     "blockmgr.api.rest.limits",
     "blockmgr.api.rest.services",
     "blockmgr.api.rest.resource_filters",
+    "blockmgr.api.rest.zones",
 )
 
 

@@ -24,6 +24,7 @@ from blockmgr import states
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
 from blockmgr.api.rest import group_views as views
+from blockmgr.api.rest import zones
 
 router = APIRouter(tags=["groups"], dependencies=[
     Depends(views.require_version(views.GROUPS_VERSION, "Groups"))])
@@ -140,6 +141,7 @@ def create_group(request: Request, ctx: deps.Context, state: deps.State,
                  body: GroupCreateBody):
     """An empty group; it is ``creating`` until the scheduler placed it (``available``)."""
     spec = body.group
+    zones.check_zone(state, spec.availability_zone)
     types = [{"id": label, "name": label} for label in dict.fromkeys(spec.volume_types or [])]
     row = state.client.groups.create_group(
         ctx, name=spec.name, description=spec.description, volume_types=types,

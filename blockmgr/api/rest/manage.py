@@ -31,6 +31,7 @@ from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
 from blockmgr.api.rest import group_views
 from blockmgr.api.rest import views
+from blockmgr.api.rest import zones
 
 router = APIRouter(tags=["manage existing"])
 
@@ -156,6 +157,7 @@ def manage_volume(request: Request, ctx: deps.AdminContext, state: deps.State,
     """The new volume belongs to the URL's project and is ``managing`` until its worker
     has adopted the object (then ``available``, or ``error_managing`` with the reason)."""
     spec = body.volume
+    zones.check_zone(state, spec.availability_zone)
     row = state.client.volumes.manage_existing(
         ctx, spec.host, dict(spec.ref), name=spec.name, description=spec.description,
         availability_zone=spec.availability_zone, bootable=spec.bootable)

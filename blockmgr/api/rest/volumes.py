@@ -26,6 +26,7 @@ from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
 from blockmgr.api.rest import group_views
 from blockmgr.api.rest import views
+from blockmgr.api.rest import zones
 from blockmgr.db import models
 
 router = APIRouter(tags=["volumes"])
@@ -183,6 +184,7 @@ def create_volume(request: Request, ctx: deps.Context, state: deps.State,
     if spec.size is None and spec.snapshot_id is None and spec.source_volid is None:
         raise exception.InvalidInput(reason="size is required for a volume that is not "
                                             "created from a snapshot or a source volume")
+    zones.check_zone(state, spec.availability_zone)
     row = state.client.volumes.create_volume(
         ctx, spec.size, name=spec.name, description=spec.description,
         snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
