@@ -46,7 +46,7 @@ class VolumeSide:
         self.event.set()
 
     def create_volume(self, context, volume_id, request_spec, filter_properties,
-                      allow_reschedule=True):
+                      allow_reschedule=True, request_id=None):
         self._record("create_volume", volume_id=volume_id, filter_properties=filter_properties)
         if self.fail_creates:
             with self.db.writer() as session:
@@ -56,7 +56,7 @@ class VolumeSide:
             props["retry"] = dict(props["retry"], exc="driver failed on %s" % self.host)
             self.scheduler.create_volume(context, volume_id, request_spec, props)
 
-    def manage_existing(self, context, volume_id, ref):
+    def manage_existing(self, context, volume_id, ref, request_id=None):
         self._record("manage_existing", volume_id=volume_id, ref=ref)
 
 

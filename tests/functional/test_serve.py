@@ -29,6 +29,7 @@ from blockmgr import quota as bm_quota
 from blockmgr.cmd import serve as serve_cmd
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 from blockmgr.db.session import Database
 from blockmgr.flows import faults
 
@@ -214,19 +215,20 @@ def test_serve_with_cli_and_cinderclient_then_ctrl_c_and_restart(tmp_path, serve
     assert "stopped (clean)" in node.stderr()
 
     # As if the process had died after accepting a request and before the scheduler took
-    # it: a row `creating` with no host (the in-process queue is gone with the process).
+    # it: a row `creating` with no host and its request pending in the ledger (the
+    # in-process queue is gone with the process).
     unplaced = _unplaced_volume(state)
 
     # Restart on the same state directory: the volume is still there and usable; the
-    # never-placed request failed instead of staying `creating` forever.
+    # never-placed request runs now.
     again = serves(state).start()
     assert "Running upgrade" not in again.stderr(), "the schema was migrated twice"
     shown = cli(again.url, "volume", "show", volume["id"])
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["status"] == "available"
-    shown = json.loads(cli(again.url, "volume", "show", unplaced).stdout)
-    assert shown["status"] == "error"
-    assert "before the request was placed" in shown["status_reason"], shown
+    with httpx.Client(timeout=10) as http:
+        shown = wait_status(http, again.url, unplaced, {"available", "error"})
+    assert shown["status"] == "available", shown
     deleted = cli(again.url, "volume", "delete", unplaced, "--wait")
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
     deleted = cli(again.url, "volume", "delete", volume["id"], "--wait")
@@ -245,6 +247,13 @@ def _unplaced_volume(state_dir: Path) -> str:
                                           project_id=PROJECT, user_id="u",
                                           attach_status="detached").id
             bm_quota.QuotaEngine(db, conf).consume(session, PROJECT, volumes=1, gigabytes=1)
+            db_requests.add(session, kind="volume", resource_id=volume_id,
+                            action="create_volume",
+                            arguments={"volume_id": volume_id,
+                                       "request_spec": {"size": 1, "volume_id": volume_id},
+                                       "filter_properties": {}},
+                            context={"project_id": PROJECT, "user_id": "u"},
+                            target=db_requests.SCHEDULER)
     finally:
         db.dispose()
         conf.reset()
