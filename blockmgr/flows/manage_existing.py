@@ -156,14 +156,18 @@ class RecordManageSourceTask(common.FlowTask):
 
 
 class PrepareForQuotaReservationTask(common.FlowTask):
-    """Ask the driver for the size (rounded up to GiB); provides ``size`` and
-    ``quota_request``. Revert (whatever failed, here or later): ``error_managing``."""
+    """Ask the driver for the size (rounded up to GiB) and check it against the project's
+    ``per_volume_gigabytes`` (a managed volume is a volume like a created one); provides
+    ``size`` and ``quota_request``. Revert (whatever failed, here or later):
+    ``error_managing``. Nothing is bound to the backend object yet when this refuses."""
 
     default_provides = ("size", "quota_request")
 
     def execute(self, runtime, volume_id, volume_ref, manage_existing_ref):
         size = int(runtime.driver.manage_existing_get_size(_ref_view(volume_ref),
                                                            manage_existing_ref))
+        if volume_ref.get("use_quota", True):
+            runtime.quota.limit_check(volume_ref["project_id"], per_volume_gigabytes=size)
         return size, {"project_id": volume_ref["project_id"], "deltas": {"gigabytes": size}}
 
     def revert(self, runtime, volume_id, flow_failures=None, **kwargs):

@@ -263,3 +263,19 @@ def test_failed_cascade_leaves_every_snapshot_error_deleting_and_deletable(env):
     set_status(env, models.Volume, vid, "deleting")
     assert env.delete_volume(CTX, vid, cascade=True) is True
     assert get(env, models.Snapshot, sids[1]).status == "deleted"
+
+
+def test_manage_is_refused_over_per_volume_gigabytes_before_the_driver_binds(loop, conf):
+    """A 1.2 GiB file is a 2 GiB volume: over a 1 GiB per-volume limit, the import is
+    refused as a 2 GiB create would be, the file keeps its name, nothing is charged."""
+    conf.set_override("per_volume_gigabytes", 1, group="quota")
+    path = os.path.join(loop.driver.directory, "big")
+    with open(path, "wb") as f:
+        f.truncate(GiB + GiB // 5)
+    vid = _managing_volume(loop)
+    with pytest.raises(exception.VolumeSizeExceedsLimit):
+        loop.manage_existing(CTX, vid, {"source-name": "big"})
+    assert _files(loop) == {"big"}
+    with loop.db.reader() as session:
+        assert repository.get(session, models.Volume, vid).status == "error_managing"
+    assert loop.quota.get_usages(PROJECT)["gigabytes"]["in_use"] == 0
