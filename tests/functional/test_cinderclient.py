@@ -182,6 +182,10 @@ def test_cinder_cli_against_the_project_less_endpoint(server, stack):  # noqa: F
     # noauth without roles is an admin: the operator's calls work from the CLI.
     services = cinder_cli(server, "service-list")
     assert "blockmgr-volume" in services and HOST in services
+    pools = cinder_cli(server, "get-pools", "--detail")
+    assert HOST + "#" in pools and "total_capacity_gb" in pools
+    assert "nova" in cinder_cli(server, "availability-zone-list")
+    assert "cli-vol" not in cinder_cli(server, "manageable-list", HOST)
     cinder_cli(server, "delete", vol.id)
     assert wait(c.volumes.get, vol.id, (None, "error_deleting")) is None
 

@@ -37,6 +37,7 @@ RESOURCE_ROUTERS = (
     "blockmgr.api.rest.services",
     "blockmgr.api.rest.resource_filters",
     "blockmgr.api.rest.zones",
+    "blockmgr.api.rest.pools",
 )
 
 

@@ -1,0 +1,99 @@
+"""``GET /scheduler-stats/get_pools[?detail=true]`` (admin): the pools of the volume backends
+and the capacity each reports.
+
+The figures are the capacity report every volume worker publishes to the schedulers
+(driver stats plus the worker's allocated capacity, :mod:`blockmgr.volume.capabilities`),
+asked of each enabled backend whose service is up, so the answer is as of now rather than
+as of the last periodic report. A backend that is down or does not answer is left out (and
+logged), as Cinder leaves out a backend whose report is stale.
+
+Shape (Cinder's): ``{"pools": [{"name": "host@backend#pool"}]}``; with ``detail=true`` each
+pool has ``capabilities``: the backend's report merged with the pool's own entries. From
+microversion 3.28 other query parameters filter pools: ``name`` matches the pool's name,
+any other parameter the capability of that name (compared as text).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi import Query
+from fastapi import Request
+
+from blockmgr import exception
+from blockmgr import services as bm_services
+from blockmgr.api.rest import deps
+from blockmgr.api.rest import fields
+
+LOG = logging.getLogger(__name__)
+
+router = APIRouter(tags=["pools"])
+
+#: Filters on the pool listing.
+FILTERS_VERSION = (3, 28)
+
+
+def _live_backends(state: deps.RestState) -> list[str]:
+    with state.db.reader() as session:
+        found = bm_services.list_services(session, state.conf.service_down_time,
+                                          binary=bm_services.VOLUME_BINARY)
+    return sorted(s.host for s in found if s.up and not s.disabled)
+
+
+def pools_of(ctx, state: deps.RestState) -> list[dict]:
+    """``[{"name", "capabilities"}]`` of every pool of every live backend."""
+    out = []
+    for backend in _live_backends(state):
+        try:
+            report = state.client.volumes.get_capabilities(ctx, backend)
+        except Exception as exc:   # one backend's failure must not hide the others
+            LOG.warning("Backend %s did not report its capacity: %s: %s", backend,
+                        type(exc).__name__, exc)
+            continue
+        if not isinstance(report, dict):
+            continue
+        top = {k: v for k, v in report.items() if k != "pools"}
+        for pool in report.get("pools") or []:
+            if not isinstance(pool, dict):
+                continue
+            capabilities = dict(top)
+            capabilities.update(pool)
+            out.append({"name": "%s#%s" % (backend, pool.get("pool_name")),
+                        "capabilities": capabilities})
+    return out
+
+
+def _matches(pool: dict, filters: dict[str, str]) -> bool:
+    for key, wanted in filters.items():
+        have = pool["name"] if key == "name" else pool["capabilities"].get(key)
+        if have is None or str(have) != wanted:
+            return False
+    return True
+
+
+@router.get("/scheduler-stats/get_pools", summary="List backend pools and their capacity "
+                                                  "(admin)")
+def get_pools(request: Request, ctx: deps.AdminContext, state: deps.State,
+              detail: str | None = Query(None, max_length=8)):
+    """``detail=true`` adds each pool's ``capabilities`` (capacity in GiB, provisioning,
+    backend name, ...)."""
+    filters = {}
+    for key in request.query_params.keys():
+        if key == "detail":
+            continue
+        values = request.query_params.getlist(key)
+        if request.state.api_version < FILTERS_VERSION:
+            raise exception.InvalidInput(reason="filtering pools (%r) needs microversion 3.28 "
+                                                "or later" % key[:64])
+        if len(values) != 1:
+            raise exception.InvalidInput(reason="filter %s is given more than once" % key)
+        if key == "volume_type":
+            raise exception.InvalidInput(reason="blockmgr has no volume types to filter "
+                                                "pools by (volume_type, microversion 3.35)")
+        filters[key] = values[0]
+    show_details = fields.as_bool(detail, "detail")
+    found = [p for p in pools_of(ctx, state) if _matches(p, filters)]
+    if not show_details:
+        found = [{"name": p["name"]} for p in found]
+    return {"pools": found}
