@@ -47,6 +47,7 @@ from blockmgr import context as bm_context
 from blockmgr import periodic
 from blockmgr.db import models
 from blockmgr.db import requests as db_requests
+from blockmgr.flows import faults
 
 LOG = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Ledger:
         if row is None:
             LOG.debug("Request %s is finished or run elsewhere; skipping it", request_id)
             return None
+        faults.crash_point("ledger.claimed")
         served = Served(row, self)
         token = _current.set(served)
         with self._guard:

@@ -26,6 +26,7 @@ from blockmgr import rpc
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
+from blockmgr.flows import faults
 
 LOG = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class ServiceBase:
     def _ring(self, ctx, bell: dict) -> None:
         """Cast the doorbell of a committed request. A cast that fails loses nothing: the
         request is in the database, pending, and the next sweep of its target runs it."""
+        faults.crash_point("ledger.recorded")
         try:
             if bell["target"] == SCHEDULER:
                 self.scheduler_rpcapi.ring(ctx, bell["action"], bell["arguments"], bell["id"])

@@ -9,6 +9,11 @@ generate every boundary of a flow from its definition (:func:`boundaries`).
 A task name may be qualified by its flow's name, ``before:volume_create_manager/<task>``,
 to arm that boundary in that flow only.
 
+Two more boundaries belong to the request ledger (:mod:`blockmgr.ledger`), armed with the
+same variable: ``after:ledger.recorded`` exits the process that accepted a request after
+its transaction committed and before its cast (:func:`crash_point`), ``after:ledger.claimed``
+exits the process that claimed a request before its flow's first write.
+
 ``file:<path>`` arms the hook from a file instead: every flow run reads the spec the file
 holds at that moment (none while the file is missing or empty). A crash-under-load test keeps
 one daemon running and arms it only when it wants the next crash, instead of paying a restart
@@ -74,6 +79,18 @@ def configured(conf=None) -> tuple[str, str] | None:
     if not spec and conf is not None:
         spec = conf.flows.fault_inject
     return parse(spec)
+
+
+#: The request ledger's crash points (module docstring).
+LEDGER_POINTS = ("ledger.recorded", "ledger.claimed")
+
+
+def crash_point(name: str) -> None:
+    """Exit the process here if ``BLOCKMGR_FAULT_INJECT`` is ``after:<name>`` (one
+    environment lookup when unarmed)."""
+    spec = os.environ.get(ENV_VAR)
+    if spec and spec == "after:" + name:
+        os._exit(EXIT_CODE)
 
 
 def boundaries(flow) -> list[str]:

@@ -226,9 +226,10 @@ class Cluster:
         self.processes["scheduler"] = proc.start()
         return proc
 
-    def start_volume(self, name: str) -> DaemonProcess:
+    def start_volume(self, name: str, env: dict | None = None) -> DaemonProcess:
         config = self._write_config(name, self.hosts[name], self.host_opts[name])
-        proc = DaemonProcess("blockmgr-volume", config, self.tmp / ("%s.log" % name))
+        proc = DaemonProcess("blockmgr-volume", config, self.tmp / ("%s.log" % name),
+                             env=env)
         self.processes[name] = proc.start()
         return proc
 

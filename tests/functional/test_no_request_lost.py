@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from blockmgr.db import models
 from blockmgr.db import requests as db_requests
+from blockmgr.flows import faults
 from tests.conftest import require_service
 from tests.functional.daemons import Cluster
 from tests.functional.daemons import DaemonProcess
@@ -45,14 +46,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_api(cluster: Cluster, tmp_path) -> str:
+def _start_api(cluster: Cluster, tmp_path, env: dict | None = None) -> str:
     port = _free_port()
     config = tmp_path / "api.conf"
     config.write_text(cluster.client_config.read_text().replace(
         str(tmp_path / "client.log"), str(tmp_path / "api.log"))
         + "\n[api]\nbind_port = %d\n" % port
         + "\n[quota]\nvolumes = -1\ngigabytes = -1\n")
-    api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log")
+    api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log", env=env)
     cluster.processes["api"] = api.start()
     url = "http://127.0.0.1:%d" % port
 
@@ -139,3 +140,54 @@ def test_every_accepted_create_ends_available_when_a_daemon_stops(db_backend, db
         assert wait_for(lambda: not _open_requests(cluster), 30, 0.2), _open_requests(cluster)
         usage = _quota_in_use(cluster)
         assert (usage.get("volumes"), usage.get("gigabytes")) == (CREATES, CREATES), usage
+
+
+@pytest.mark.parametrize("db_backend", ["mysql"])
+def test_a_worker_killed_between_its_claim_and_the_flow_loses_nothing(db_backend, db_url,
+                                                                     tmp_path):
+    """The crash boundary after a worker claimed a request and before its flow's first
+    write: the restarted worker takes its dead predecessor's claim back and runs it."""
+    require_service("rabbitmq")
+    with private_vhost() as vhost, Cluster(tmp_path, db_url, hosts={"a": {}},
+                                           rabbit_url=vhost) as cluster:
+        cluster.db_sync()
+        cluster.start_scheduler()
+        worker = cluster.start_volume(
+            "a", env={faults.ENV_VAR: "after:ledger.claimed"})
+        cluster.wait_up(["a"], scheduler=True)
+        base_url = _start_api(cluster, tmp_path)
+        [vid] = _burst(base_url, 1, 1)
+        assert worker.proc.wait(60) == faults.EXIT_CODE, worker.log_text()
+        with cluster.db.reader() as session:
+            [(state, claimed_by)] = session.execute(sa.select(
+                models.Request.state, models.Request.claimed_by).where(
+                models.Request.resource_id == vid)).all()
+        assert state == "claimed" and claimed_by.startswith(cluster.backend("a") + "/")
+        cluster.start_volume("a")
+        assert wait_for(lambda: _statuses(cluster, [vid])[vid] == "available", 60, 0.1), \
+            cluster.logs()
+        assert wait_for(lambda: not _open_requests(cluster), 30, 0.2)
+
+
+@pytest.mark.parametrize("db_backend", ["mysql"])
+def test_an_api_killed_between_its_commit_and_the_cast_loses_nothing(db_backend, db_url,
+                                                                    tmp_path):
+    """The crash boundary after the API's accepting transaction committed and before its
+    cast: nobody is told, yet the scheduler's sweep finds the request and it is served."""
+    require_service("rabbitmq")
+    with private_vhost() as vhost, Cluster(
+            tmp_path, db_url, hosts={"a": {}}, rabbit_url=vhost) as cluster:
+        cluster.start()
+        base_url = _start_api(cluster, tmp_path,
+                              env={faults.ENV_VAR: "after:ledger.recorded"})
+        with httpx.Client(base_url=base_url, headers=HEADERS, timeout=30) as http:
+            with pytest.raises(httpx.TransportError):
+                http.post("/volumes", json={"volume": {"size": 1, "name": "orphan"}})
+        assert cluster.processes["api"].proc.wait(30) == faults.EXIT_CODE
+        with cluster.db.reader() as session:
+            [vid] = session.execute(sa.select(models.Volume.id).where(
+                models.Volume.display_name == "orphan")).scalars().all()
+        # the scheduler's periodic sweep (sweep_interval, 10 s) rings it
+        assert wait_for(lambda: _statuses(cluster, [vid])[vid] == "available", 60, 0.2), \
+            cluster.logs()
+        assert not _open_requests(cluster)
