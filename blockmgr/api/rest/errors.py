@@ -10,9 +10,9 @@ validation failures become ``400 badRequest`` (FastAPI's default is 422, which C
 do not expect); an unexpected exception is logged with its traceback and answered with a
 generic ``500 computeFault`` that leaks no internals.
 
-Transient database failures (the database unreachable, a deadlock that outlived its
-retries) are ``503 serviceUnavailable`` with ``Retry-After``: the request can simply be sent
-again. No exception ever leaves the application (:class:`CatchAll`), so the HTTP server
+Transient failures -- the database unreachable, a deadlock that outlived its retries, a
+volume worker that did not answer a call in time -- are ``503 serviceUnavailable`` with
+``Retry-After``: the request can simply be sent again. No exception ever leaves the application (:class:`CatchAll`), so the HTTP server
 never has to drop a keep-alive connection after an error.
 """
 
@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+import oslo_messaging
 from oslo_db import exception as db_exc
 
 from blockmgr import exception
@@ -64,6 +65,9 @@ class NotAuthenticated(exception.BlockmgrError):
 RETRY_AFTER_S = 5
 #: Database errors that go away by themselves: the request may be retried as it is.
 TRANSIENT_DB_ERRORS = (db_exc.DBConnectionError, db_exc.DBDeadlock)
+#: A worker that did not answer a call in time, or a broker that could not deliver it.
+TRANSIENT_RPC_ERRORS = (oslo_messaging.MessagingTimeout,
+                        oslo_messaging.MessageDeliveryFailure)
 
 
 def fault(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -107,6 +111,8 @@ def install(app: FastAPI) -> None:
 
     for transient in TRANSIENT_DB_ERRORS:
         app.add_exception_handler(transient, _database_unavailable)
+    for transient in TRANSIENT_RPC_ERRORS:
+        app.add_exception_handler(transient, _backend_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -117,6 +123,20 @@ def install(app: FastAPI) -> None:
 
 async def _database_unavailable(request: Request, exc: Exception):
     return database_fault(request.method, request.url.path, exc)
+
+
+async def _backend_unavailable(request: Request, exc: Exception):
+    return backend_fault(request.method, request.url.path, exc)
+
+
+def backend_fault(method: str, path: str, exc: Exception) -> JSONResponse:
+    """``503`` + ``Retry-After``: the worker behind the call did not answer in time."""
+    LOG.warning("%s %s: no answer from the backend's worker: %s: %s", method, path,
+                type(exc).__name__, exc)
+    return fault(503, "The volume service did not answer in time (%s); retry in %d seconds, "
+                      "and check the service list if it persists."
+                      % (type(exc).__name__, RETRY_AFTER_S),
+                 headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def database_fault(method: str, path: str, exc: Exception) -> JSONResponse:
@@ -131,6 +151,8 @@ def database_fault(method: str, path: str, exc: Exception) -> JSONResponse:
 def unexpected_fault(method: str, path: str, exc: Exception) -> JSONResponse:
     if isinstance(exc, TRANSIENT_DB_ERRORS):
         return database_fault(method, path, exc)
+    if isinstance(exc, TRANSIENT_RPC_ERRORS):
+        return backend_fault(method, path, exc)
     LOG.error("Unexpected error in %s %s", method, path, exc_info=exc)
     return fault(500, "The server could not complete the request (%s); the request id "
                       "is in the server's log." % type(exc).__name__)

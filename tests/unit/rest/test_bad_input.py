@@ -225,3 +225,17 @@ def test_keep_alive_connection_survives_error_responses(stack, monkeypatch):
             assert conn.sock is sock, "the server closed the connection after an error"
         finally:
             conn.close()
+
+
+def test_a_worker_that_does_not_answer_in_time_is_503_with_retry_after(http, stack,
+                                                                      monkeypatch):
+    import oslo_messaging
+
+    def silent(*args, **kwargs):
+        raise oslo_messaging.MessagingTimeout("Timed out waiting for a reply")
+
+    monkeypatch.setattr(stack.client.volumes, "get_manageable_volumes", silent)
+    admin = Api(http, "admin", admin=True)
+    response = admin.get("os-volume-manage?host=" + HOST)
+    assert "did not answer in time" in fault(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
