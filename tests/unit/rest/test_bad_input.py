@@ -220,6 +220,16 @@ def test_keep_alive_connection_survives_error_responses(stack, monkeypatch):
             status, _h, _b = _exchange(conn, "GET", "/v3/pA/volumes?offset=%d" % 2 ** 64,
                                        headers=headers)
             assert status == 400
+            # Refused before the body is read: the unread body must not spill into the
+            # next request on the connection.
+            body = json.dumps({"volume": {"size": 1, "name": "x" * 200}}).encode()
+            status, _h, _b = _exchange(conn, "POST", "/v3/pA/volumes", body=body,
+                                       headers=dict(headers, **{"Content-Type": "text/plain"}))
+            assert status == 415
+            status, _h, _b = _exchange(conn, "POST", "/v3/pA/volumes?name=%00", body=body,
+                                       headers=dict(headers, **{
+                                           "Content-Type": "application/json"}))
+            assert status == 400
             status, _h, _b = _exchange(conn, "GET", "/v3/pA/snapshots", headers=headers)
             assert status == 200
             assert conn.sock is sock, "the server closed the connection after an error"
