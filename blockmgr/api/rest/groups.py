@@ -97,9 +97,30 @@ AllTenants = Annotated[str | None, Query(max_length=8, description="1: every pro
                                                                   "(admins)")]
 
 
+#: ``list_volume=true`` adds the ids of the group's volumes (``volumes``) to its detail.
+LIST_VOLUME_VERSION = (3, 25)
+
+
+def _with_volumes(request: Request, ctx, state: deps.RestState, body: dict,
+                  list_volume: str | None) -> dict:
+    if request.state.api_version < LIST_VOLUME_VERSION:
+        if list_volume is not None:
+            raise exception.InvalidInput(reason="list_volume needs microversion 3.25 or "
+                                                "later")
+        return body
+    if fields.as_bool(list_volume, "list_volume"):
+        rows = state.client.volumes.list_volumes(ctx, filters={"group_id": body["id"]},
+                                                 all_projects=ctx.is_admin)
+        body["volumes"] = [row["id"] for row in rows]
+    return body
+
+
 def _listing(request: Request, ctx, state: deps.RestState, page: deps.Paging,
              all_tenants: str | None) -> list[dict]:
-    filters = fields.query_filters(request, FILTERS, "groups", frozenset({"all_tenants"}))
+    ignored = {"all_tenants"}
+    if request.state.api_version >= LIST_VOLUME_VERSION:
+        ignored.add("list_volume")
+    filters = fields.query_filters(request, FILTERS, "groups", frozenset(ignored))
     # As Cinder: all_tenants is ignored for a non-admin (clients send it when finding by
     # name).
     all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
@@ -126,14 +147,20 @@ def list_groups_detail(request: Request, ctx: deps.Context, state: deps.State,
                        all_tenants: AllTenants = None):
     rows = _listing(request, ctx, state, page, all_tenants)
     version = request.state.api_version
-    items = [views.group_detail(r, version) for r in rows]
+    list_volume = request.query_params.get("list_volume")
+    items = [_with_volumes(request, ctx, state, views.group_detail(r, version), list_volume)
+             for r in rows]
     return {"groups": items, **deps.next_link(request, state, items, page, "groups")}
 
 
 @router.get("/groups/{group_id}", summary="Show a group")
-def show_group(request: Request, ctx: deps.Context, state: deps.State, group_id: GroupId):
+def show_group(request: Request, ctx: deps.Context, state: deps.State, group_id: GroupId,
+               list_volume: Annotated[str | None, Query(max_length=8)] = None):
+    """``list_volume=true`` (3.25) adds the ids of its volumes as ``volumes``."""
     row = state.client.groups.get_group(ctx, _group_id(group_id))
-    return {"group": views.group_detail(row, request.state.api_version)}
+    return {"group": _with_volumes(request, ctx, state,
+                                   views.group_detail(row, request.state.api_version),
+                                   list_volume)}
 
 
 @router.post("/groups", status_code=202, summary="Create a group")

@@ -20,6 +20,7 @@ from blockmgr.api.rest import deps
 from blockmgr.api.rest import errors
 from blockmgr.api.rest import fields
 from blockmgr.api.rest import views
+from blockmgr.api.rest import volumes
 
 router = APIRouter(tags=["snapshots"])
 
@@ -78,13 +79,20 @@ def snapshot_id_of(snapshot_id: str) -> str:
 
 
 def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | None):
-    filters = fields.query_filters(request, FILTERS, "snapshots", _LIST_PARAMS)
+    counting = request.state.api_version >= volumes.WITH_COUNT_VERSION
+    filters = fields.query_filters(request, FILTERS, "snapshots",
+                                   _LIST_PARAMS | ({"with_count"} if counting else set()))
     all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
     rows = state.client.snapshots.list_snapshots(
         ctx, filters=filters, marker=page.marker, limit=page.limit, offset=page.offset,
         sort_keys=page.sort_keys, sort_dirs=page.sort_dirs, all_projects=all_projects)
     items = [views.snapshot_view(request, ctx, row, detail) for row in rows]
-    return {"snapshots": items, **deps.next_link(request, state, items, page, "snapshots")}
+    body = {"snapshots": items,
+            **deps.next_link(request, state, items, page, "snapshots")}
+    if counting and fields.as_bool(request.query_params.get("with_count"), "with_count"):
+        body["count"] = len(state.client.snapshots.list_snapshots(
+            ctx, filters=filters, all_projects=all_projects))
+    return body
 
 
 @router.get("/snapshots", summary="List snapshots")

@@ -41,6 +41,8 @@ GROUP_FILTER_VERSION = (3, 10)
 #: ``GET /volumes/summary``; its ``metadata`` key from 3.36.
 SUMMARY_VERSION = (3, 12)
 SUMMARY_METADATA_VERSION = (3, 36)
+#: ``with_count=true`` adds the number of matching volumes (all pages) as ``count``.
+WITH_COUNT_VERSION = (3, 45)
 #: ``DELETE /volumes/{id}?force=true``.
 FORCE_DELETE_VERSION = (3, 23)
 
@@ -116,7 +118,9 @@ def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | N
             raise exception.InvalidInput(reason="the group_id filter needs microversion "
                                                 "3.10 or later (send OpenStack-API-Version: "
                                                 "volume 3.10)")
-    filters = fields.query_filters(request, accepted, "volumes", _LIST_PARAMS)
+    counting = request.state.api_version >= WITH_COUNT_VERSION
+    filters = fields.query_filters(request, accepted, "volumes",
+                                   _LIST_PARAMS | ({"with_count"} if counting else set()))
     # Cinder ignores all_tenants for a non-admin; python-cinderclient sends it on every
     # lookup by name, so refusing it would break `cinder show <name>`.
     all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
@@ -124,7 +128,11 @@ def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | N
         ctx, filters=filters, marker=page.marker, limit=page.limit, offset=page.offset,
         sort_keys=page.sort_keys, sort_dirs=page.sort_dirs, all_projects=all_projects)
     items = views.volume_list(request, ctx, rows, detail)
-    return {"volumes": items, **deps.next_link(request, state, items, page, "volumes")}
+    body = {"volumes": items, **deps.next_link(request, state, items, page, "volumes")}
+    if counting and fields.as_bool(request.query_params.get("with_count"), "with_count"):
+        body["count"] = len(state.client.volumes.list_volumes(
+            ctx, filters=filters, all_projects=all_projects))
+    return body
 
 
 @router.get("/volumes", summary="List volumes (id, name, links)")

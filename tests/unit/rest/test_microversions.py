@@ -188,3 +188,32 @@ def test_extending_an_in_use_volume_needs_3_42(api, stack):
     refused = at(api, "3.41").post("volumes/%s/action" % vid, extend)
     assert refused.status_code == 400 and "3.42" in refused.text
     assert at(api, "3.42").post("volumes/%s/action" % vid, extend).status_code == 202
+
+
+def test_with_count_from_3_45(api):
+    for _ in range(3):
+        api.post("volumes", {"volume": {"size": 1}})
+    assert at(api, "3.44").get("volumes?with_count=true").status_code == 400
+    body = at(api, "3.45").get("volumes/detail?with_count=true&limit=2").json()
+    assert len(body["volumes"]) == 2 and body["count"] == 3
+    assert "count" not in at(api, "3.45").get("volumes?limit=2").json()
+    assert at(api, "3.45").get("snapshots?with_count=true").json() == {"snapshots": [],
+                                                                        "count": 0}
+    assert at(api, "3.45").get("volumes?with_count=true&status=error").json()["count"] == 0
+
+
+def test_group_volumes_listed_from_3_25(api):
+    v = at(api, "3.25")
+    group = v.post("groups", {"group": {"name": "g"}}).json()["group"]
+    v.wait("groups/" + group["id"], "group", ("available",))
+    member = v.post("volumes", {"volume": {"size": 1, "group_id": group["id"]}})
+    assert member.status_code == 202, member.text
+    v.post("volumes", {"volume": {"size": 1}})
+    shown = v.get("groups/%s?list_volume=true" % group["id"]).json()["group"]
+    assert shown["volumes"] == [member.json()["volume"]["id"]]
+    assert "volumes" not in v.get("groups/" + group["id"]).json()["group"]
+    (listed,) = v.get("groups/detail?list_volume=true").json()["groups"]
+    assert listed["volumes"] == shown["volumes"]
+    old = at(api, "3.24")
+    assert old.get("groups/%s?list_volume=true" % group["id"]).status_code == 400
+    assert old.get("groups/detail?list_volume=true").status_code == 400
