@@ -30,6 +30,7 @@ from typing import Callable
 
 from blockmgr import exception
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 from blockmgr.flows import persistence as flow_persistence
 
 LOG = logging.getLogger(__name__)
@@ -133,7 +134,9 @@ class TakeoverConductor:
 
 
 def settle_orphan(manager, kind: str | None, resource_id: str | None) -> str | None:
-    """Settle a resource whose flow was never persisted, by start-up recovery's rules
+    """Settle a resource whose flow was never persisted and that has no open request in
+    the ledger (one that has is run by the ledger: its job is only dropped), by start-up
+    recovery's rules
     (:data:`~blockmgr.volume.recovery.ORPHAN_HANDLERS`, then ``ORPHAN_STATUS``); returns
     the new status or ``"handled"``, None if it was not (or no longer) transitional."""
     from blockmgr.volume import recovery
@@ -144,6 +147,9 @@ def settle_orphan(manager, kind: str | None, resource_id: str | None) -> str | N
     try:
         with manager.db.reader() as session:
             status = repository.get(session, model, resource_id).status
+            if db_requests.open_resource_ids(session, [resource_id]):
+                # Its request is still open in the ledger: a member's sweep runs it.
+                return None
     except exception.NotFound:
         return None
     handler = recovery.ORPHAN_HANDLERS.get((kind, status))

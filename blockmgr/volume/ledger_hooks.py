@@ -3,7 +3,9 @@
 A backend's request runs one persisted flow whose flow id is the request id, so the flow's
 logbook says how far a request taken over after a crash had come:
 
-* no flow: it never started -- run it; unless a newer request on the same resource is open
+* no flow: it never started -- run it (in a cluster, once the jobboard holds no job for it:
+  a job posted but never written is dropped by a member's conductor); unless a newer
+  request on the same resource is open
   (the API accepts one only once the resource left this request's transitional status, so
   this request's flow finished and was pruned): then it is done;
 * finished (``SUCCESS``/``REVERTED``): done; its last transaction settled the resource;
@@ -24,6 +26,8 @@ from taskflow import exceptions as tf_exc
 
 from blockmgr import exception
 from blockmgr import ledger
+from blockmgr import states
+from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
 from blockmgr.flows import persistence
 from blockmgr.volume import recovery
@@ -50,8 +54,14 @@ class BackendRequestHooks(ledger.RequestHooks):
         except tf_exc.NotFound:
             return None
 
+    def _on_board(self, flow_id: str) -> bool:
+        board = getattr(self.manager.runner, "board", None)
+        return board is not None and flow_id in board.flow_uuids()
+
     def precheck(self, row) -> str:
         state = self._flow_state(row.id)
+        if state is None and self._on_board(row.id):
+            return ledger.WAIT   # posted, not yet written: the member's conductor decides
         if state is None:
             with self.manager.db.reader() as session:
                 if db_requests.newer_open_request(session, row.id, row.resource_id):
@@ -77,7 +87,22 @@ class BackendRequestHooks(ledger.RequestHooks):
         if not isinstance(error, exception.BlockmgrError):
             return True   # raised outside the flow (a lost connection): nothing settled
         state = self._flow_state(row.id)
-        return state is not None and state not in persistence.PRUNABLE_FLOW_STATES
+        if state is not None:
+            return state not in persistence.PRUNABLE_FLOW_STATES
+        # No flow ran: refused before it started. Settled only if the resource is no
+        # longer in a transitional status (e.g. a create refused because the row moved on).
+        return self._transitional(row)
+
+    def _transitional(self, row) -> bool:
+        model = recovery._MODELS.get(row.kind)
+        if model is None:
+            return False
+        try:
+            with self.manager.db.reader() as session:
+                status = repository.get(session, model, row.resource_id).status
+        except exception.NotFound:
+            return False
+        return status in states.TRANSITIONAL[row.kind]
 
     def settle_failed(self, row, reason: str) -> None:
         recovery.settle_failed(self.manager.db, self.manager.quota, row.kind,

@@ -195,7 +195,9 @@ def test_fifty_flows_with_a_member_killed_all_settle_with_exact_quota(
                 h.wait_status(models.Volume, vid, SETTLED_VOLUME, timeout=CLAIM_TTL + 60)
             statuses = [h.row(models.Volume, vid).status for vid in ids]
             assert not [s for s in statuses if s in states.TRANSITIONAL["volume"]]
-            assert set(statuses) == {V.AVAILABLE}, statuses   # none lost to the kill
+            assert set(statuses) == {V.AVAILABLE}, (   # none lost to the kill
+                [(vid, s, h.row(models.Volume, vid).status_reason)
+                 for vid, s in zip(ids, statuses) if s != V.AVAILABLE], c.logs())
             available = [vid for vid, s in zip(ids, statuses) if s == V.AVAILABLE]
             files = set(os.listdir(c.shared))
             assert all("volume-%s" % vid in files for vid in available)
