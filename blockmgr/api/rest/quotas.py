@@ -13,14 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path
 from fastapi import Response
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StrictInt
 
 from blockmgr import exception
 from blockmgr import quota as bm_quota
 from blockmgr.api.rest import deps
+from blockmgr.api.rest import fields
 
 router = APIRouter(tags=["quotas"])
 
@@ -30,10 +29,9 @@ Limit = Annotated[StrictInt, Field(ge=-1, le=bm_quota.MAX_QUOTA_VALUE,
                                    description="-1 for unlimited")]
 
 
-class QuotaSetUpdate(BaseModel):
+class QuotaSetUpdate(fields.Body):
     """The limits to change; absent ones are left as they are. ``tenant_id`` / ``id`` (sent
     by python-cinderclient) must name the project of the URL if given."""
-    model_config = ConfigDict(extra="forbid")
 
     volumes: Limit | None = None
     snapshots: Limit | None = None
@@ -44,9 +42,7 @@ class QuotaSetUpdate(BaseModel):
     id: str | None = Field(None, max_length=255)
 
 
-class QuotaSetUpdateBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QuotaSetUpdateBody(fields.Body):
     quota_set: QuotaSetUpdate
 
 

@@ -249,3 +249,10 @@ def test_a_worker_that_does_not_answer_in_time_is_503_with_retry_after(http, sta
     response = admin.get("os-volume-manage?host=" + HOST)
     assert "did not answer in time" in fault(response, 503)
     assert int(response.headers["Retry-After"]) > 0
+
+
+def test_control_characters_in_a_quota_body_are_refused(admin_api):
+    response = admin_api.put("os-quota-sets/pA", {"quota_set": {"tenant_id": "pA\x00",
+                                                                "volumes": 5}})
+    assert "control character" in fault(response, 400)
+    assert admin_api.get("os-quota-sets/pA").json()["quota_set"]["volumes"] != 5
