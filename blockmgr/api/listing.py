@@ -86,7 +86,7 @@ def check(*, filters: dict | None = None, marker: str | None = None,
     for what, value in (("limit", limit), ("offset", offset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 0 <= value <= MAX_PAGING):
-            raise exception.InvalidInput(reason="%s must be an integer from 0 to %d, not %r"
+            raise exception.InvalidInput(reason="%s must be an integer >= 0 and <= %d, not %r"
                                                 % (what, MAX_PAGING, value))
     if marker is not None and (not isinstance(marker, str) or not marker
                                or len(marker) > 36 or CONTROL_ID_RE.search(marker)):

@@ -170,7 +170,7 @@ def cinder_cli(server, *args: str, project: str = "pA", version: str | None = No
     return result.stdout
 
 
-def test_cinder_cli_against_the_project_less_endpoint(server, stack):  # noqa: F811
+def test_cinder_cli_against_the_project_less_endpoint(server):
     created = cinder_cli(server, "create", "--name", "cli-vol", "1")
     assert "cli-vol" in created
     c = cinder(server, "pA")

@@ -27,7 +27,6 @@ from fastapi import Request
 
 from blockmgr import context as bm_context
 from blockmgr import exception
-from blockmgr.api import common
 from blockmgr.api import listing
 from blockmgr.api.rest import errors
 

@@ -12,8 +12,9 @@ generic ``500 computeFault`` that leaks no internals.
 
 Transient failures -- the database unreachable, a deadlock that outlived its retries, a
 volume worker that did not answer a call in time -- are ``503 serviceUnavailable`` with
-``Retry-After``: the request can simply be sent again. No exception ever leaves the application (:class:`CatchAll`), so the HTTP server
-never has to drop a keep-alive connection after an error.
+``Retry-After``: the request can simply be sent again. No exception ever leaves the
+application (:class:`CatchAll`), so the HTTP server never has to drop a keep-alive
+connection after an error.
 """
 
 from __future__ import annotations
