@@ -203,3 +203,27 @@ def test_cinderclient_library_against_the_project_less_endpoint(server):
     wait(bare.volumes.get, vol.id)
     bare.volumes.delete(vol)
     assert wait(bare.volumes.get, vol.id, (None, "error_deleting")) is None
+
+
+def test_cinderclient_at_the_latest_microversion(server):
+    c = cinder(server, "pA", version="3.71")
+    assert api_versions.discover_version(
+        c, api_versions.APIVersion("3.71")).get_string() == "3.71"
+    vol = wait(c.volumes.get, c.volumes.create(1, name="latest").id)
+    assert vol.consumes_quota is True and vol.shared_targets is False
+    snap = c.volume_snapshots.create(vol.id, name="s")          # no force needed (3.66)
+    assert wait(c.volume_snapshots.get, snap.id).user_id == "u-pA"
+    summary = c.volumes.summary(all_tenants=False)["volume-summary"]
+    assert summary["total_count"] == 1 and summary["total_size"] == 1
+    filters = {f.resource: f.filters for f in c.resource_filters.list()}
+    assert "availability_zone" in filters["volume"]
+    assert [z.zoneName for z in c.availability_zones.list()] == ["nova"]
+    admin = cinder(server, "pA", admin=True, version="3.71")
+    (pool,) = admin.pools.list(detailed=True)
+    assert pool.name.startswith(HOST + "#") and pool.total_capacity_gb
+    services = admin.services.list(binary="blockmgr-volume")
+    assert [s.backend_state for s in services] == ["up"]
+    c.volume_snapshots.delete(snap)
+    wait(c.volume_snapshots.get, snap.id, (None,))
+    c.volumes.delete(vol)
+    wait(c.volumes.get, vol.id, (None,))
