@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 import pytest
 
 from blockmgr import conf as bm_conf
@@ -317,3 +318,46 @@ def test_port_in_use_and_state_dir_in_use_exit_1_with_a_message(tmp_path, serves
     assert "in use by another blockmgr serve (pid %d)" % node.proc.pid in second.stderr(), \
         second.stderr()
     assert node.signal(signal.SIGINT) == 0
+
+
+def test_kill_9_under_load_then_restart_runs_every_accepted_request(tmp_path, serves):
+    """serve killed (SIGKILL) 0.6 s into a burst of 60 creates, then restarted on the same
+    state directory: every create it answered 202 ends ``available``."""
+    import concurrent.futures
+
+    state = tmp_path / "state"
+    node = serves(state).start()
+    accepted: list[str] = []
+
+    def create(i):
+        try:
+            with httpx.Client(timeout=10) as http:
+                response = http.post("%s/v3/%s/volumes" % (node.url, PROJECT),
+                                     headers=HEADERS, json={"volume": {"size": 1}})
+        except httpx.TransportError:
+            return   # the process died before answering: not accepted as far as we know
+        if response.status_code == 202:
+            accepted.append(response.json()["volume"]["id"])
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(create, i) for i in range(60)]
+        time.sleep(0.6)
+        node.kill()
+        for future in futures:
+            future.result(timeout=60)
+    assert accepted, node.stderr()
+    db = Database("sqlite:///%s" % (state / "blockmgr.sqlite"))
+    try:
+        with db.reader() as session:
+            unfinished = session.execute(sa.select(sa.func.count()).select_from(
+                models.Volume).where(models.Volume.status == "creating")).scalar()
+    finally:
+        db.dispose()
+    print("\n%d accepted, %d still creating at the kill" % (len(accepted), unfinished))
+    again = serves(state).start()
+    with httpx.Client(timeout=10) as http:
+        for volume_id in accepted:
+            volume = wait_status(http, again.url, volume_id, {"available", "error"})
+            assert volume["status"] == "available", (volume, again.stderr())
+    assert again.signal(signal.SIGINT) == 0, again.stderr()
+    assert quota_drift(state) == []
