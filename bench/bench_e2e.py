@@ -24,9 +24,9 @@ What it does, in order (everything it creates it removes again, also on Ctrl-C):
 
 Never a timed test: figures go to ``docs/benchmarks.md`` (section "End-to-end (RPC)").
 
-    /work/venv/bin/python bench/bench_e2e.py [--requests 1000] [--in-flight 200]
+    .venv/bin/python bench/bench_e2e.py [--requests 1000] [--in-flight 200]
         [--db mysql|postgresql] [--worker-threads 16] [--profile out.txt]
-        [--daemons N [--cluster]]
+        [--daemons N [--cluster]] [--no-ledger]
 
 ``--daemons N`` starts N daemons (processes), each with its own backend (``bench-<tag>-<i>@lb``,
 own directory), and spreads the rows over them in turn, as the scheduler would over N
@@ -37,8 +37,9 @@ then summed over the daemons, RSS is the largest daemon's, ``--profile`` records
 MariaDB goes through mysqlclient when it is installed (the ``[mysql]`` extra), else PyMySQL;
 ``BLOCKMGR_TEST_MYSQL_URL`` picks another (``mysql+pymysql://root@127.0.0.1:3306``).
 
-Targets (issue 5, 2 cores): >= 200 volumes/s sustained, p99 < 250 ms, 0 errors, ready in
-<= 0.8 s, RSS <= 120 MiB under load.
+Every request is a row of the request ledger (``blockmgr.ledger``), inserted with its volume
+and handed off to its backend, and the cast rings it, as after placement by the scheduler;
+``--no-ledger`` casts bare requests instead, to measure the ledger's cost by difference.
 """
 
 from __future__ import annotations
@@ -280,9 +281,13 @@ def tail(path: Path, lines: int = 30) -> str:
 
 # --- load ---------------------------------------------------------------------------------
 
-def insert_volumes(db_engine, backend_hosts: list[str], count: int) -> dict[str, str]:
+def insert_volumes(db_engine, backend_hosts: list[str], count: int,
+                   ledger: bool = True) -> dict[str, str]:
     """``count`` rows ``creating`` spread over ``backend_hosts`` in turn, as the scheduler
-    would have placed them; returns id -> backend host (in insertion order)."""
+    would have placed them, each with its request in the ledger handed off to its backend
+    (unless ``ledger`` is False); returns id -> backend host (in insertion order)."""
+    import json
+
     from blockmgr.db import models
 
     hosts = {str(uuid.uuid4()): backend_hosts[i % len(backend_hosts)] for i in range(count)}
@@ -290,15 +295,28 @@ def insert_volumes(db_engine, backend_hosts: list[str], count: int) -> dict[str,
     rows = [{"id": vid, "status": "creating", "size": 1, "host": host + "#lb",
              "project_id": "bench", "user_id": "bench", "created_at": now, "deleted": False}
             for vid, host in hosts.items()]
+    context = json.dumps({"project_id": "bench", "user_id": "bench"})
+    requests = [{"id": vid, "kind": "volume", "resource_id": vid, "action": "create_volume",
+                 "arguments": json.dumps(request_arguments(vid)), "context": context,
+                 "target": host, "state": "pending", "attempts": 0, "created_at": now}
+                for vid, host in hosts.items()]
     with db_engine.begin() as conn:
         conn.execute(models.Volume.__table__.insert(), rows)
+        if ledger:
+            conn.execute(models.Request.__table__.insert(), requests)
     return hosts
 
 
+def request_arguments(volume_id: str) -> dict:
+    return {"volume_id": volume_id, "request_spec": {}, "filter_properties": {},
+            "allow_reschedule": True}
+
+
 def run_load(conf_path: Path, db_engine, hosts: dict[str, str], in_flight: int,
-             poll_interval: float, stall_timeout: float = 60.0) -> dict:
-    """Cast every id of ``hosts`` (id -> backend host; at most ``in_flight`` outstanding);
-    returns latencies and counts."""
+             poll_interval: float, stall_timeout: float = 60.0, ledger: bool = True) -> dict:
+    """Cast every id of ``hosts`` (id -> backend host; at most ``in_flight`` outstanding),
+    as the ring of its ledger request (the request id is the volume id here) or, without
+    ``ledger``, as a bare cast; returns latencies and counts."""
     from blockmgr import conf as bm_conf
     from blockmgr import context as bm_context
     from blockmgr import rpc
@@ -326,7 +344,10 @@ def run_load(conf_path: Path, db_engine, hosts: dict[str, str], in_flight: int,
         while pending and len(cast_at) < in_flight:
             vid = pending.pop()
             cast_at[vid] = time.monotonic()
-            api.create_volume(ctx, hosts[vid], vid, {}, {})
+            if ledger:
+                api.ring(ctx, hosts[vid], "create_volume", request_arguments(vid), vid)
+            else:
+                api.create_volume(ctx, hosts[vid], vid, {}, {})
         time.sleep(poll_interval)
         with db_engine.connect() as conn:
             rows = conn.execute(status_query, {"ids": list(cast_at)}).all()
@@ -389,6 +410,9 @@ def main() -> int:
     parser.add_argument("--cluster", action="store_true",
                         help="the daemons serve ONE backend as a cluster (Redis jobboard, "
                              "shared loopback directory) instead of one backend each")
+    parser.add_argument("--no-ledger", action="store_true",
+                        help="cast bare requests without a request-ledger row (the worker "
+                             "then claims nothing): the ledger's own cost, by difference")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary directory (config, daemon log)")
     args = parser.parse_args()
@@ -420,11 +444,12 @@ def main() -> int:
         ready_seen = time.monotonic() - launched
         rss_idle = max(proc_status(d.proc.pid).get("VmRSS", 0) for d in daemons)
 
-        hosts = insert_volumes(db_engine, backend_hosts, args.requests + args.warmup)
+        hosts = insert_volumes(db_engine, backend_hosts, args.requests + args.warmup,
+                               ledger=not args.no_ledger)
         ids = list(hosts)
         if args.warmup:
             run_load(daemons[0].conf_path, db_engine, {i: hosts[i] for i in ids[:args.warmup]},
-                     args.in_flight, args.poll_interval)
+                     args.in_flight, args.poll_interval, ledger=not args.no_ledger)
         samplers = [RssSampler(d.proc.pid) for d in daemons]
         for sampler in samplers:
             sampler.start()
@@ -440,7 +465,7 @@ def main() -> int:
         cpu_before = sum(cpu_seconds(d.proc.pid) for d in daemons)
         result = run_load(daemons[0].conf_path, db_engine,
                           {i: hosts[i] for i in ids[args.warmup:]}, args.in_flight,
-                          args.poll_interval)
+                          args.poll_interval, ledger=not args.no_ledger)
         cpu_used = sum(cpu_seconds(d.proc.pid) for d in daemons) - cpu_before
         for sampler in samplers:
             sampler.stop()
