@@ -39,7 +39,7 @@ router = APIRouter(tags=["manage existing"])
 Reference = Annotated[dict[str, StrictStr], Field(min_length=1, max_length=4)]
 Host = Annotated[StrictStr, Field(min_length=3, max_length=255,
                                   description="host@backend or host@backend#pool")]
-_HOST_QUERY = Query(..., min_length=3, max_length=255,
+_HOST_QUERY = Query(None, min_length=3, max_length=255,
                     description="the backend to list: host@backend[#pool]")
 
 
@@ -97,13 +97,27 @@ def _serving_backend(state, host: str) -> None:
 #: Where Cinder introduced ``/manageable_volumes`` and ``/manageable_snapshots`` (the
 #: ``/os-volume-manage`` and ``/os-snapshot-manage`` listings serve every version).
 MANAGEABLE_VERSION = (3, 8)
+#: ``cluster=NAME@backend`` instead of ``host``: a cluster of volume workers serves its
+#: backend under the cluster's name, so it is that backend's host.
+CLUSTER_VERSION = (3, 17)
 
 
-def _listing(request: Request, ctx, state, page, host: str, detail: bool,
+def _listing(request: Request, ctx, state, page, host: str | None, detail: bool,
              snapshots: bool) -> dict:
     if "/manageable_" in request.scope.get("path", ""):
         group_views.require_version(MANAGEABLE_VERSION, "Manageable listings")(request)
-    fields.query_filters(request, {"host": "host"}, "manageable objects")
+    accepted = {"host": "host"}
+    if request.state.api_version >= CLUSTER_VERSION:
+        accepted["cluster"] = "cluster"
+    given = fields.query_filters(request, accepted, "manageable objects")
+    if "cluster" in given:
+        if host is not None:
+            raise exception.InvalidInput(reason="give host or cluster, not both")
+        host = given["cluster"]
+    if host is None:
+        raise exception.InvalidInput(
+            reason="host is required: the backend to list, host@backend[#pool]%s"
+                   % (" (or cluster=NAME@backend)" if "cluster" in accepted else ""))
     _serving_backend(state, host)
     service = state.client.snapshots if snapshots else state.client.volumes
     method = (service.get_manageable_snapshots if snapshots
@@ -124,7 +138,7 @@ def _identifier(entry: dict) -> str:
 @router.get("/manageable_volumes", summary="List volumes a backend could hand over")
 @router.get("/os-volume-manage", include_in_schema=False)
 def list_manageable_volumes(request: Request, ctx: deps.AdminContext, state: deps.State,
-                            page: deps.Page, host: str = _HOST_QUERY):
+                            page: deps.Page, host: str | None = _HOST_QUERY):
     return _listing(request, ctx, state, page, host, False, False)
 
 
@@ -132,14 +146,14 @@ def list_manageable_volumes(request: Request, ctx: deps.AdminContext, state: dep
 @router.get("/os-volume-manage/detail", include_in_schema=False)
 def list_manageable_volumes_detail(request: Request, ctx: deps.AdminContext,
                                    state: deps.State, page: deps.Page,
-                                   host: str = _HOST_QUERY):
+                                   host: str | None = _HOST_QUERY):
     return _listing(request, ctx, state, page, host, True, False)
 
 
 @router.get("/manageable_snapshots", summary="List snapshots a backend could hand over")
 @router.get("/os-snapshot-manage", include_in_schema=False)
 def list_manageable_snapshots(request: Request, ctx: deps.AdminContext, state: deps.State,
-                              page: deps.Page, host: str = _HOST_QUERY):
+                              page: deps.Page, host: str | None = _HOST_QUERY):
     return _listing(request, ctx, state, page, host, False, True)
 
 
@@ -147,7 +161,7 @@ def list_manageable_snapshots(request: Request, ctx: deps.AdminContext, state: d
 @router.get("/os-snapshot-manage/detail", include_in_schema=False)
 def list_manageable_snapshots_detail(request: Request, ctx: deps.AdminContext,
                                      state: deps.State, page: deps.Page,
-                                     host: str = _HOST_QUERY):
+                                     host: str | None = _HOST_QUERY):
     return _listing(request, ctx, state, page, host, True, True)
 
 

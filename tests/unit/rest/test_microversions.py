@@ -217,3 +217,17 @@ def test_group_volumes_listed_from_3_25(api):
     old = at(api, "3.24")
     assert old.get("groups/%s?list_volume=true" % group["id"]).status_code == 400
     assert old.get("groups/detail?list_volume=true").status_code == 400
+
+
+def test_manageable_listing_by_cluster_from_3_17(admin_api):
+    by_host = at(admin_api, "3.17").get("manageable_volumes?host=" + HOST)
+    by_cluster = at(admin_api, "3.17").get("manageable_volumes?cluster=" + HOST)
+    assert by_cluster.status_code == 200, by_cluster.text
+    assert by_cluster.json() == by_host.json()
+    assert at(admin_api, "3.16").get("manageable_volumes?cluster=" + HOST).status_code == 400
+    both = at(admin_api, "3.17").get("manageable_volumes?cluster=%s&host=%s" % (HOST, HOST))
+    assert both.status_code == 400 and "not both" in both.text
+    neither = at(admin_api, "3.17").get("manageable_volumes")
+    assert neither.status_code == 400 and "cluster" in neither.text
+    unknown = at(admin_api, "3.17").get("manageable_volumes?cluster=east@loopback")
+    assert unknown.status_code == 404
