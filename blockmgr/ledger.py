@@ -194,6 +194,10 @@ class Ledger:
     def _after_failure(self, row, exc: BaseException) -> None:
         reason = ("%s: %s" % (type(exc).__name__, getattr(exc, "msg", None) or exc))[:255]
         try:
+            row = self._full(row)
+        except Exception:
+            LOG.exception("Could not read request %s after its failure", row.id)
+        try:
             unsettled = self.hooks.unsettled(row, exc)
         except Exception:
             LOG.exception("Could not tell whether request %s settled; trying it again",
@@ -218,22 +222,34 @@ class Ledger:
             LOG.exception("Could not record the outcome of request %s; its claim expires "
                           "and it is taken again", row.id)
 
+    # The ledger's own writes are single statements on a Core connection: no ORM session
+    # is built for them (a session costs about as much again as the statement).
+
     @_transient
     def _claim(self, request_id: str):
-        with self.db.writer() as session:
-            return db_requests.claim(session, request_id, self.owner, self.ttl, self.targets)
+        with self.db.engine.begin() as conn:
+            if db_requests.claim_first(conn, request_id, self.owner, self.ttl, self.targets):
+                return db_requests.RequestRow.first_claim(request_id)
+            return db_requests.claim(conn, request_id, self.owner, self.ttl, self.targets)
+
+    @_transient
+    def _full(self, row):
+        if not row.partial:
+            return row
+        with self.db.engine.connect() as conn:
+            return db_requests.get_row(conn, row.id) or row
 
     @_transient
     def _finish(self, row, state: str, result: str | None) -> None:
-        with self.db.writer() as session:
-            if not db_requests.finish(session, row.id, self.owner, state, result):
+        with self.db.engine.begin() as conn:
+            if not db_requests.finish(conn, row.id, self.owner, state, result):
                 LOG.warning("Request %s was no longer claimed by %s when it finished",
                             row.id, self.owner)
 
     @_transient
     def _release(self, row, delay: float, result: str | None) -> None:
-        with self.db.writer() as session:
-            db_requests.release(session, row.id, self.owner,
+        with self.db.engine.begin() as conn:
+            db_requests.release(conn, row.id, self.owner,
                                 models.utcnow() + dt.timedelta(seconds=delay), result)
 
     # --- sweeps, renewals, start and stop ---------------------------------------------

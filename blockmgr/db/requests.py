@@ -39,6 +39,14 @@ class RequestRow:
     target: str
     attempts: int
     claimed_by: str | None = None
+    #: True when only ``id`` and ``attempts`` are known (a first claim reads nothing back:
+    #: the message carried the arguments); :func:`get_row` reads the rest when needed.
+    partial: bool = False
+
+    @classmethod
+    def first_claim(cls, request_id: str) -> "RequestRow":
+        return cls(id=request_id, kind="", resource_id="", action="", arguments={},
+                   context={}, target="", attempts=1, partial=True)
 
     @classmethod
     def from_row(cls, row) -> "RequestRow":
@@ -86,6 +94,29 @@ def claim(session: Session, request_id: str, owner: str, ttl: float,
     return RequestRow.from_row(row)
 
 
+_CLAIM_FIRST = _T.update().where(
+    _C.id == sa.bindparam("b_id"), _C.state == PENDING, _C.attempts == 0,
+    sa.or_(_C.claim_expires_at.is_(None), _C.claim_expires_at <= sa.bindparam("b_now")),
+    _C.target.in_(sa.bindparam("b_targets", expanding=True))).values(
+    state=CLAIMED, claimed_by=sa.bindparam("b_owner"),
+    claim_expires_at=sa.bindparam("b_expires"), attempts=1,
+    updated_at=sa.bindparam("b_now"))
+
+
+def claim_first(conn, request_id: str, owner: str, ttl: float, targets) -> bool:
+    """The common case of :func:`claim` in one prebuilt statement: a request never claimed
+    before, pending and due. True if ``owner`` won it (nothing is read back)."""
+    now = models.utcnow()
+    return conn.execute(_CLAIM_FIRST, {
+        "b_id": request_id, "b_now": now, "b_targets": list(targets), "b_owner": owner,
+        "b_expires": now + dt.timedelta(seconds=ttl)}).rowcount == 1
+
+
+def get_row(session: Session, request_id: str) -> RequestRow | None:
+    row = get(session, request_id)
+    return RequestRow.from_row(row) if row is not None else None
+
+
 def claimable(session: Session, targets, limit: int) -> list[RequestRow]:
     """Requests of ``targets`` that may be claimed now, oldest first (not claimed)."""
     now = models.utcnow()
@@ -114,14 +145,21 @@ def release_previous_claims(session: Session, targets, owner_prefix: str, owner:
         updated_at=models.utcnow())).rowcount
 
 
+_FINISH = _T.update().where(
+    _C.id == sa.bindparam("b_id"), _C.state == CLAIMED,
+    _C.claimed_by == sa.bindparam("b_owner")).values(
+    state=sa.bindparam("b_state"), result=sa.bindparam("b_result"),
+    finished_at=sa.bindparam("b_now"), claim_expires_at=None,
+    updated_at=sa.bindparam("b_now"))
+
+
 def finish(session: Session, request_id: str, owner: str, state: str = DONE,
            result: str | None = None) -> bool:
     """Mark a request ``owner`` holds finished (``done`` or ``failed``)."""
-    now = models.utcnow()
-    return session.execute(_T.update().where(
-        _C.id == request_id, _C.state == CLAIMED, _C.claimed_by == owner).values(
-        state=state, result=(result or None) and result[:255], finished_at=now,
-        claim_expires_at=None, updated_at=now)).rowcount == 1
+    return session.execute(_FINISH, {
+        "b_id": request_id, "b_owner": owner, "b_state": state,
+        "b_result": (result or None) and result[:255],
+        "b_now": models.utcnow()}).rowcount == 1
 
 
 def release(session: Session, request_id: str, owner: str, not_before: dt.datetime | None,
