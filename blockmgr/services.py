@@ -33,7 +33,7 @@ def is_up(service: models.Service, down_time_s: int, now: dt.datetime | None = N
 
 
 def register(session, host: str, binary: str, topic: str, *, version: str | None = None,
-             reason: str | None = None) -> int:
+             reason: str | None = None, availability_zone: str | None = None) -> int:
     """Find or create the live row for (``host``, ``binary``); returns its id.
 
     The row is (re)marked as not heartbeating: ``heartbeat_at`` stays as it was, so a
@@ -47,6 +47,8 @@ def register(session, host: str, binary: str, topic: str, *, version: str | None
         row = models.Service(host=host, binary=binary, topic=topic)
         session.add(row)
     row.topic = topic
+    if availability_zone:
+        row.availability_zone = availability_zone
     row.rpc_current_version = version
     row.disabled_reason = reason
     session.flush()

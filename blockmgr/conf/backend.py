@@ -22,6 +22,10 @@ GENERIC_OPTS = [
     cfg.FloatOpt("max_over_subscription_ratio", default=20.0, min=1.0,
                  help="How far provisioned capacity may exceed real capacity on thin "
                       "backends (1.0 disables over-subscription)."),
+    cfg.StrOpt("storage_availability_zone", default="nova",
+               help="Availability zone of this backend: recorded on its service row, listed "
+                    "by GET /os-availability-zone, and matched by the scheduler against the "
+                    "zone a create names."),
     cfg.StrOpt("cluster",
                help="Name of the active-active cluster this backend belongs to. Workers of one "
                     "cluster share the backend and its work; unset means this node serves "
@@ -33,7 +37,8 @@ def register_backend(conf: cfg.ConfigOpts, name: str) -> None:
     """Register the generic and the driver-specific options of backend section ``name``."""
     from blockmgr.drivers import loader
 
-    if name in ("DEFAULT", "database", "quota", "flows", "cluster", "metrics"):
+    if name in ("DEFAULT", "database", "quota", "flows", "cluster", "metrics", "requests",
+                "scheduler", "api"):
         raise exception.ConfigurationError(
             section="DEFAULT", option="enabled_backends",
             reason="%r is a reserved section name and cannot be a backend" % name)

@@ -303,11 +303,21 @@ class SchedulerManager:
 
     def _request(self, spec: dict, size: int, retry: dict | None):
         volume_type = spec.get("volume_type") or {}
+        zone = spec.get("availability_zone")
         return bm_filters.PlacementRequest(
             size_gb=size, extra_specs=dict(volume_type.get("extra_specs") or {}),
             resource_backend=spec.get("resource_backend"),
             excluded_backends=frozenset((retry or {}).get("backends") or ()),
-            live_backends=self.live.get())
+            live_backends=self.live.get(), availability_zone=zone,
+            backend_zones=self._backend_zones() if zone else {})
+
+    def _backend_zones(self) -> dict:
+        """``host@backend`` -> the availability zone its volume service registered."""
+        from blockmgr import services
+
+        with self.db.reader() as session:
+            return {row.host: row.availability_zone for row in services.list_services(
+                session, self.conf.service_down_time, binary=services.VOLUME_BINARY)}
 
     def _place(self, request: bm_filters.PlacementRequest, what: str) -> host_state.PoolState:
         """The best pool for ``request``. Liveness comes from a cache (``LiveBackends``, one

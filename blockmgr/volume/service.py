@@ -357,7 +357,8 @@ class BackendService:
         with self.db.writer() as session:
             self.service_id = services.register(
                 session, self.host, services.VOLUME_BINARY, rpc.VOLUME_TOPIC,
-                version=SERVICE_RPC_VERSION, reason=reason)
+                version=SERVICE_RPC_VERSION, reason=reason,
+                availability_zone=self.conf[self.backend_name].storage_availability_zone)
 
     def _set_reason(self, reason: str | None, quiet: bool = False) -> None:
         if self.service_id is None:

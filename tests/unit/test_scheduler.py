@@ -641,3 +641,19 @@ def test_stale_creates_of_a_worker_that_never_came_back_end_in_error(env):
 def test_stale_sweep_interval():
     assert stale.sweep_interval(600) == 60 and stale.sweep_interval(8) == 2
     assert stale.sweep_interval(1) == 1
+
+
+def test_a_create_naming_a_zone_lands_only_on_a_backend_of_that_zone(env):
+    from blockmgr import services
+
+    with env.db.writer() as session:
+        for host, zone in (("n1@lvm", "east"), ("n2@lvm", "west")):
+            sid = services.register(session, host, services.VOLUME_BINARY, "blockmgr-volume",
+                                    availability_zone=zone)
+            services.heartbeat(session, sid)
+    vid = new_volume(env.db)
+    env.mgr.create_volume(CTX, vid, {"size": 1, "availability_zone": "west"}, {})
+    assert volume(env.db, vid).host.startswith("n2@lvm")
+    other = new_volume(env.db)
+    env.mgr.create_volume(CTX, other, {"size": 1, "availability_zone": "north"}, {})
+    assert volume(env.db, other).status == "error"
