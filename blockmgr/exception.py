@@ -125,6 +125,10 @@ class SnapshotNotFound(NotFound):
     msg_fmt = "Snapshot %(snapshot_id)s could not be found."
 
 
+class AttachmentNotFound(NotFound):
+    msg_fmt = "Attachment %(attachment_id)s could not be found."
+
+
 class GroupNotFound(NotFound):
     msg_fmt = "Group %(group_id)s could not be found."
 
@@ -180,6 +184,17 @@ class InvalidQuotaValue(Invalid):
     msg_fmt = "Invalid quota value for %(resource)s: %(reason)s"
 
 
+class VolumeAttached(InvalidVolume):
+    """A destructive operation on a volume a consumer holds (reserved, attaching,
+    in-use, detaching): refused with 400 as Cinder does."""
+
+    msg_fmt = "Volume %(volume_id)s is still attached or reserved; detach it first."
+
+
+class InvalidAttachment(Invalid):
+    msg_fmt = "Invalid attachment: %(reason)s"
+
+
 class ManageExistingInvalidReference(Invalid):
     msg_fmt = "Manage existing failed due to invalid backend reference %(existing_ref)s: %(reason)s"
 
@@ -202,8 +217,6 @@ class SnapshotIsBusy(Conflict):
     msg_fmt = "Snapshot %(snapshot_name)s is still in use or has dependent objects."
 
 
-class VolumeAttached(Conflict):
-    msg_fmt = "Volume %(volume_id)s is still attached; detach it first."
 
 
 # --- quota ----------------------------------------------------------------------------------

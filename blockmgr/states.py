@@ -32,6 +32,12 @@ class VolumeStatus(enum.StrEnum):
     ERROR_EXTENDING = "error_extending"
     UNMANAGING = "unmanaging"
     ERROR_UNMANAGING = "error_unmanaging"
+    #: Held for an attachment (attachments API) until it is connected or deleted.
+    RESERVED = "reserved"
+    #: Being attached: legacy ``os-reserve``, or an attachment connected but not completed.
+    ATTACHING = "attaching"
+    #: Being detached: legacy ``os-begin_detaching``, or a detach request in flight.
+    DETACHING = "detaching"
 
 
 class SnapshotStatus(enum.StrEnum):
@@ -70,8 +76,17 @@ V, S, G, GS = VolumeStatus, SnapshotStatus, GroupStatus, GroupSnapshotStatus
 VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
     # ``deleted`` from creating: the API removes a volume that was never scheduled.
     V.CREATING: frozenset({V.AVAILABLE, V.ERROR, V.DELETED}),
-    V.AVAILABLE: frozenset({V.IN_USE, V.DELETING, V.EXTENDING, V.UNMANAGING, V.ERROR}),
-    V.IN_USE: frozenset({V.AVAILABLE, V.EXTENDING, V.ERROR}),
+    V.AVAILABLE: frozenset({V.IN_USE, V.DELETING, V.EXTENDING, V.UNMANAGING, V.ERROR,
+                            V.RESERVED, V.ATTACHING}),
+    # ``reserved`` / ``attaching`` from in-use: another attachment of a multiattach volume.
+    V.IN_USE: frozenset({V.AVAILABLE, V.EXTENDING, V.ERROR, V.DETACHING, V.RESERVED,
+                         V.ATTACHING}),
+    # Attaching (docs/rest-api.md, "Attachments"): every hold can be given back
+    # (``available``, or ``in-use`` while another attachment is attached).
+    # ``detaching``: a detach of a connected attachment (also forced by an admin).
+    V.RESERVED: frozenset({V.ATTACHING, V.IN_USE, V.AVAILABLE, V.DETACHING, V.ERROR}),
+    V.ATTACHING: frozenset({V.IN_USE, V.AVAILABLE, V.RESERVED, V.DETACHING, V.ERROR}),
+    V.DETACHING: frozenset({V.AVAILABLE, V.IN_USE, V.RESERVED, V.ATTACHING, V.ERROR}),
     # ``available``: the driver said the volume is busy (has dependents), nothing was deleted.
     # ``error``: a group delete whose driver raised (every member ends ``error``,
     # ``blockmgr.flows.group_updates``).
@@ -120,6 +135,66 @@ GROUP_SNAPSHOT_TRANSITIONS: Mapping[GroupSnapshotStatus, frozenset[GroupSnapshot
     GS.DELETED: frozenset(),
 }
 
+class AttachStatus(enum.StrEnum):
+    """``attach_status`` of an attachment row; a volume's ``attach_status`` takes the
+    values of :data:`VOLUME_ATTACH_STATUSES`."""
+
+    RESERVED = "reserved"
+    ATTACHING = "attaching"
+    ATTACHED = "attached"
+    DETACHING = "detaching"
+    DETACHED = "detached"
+    ERROR_ATTACHING = "error_attaching"
+    ERROR_DETACHING = "error_detaching"
+
+
+A = AttachStatus
+
+#: An attachment's life: reserved -> attaching (connected) -> attached (completed) ->
+#: detaching -> detached (the row is deleted with that status). Any hold may be deleted.
+ATTACHMENT_TRANSITIONS: Mapping[AttachStatus, frozenset[AttachStatus]] = {
+    A.RESERVED: frozenset({A.ATTACHING, A.ATTACHED, A.DETACHING, A.DETACHED,
+                           A.ERROR_ATTACHING}),
+    A.ATTACHING: frozenset({A.ATTACHED, A.DETACHING, A.DETACHED, A.ERROR_ATTACHING}),
+    A.ATTACHED: frozenset({A.DETACHING}),
+    A.DETACHING: frozenset({A.DETACHED, A.ERROR_DETACHING, A.ATTACHED, A.ATTACHING}),
+    A.ERROR_ATTACHING: frozenset({A.DETACHING, A.DETACHED, A.ATTACHING}),
+    A.ERROR_DETACHING: frozenset({A.DETACHING, A.DETACHED, A.ATTACHED}),
+    A.DETACHED: frozenset(),
+}
+
+#: What a volume's ``attach_status`` may be (its attachments say the rest).
+VOLUME_ATTACH_STATUSES = frozenset({A.DETACHED, A.ATTACHING, A.ATTACHED, A.DETACHING})
+
+#: Statuses in which a volume is held by a consumer: nothing destructive (delete, unmanage,
+#: manage over it, offline extend) may touch it.
+VOLUME_HELD = frozenset({V.RESERVED, V.ATTACHING, V.IN_USE, V.DETACHING})
+
+
+def check_attach_transition(current: str | None, new: str, attachment_id=None) -> None:
+    """Raise InvalidStatusTransition unless an attachment may go ``current -> new``."""
+    try:
+        target = AttachStatus(new)
+    except ValueError:
+        raise exception.InvalidInput(
+            reason="'%s' is not an attach status; valid: %s"
+            % (new, ", ".join(s.value for s in AttachStatus))) from None
+    if current is None or current == new or target in ATTACHMENT_TRANSITIONS[A(current)]:
+        return
+    raise exception.InvalidStatusTransition(
+        resource="Attachment", resource_id=attachment_id, current=current, requested=new,
+        allowed=", ".join(sorted(s.value for s in ATTACHMENT_TRANSITIONS[A(current)]))
+        or "(none: final)")
+
+
+def check_volume_attach_status(value: str) -> str:
+    if value not in VOLUME_ATTACH_STATUSES:
+        raise exception.InvalidInput(
+            reason="'%s' is not a volume attach status; valid: %s"
+            % (value, ", ".join(sorted(VOLUME_ATTACH_STATUSES))))
+    return str(value)
+
+
 #: resource kind -> (status enum, transition table)
 MACHINES: Mapping[str, tuple[type[enum.StrEnum], Mapping]] = {
     "volume": (VolumeStatus, VOLUME_TRANSITIONS),
@@ -136,6 +211,26 @@ TRANSITIONAL: Mapping[str, frozenset[str]] = {
     "group": frozenset({G.CREATING, G.UPDATING, G.DELETING}),
     "group_snapshot": frozenset({GS.CREATING, GS.UPDATING, GS.DELETING}),
 }
+
+
+#: What an admin's reset (``os-reset_status``, ``blockmgr-manage ... reset-state``) may
+#: write, from any status: every status but ``deleted`` and those a running flow owns
+#: (a reset to one of those would leave a row no flow or request moves on).
+RESETTABLE: Mapping[str, frozenset[str]] = {
+    kind: frozenset(s.value for s in MACHINES[kind][0]
+                    if s.value != "deleted" and s.value not in TRANSITIONAL[kind])
+    for kind in MACHINES
+}
+
+
+def check_reset(kind: str, new: str) -> str:
+    """The status an admin reset writes, or InvalidInput naming the allowed ones."""
+    value = parse(kind, new).value
+    if value not in RESETTABLE[kind]:
+        raise exception.InvalidInput(
+            reason="a %s cannot be reset to '%s'; reset to one of: %s"
+            % (kind.replace("_", " "), value, ", ".join(sorted(RESETTABLE[kind]))))
+    return value
 
 
 def parse(kind: str, value: str) -> enum.StrEnum:

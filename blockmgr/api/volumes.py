@@ -20,7 +20,6 @@ _DELETABLE = frozenset({V.AVAILABLE, V.ERROR, V.ERROR_DELETING, V.ERROR_EXTENDIN
                         V.ERROR_UNMANAGING, V.ERROR_MANAGING})
 _NO_HOST_DELETABLE = frozenset({V.CREATING, V.ERROR, V.ERROR_MANAGING})
 _EXTENDABLE = frozenset({V.AVAILABLE, V.IN_USE})
-_CONNECTABLE = frozenset({V.AVAILABLE, V.IN_USE})
 _SNAPSHOT_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING})
 MANAGEABLE_SORT_KEYS = ("size", "reference")
 
@@ -72,7 +71,8 @@ class VolumeService(common.ServiceBase):
                       "user_id": ctx.user_id, "display_name": name,
                       "display_description": description,
                       "availability_zone": availability_zone, "attach_status": "detached",
-                      "volume_type_id": (volume_type or {}).get("id")}
+                      "volume_type_id": (volume_type or {}).get("id"),
+                      "multiattach": wants_multiattach(volume_type)}
             spec = {"size": size, "volume_type": volume_type,
                     "availability_zone": availability_zone}
             if snapshot_id is not None:
@@ -180,6 +180,7 @@ class VolumeService(common.ServiceBase):
 
         def work(session):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            _check_not_held(session, volume)
             if volume.status != V.AVAILABLE or not volume.host:
                 raise exception.InvalidVolume(reason="volume %s is %s; only an available "
                                                      "volume can be unmanaged"
@@ -195,8 +196,7 @@ class VolumeService(common.ServiceBase):
         return self._volume_row(volume_id)
 
     def _check_deletable(self, session, volume, cascade: bool, unmanage: bool) -> None:
-        if volume.status == V.IN_USE or volume.attach_status not in (None, "detached"):
-            raise exception.VolumeAttached(volume_id=volume.id)
+        _check_not_held(session, volume)
         if volume.group_id:
             raise exception.InvalidVolume(reason="volume %s belongs to group %s; remove it "
                                                  "from the group or delete the group"
@@ -250,15 +250,23 @@ class VolumeService(common.ServiceBase):
         common.check_size(new_size, "new_size")
         with self.db.reader() as session:
             current = self._get(session, models.Volume, volume_id, ctx)
-            project_id = current.project_id
+            project_id, status, host = current.project_id, current.status, current.host
         self.quota.limit_check(project_id, per_volume_gigabytes=new_size)
+        online = False
+        if status == V.IN_USE and host:
+            online = self._online_extend(ctx, volume_id, host)
 
         def work(session):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
             if volume.status not in _EXTENDABLE or not volume.host:
                 raise exception.InvalidVolume(reason="volume %s is %s; it must be available "
-                                                     "or in-use to extend"
+                                                     "(or in-use, where the backend extends "
+                                                     "attached volumes) to extend"
                                                      % (volume.id, volume.status))
+            if volume.status == V.IN_USE and not online:
+                raise exception.InvalidVolume(reason="volume %s is in-use and its backend "
+                                                     "cannot extend an attached volume; "
+                                                     "detach it first" % volume.id)
             if new_size <= volume.size:
                 raise exception.InvalidInput(reason="new size %d GiB must be larger than the "
                                                     "current %d GiB" % (new_size, volume.size))
@@ -275,6 +283,17 @@ class VolumeService(common.ServiceBase):
 
         self._ring(ctx, self._write(work))
         return self.get_volume(ctx, volume_id)
+
+    def _online_extend(self, ctx, volume_id: str, host: str) -> bool:
+        """Whether the driver of ``host`` extends attached volumes (its capability report's
+        ``online_extend_support``, False when it does not say)."""
+        try:
+            report = self.volume_rpcapi.get_capabilities(ctx, host.partition("#")[0])
+        except exception.BlockmgrError as exc:
+            raise exception.InvalidVolume(reason="volume %s is in-use and whether its "
+                                                 "backend can extend it attached is not "
+                                                 "known (%s)" % (volume_id, exc.msg)) from exc
+        return bool((report or {}).get("online_extend_support", False))
 
     # --- manage ---------------------------------------------------------------------------
 
@@ -314,6 +333,7 @@ class VolumeService(common.ServiceBase):
             if match:
                 existing = session.get(models.Volume, match.group(1))
                 if existing is not None and not existing.deleted:
+                    _check_not_held(session, existing)
                     raise exception.ManageExistingAlreadyManaged(reason=ref["source-name"])
             volume = repository.create(
                 session, models.Volume, size=0, status=V.MANAGING, project_id=project_id,
@@ -342,32 +362,25 @@ class VolumeService(common.ServiceBase):
         with self.db.reader() as session:
             return common.row_dict(self._get(session, models.Volume, volume_id, ctx))
 
+    def _attachments(self):
+        from blockmgr.api.attachments import AttachmentService
+
+        return AttachmentService(self.conf, self.db, self.quota,
+                                 scheduler_rpcapi=self.scheduler_rpcapi,
+                                 volume_rpcapi=self.volume_rpcapi)
+
     def initialize_connection(self, ctx, volume_id: str, connector: dict) -> dict:
         """Export the volume to ``connector`` (os-brick connector properties); returns the
-        connection info (``driver_volume_type`` + ``data``) from its worker."""
-        ctx = common.check_context(ctx)
-        host = self._connectable(ctx, volume_id, connector)
-        return self.volume_rpcapi.initialize_connection(ctx, host, volume_id, dict(connector))
+        connection info (``driver_volume_type`` + ``data``) from its worker. The
+        connection is recorded on an attachment, which holds the volume
+        (:meth:`blockmgr.api.attachments.AttachmentService.initialize_connection`)."""
+        return self._attachments().initialize_connection(ctx, volume_id, connector)
 
     def terminate_connection(self, ctx, volume_id: str, connector: dict,
                              force: bool = False) -> None:
-        ctx = common.check_context(ctx)
-        if not isinstance(force, bool):
-            raise exception.InvalidInput(reason="force must be a boolean")
-        host = self._connectable(ctx, volume_id, connector)
-        self.volume_rpcapi.terminate_connection(ctx, host, volume_id, dict(connector),
-                                                force=force)
-
-    def _connectable(self, ctx, volume_id, connector) -> str:
-        if not isinstance(connector, dict):
-            raise exception.InvalidInput(reason="connector must be a dict of connector "
-                                                "properties")
-        with self.db.reader() as session:
-            volume = self._get(session, models.Volume, volume_id, ctx)
-            if volume.status not in _CONNECTABLE or not volume.host:
-                raise exception.InvalidVolume(reason="volume %s is %s, not available or "
-                                                     "in-use" % (volume.id, volume.status))
-            return volume.host
+        """End ``connector``'s connection
+        (:meth:`blockmgr.api.attachments.AttachmentService.terminate_connection`)."""
+        self._attachments().terminate_connection(ctx, volume_id, connector, force=force)
 
     def get_capabilities(self, ctx, host: str) -> dict:
         """The capabilities the driver of ``host`` reports (a call to its worker)."""
@@ -401,6 +414,25 @@ class VolumeService(common.ServiceBase):
         :raises VolumeNotFound: unknown or another project's.
         """
         return update_labels(self, ctx, models.Volume, volume_id, changes)
+
+
+def wants_multiattach(volume_type: dict | None) -> bool:
+    """A volume type allows several attachments at once when its extra spec
+    ``multiattach`` is ``<is> True`` (the scheduler then places it only on a backend whose
+    capabilities report ``multiattach``)."""
+    spec = str(((volume_type or {}).get("extra_specs") or {}).get("multiattach", ""))
+    return spec.strip().lower() == "<is> true"
+
+
+def _check_not_held(session, volume) -> None:
+    """VolumeAttached (400) while a consumer holds the volume: reserved, attaching,
+    in-use, detaching, or any live attachment row."""
+    from blockmgr.flows import attachments as attach_rules
+
+    if (volume.status in states.VOLUME_HELD
+            or volume.attach_status not in (None, states.AttachStatus.DETACHED)
+            or attach_rules.live_attachments(session, volume.id)):
+        raise exception.VolumeAttached(volume_id=volume.id)
 
 
 def _listing_args(host, marker, limit, offset, sort_keys, sort_dirs) -> tuple:

@@ -163,9 +163,51 @@ class Volume(StatusMixin, SoftDeleteMixin, Base):
     #: Why the volume is in an error status, for operators (Cinder only logs it).
     status_reason: Mapped[str | None] = mapped_column(String(255))
 
+    @validates("attach_status")
+    def _validate_attach_status(self, key, value):
+        return states.check_volume_attach_status(value)
+
     @property
     def name(self) -> str:
         return "volume-%s" % self.id
+
+
+class Attachment(SoftDeleteMixin, Base):
+    """One consumer's hold on a volume (Cinder's ``volume_attachment``): reserved, then
+    connected (``connector`` in, ``connection_info`` out), then attached; deleted with
+    ``attach_status`` ``detached`` once detached. ``attach_status`` changes are checked
+    against :data:`blockmgr.states.ATTACHMENT_TRANSITIONS`."""
+
+    __tablename__ = "volume_attachment"
+    __table_args__ = (
+        Index(None, "volume_id", "deleted"),
+        Index(None, "instance_uuid"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    volume_id: Mapped[str] = mapped_column(String(36), ForeignKey("volumes.id"),
+                                           nullable=False)
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    instance_uuid: Mapped[str | None] = mapped_column(String(36))
+    attached_host: Mapped[str | None] = mapped_column(String(255))
+    mountpoint: Mapped[str | None] = mapped_column(String(255))
+    attach_mode: Mapped[str] = mapped_column(String(36), default="rw", nullable=False)
+    #: os-brick connector properties (JSON), as the consumer sent them.
+    connector: Mapped[str | None] = mapped_column(Text)
+    #: What the driver's initialize_connection returned (JSON).
+    connection_info: Mapped[str | None] = mapped_column(Text)
+    attach_status: Mapped[str] = mapped_column(String(255), nullable=False)
+    attach_time: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    detach_time: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    @validates("attach_status")
+    def _validate_attach_status(self, key, value):
+        current = self.__dict__.get("attach_status")
+        if current is None and not sa_inspect(self).transient:
+            current = getattr(self, "attach_status")
+        states.check_attach_transition(current, str(value), self.__dict__.get("id"))
+        return str(value)
 
 
 class GroupSnapshot(StatusMixin, SoftDeleteMixin, Base):

@@ -69,7 +69,7 @@ class VolumeEndpoint:
     :param capabilities: returns the latest capacity report of the backend.
     """
 
-    RPC_API_VERSION = "1.1"
+    RPC_API_VERSION = "1.2"
     target = oslo_messaging.Target(version=RPC_API_VERSION)
 
     #: The backend's :class:`blockmgr.ledger.Ledger`: messages carrying a ``request_id``
@@ -160,6 +160,33 @@ class VolumeEndpoint:
         return self.manager.create_group_from_src(context, group_id,
                                                   group_snapshot_id=group_snapshot_id,
                                                   source_group_id=source_group_id)
+
+    @_cast
+    @bm_ledger.served
+    def detach_volume(self, context, volume_id, attachment_id, force=False):
+        """(1.2) End attachment ``attachment_id`` of ``volume_id`` (``detaching``)."""
+        return self.manager.detach_volume(context, volume_id, attachment_id,
+                                          force=bool(force))
+
+    @_call
+    def connect_attachment(self, context, volume_id, attachment_id, connector):
+        """(1.2) Export the volume and connect the attachment for ``connector``; returns
+        ``{'driver_volume_type', 'data'}`` (``data`` gains ``volume_id``,
+        ``attachment_id`` and the attachment's ``access_mode``).
+
+        :raises InvalidInput: ``connector`` is not a dict.
+        :raises InvalidVolume, InvalidAttachment: not held for this attachment, or not on
+            this backend.
+        :raises VolumeBackendAPIException: export or connection failed (both undone).
+        """
+        if not isinstance(connector, dict):
+            raise exception.InvalidInput(reason="connector must be a dict of connector "
+                                                "properties, got %s" % type(connector).__name__)
+        try:
+            return self.manager.connect_attachment(context, volume_id, attachment_id,
+                                                   connector)
+        except Exception as exc:
+            raise _backend_failure("connect", exc) from exc
 
     # --- driver calls -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from blockmgr import exception
 from blockmgr import ledger
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.flows import attachments as attach_flow
 from blockmgr.flows import common
 from blockmgr.flows import create_group as create_group_flow
 from blockmgr.flows import create_group_from_src as group_from_src_flow
@@ -219,6 +220,46 @@ class VolumeManager:
         if not outcome.succeeded:
             raise _map_error(outcome.failure)
         self.capacity.add(volume.host, new_size - volume.size)
+
+    # --- attachments (rules: blockmgr/flows/attachments.py) -----------------------------
+
+    def connect_attachment(self, context, volume_id: str, attachment_id: str,
+                           connector: dict) -> dict:
+        """Export volume ``volume_id`` and connect its attachment ``attachment_id`` for
+        ``connector`` (a call: the caller waits); returns the connection info."""
+        _check_id(attachment_id, "attachment")
+        self._own_volume(volume_id)
+        with self.locks.hold([volume_id]):
+            outcome = self.runner.run(
+                attach_flow.get_connect_flow,
+                store={"context": _context_dict(context), "volume_id": volume_id,
+                       "attachment_id": attachment_id, "connector": dict(connector)},
+                runtime=self.runtime(), kind="volume", resource_id=volume_id)
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        return _flow_result(outcome, "recorded_connection")
+
+    def detach_volume(self, context, volume_id: str, attachment_id: str,
+                      force: bool = False) -> str | None:
+        """End attachment ``attachment_id`` (``detaching``) of ``volume_id``: the
+        connection, the export when no other attachment is connected, the row; returns the
+        volume's status after it (None if the attachment was already gone)."""
+        _check_id(attachment_id, "attachment")
+        try:
+            self._own_volume(volume_id)
+        except exception.VolumeNotFound:
+            LOG.info("Volume %s is gone; nothing to detach", volume_id)
+            return None
+        with self.locks.hold([volume_id]):
+            outcome = self.runner.run(
+                attach_flow.get_detach_flow,
+                store={"context": _context_dict(context), "volume_id": volume_id,
+                       "attachment_id": attachment_id, "force": bool(force)},
+                runtime=self.runtime(), kind="volume", resource_id=volume_id,
+                flow_id=ledger.current_id())
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        return _flow_result(outcome, "detached_status")
 
     # --- consistency groups (rules: blockmgr/flows/group_updates.py) --------------------
 

@@ -19,6 +19,8 @@ class VolumeAPI:
 
     Version history (server side: :class:`blockmgr.volume.endpoint.VolumeEndpoint`):
 
+    * 1.2 -- call ``connect_attachment`` (export and connect an attachment, returns the
+      connection info); cast ``detach_volume`` (a ledger request: end an attachment).
     * 1.1 -- fanout cast ``publish_capabilities`` (a starting scheduler asks for reports).
     * 1.0 -- initial version: casts ``create_volume``, ``manage_existing``,
       ``manage_existing_snapshot``, ``delete_volume``, ``create_snapshot``,
@@ -140,3 +142,14 @@ class VolumeAPI:
 
     def get_capabilities(self, ctxt, host) -> dict:
         return self._call(ctxt, host, "get_capabilities")
+
+    def connect_attachment(self, ctxt, host, volume_id, attachment_id, connector) -> dict:
+        """(1.2) Export volume ``volume_id`` and connect attachment ``attachment_id`` for
+        ``connector``; returns the connection info."""
+        return self._call(ctxt, host, "connect_attachment", volume_id=volume_id,
+                          attachment_id=attachment_id, connector=connector)
+
+    def detach_volume(self, ctxt, host, volume_id, attachment_id, force=False):
+        """(1.2) End attachment ``attachment_id`` (the API rings it as a ledger request)."""
+        self._cast(ctxt, host, "detach_volume", volume_id=volume_id,
+                   attachment_id=attachment_id, force=force)
