@@ -250,6 +250,13 @@ class VolumeManager:
         except exception.VolumeNotFound:
             LOG.info("Volume %s is gone; nothing to detach", volume_id)
             return None
+        with self.db.reader() as session:
+            try:
+                attach_flow.get_attachment(session, attachment_id)
+            except exception.AttachmentNotFound:
+                LOG.info("Attachment %s of volume %s is already detached", attachment_id,
+                         volume_id)
+                return None
         with self.locks.hold([volume_id]):
             outcome = self.runner.run(
                 attach_flow.get_detach_flow,
