@@ -30,6 +30,7 @@ from taskflow.jobs import base as tf_jobs
 from taskflow.jobs.backends import impl_redis
 
 from blockmgr import exception
+from blockmgr.flows import taskflow_compat
 
 LOG = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class ClusterBoard:
         posting = tf_jobs.format_posting(flow_uuid, "flow-%s" % flow_uuid,
                                          created_on=timeutils.utcnow(), details=details)
         posting["sequence"] = self._client.incr(self.board.sequence_key)
-        return self.board._dumps(posting)
+        return taskflow_compat.board_dumps(self.board, posting)
 
     def post_claimed(self, flow_uuid: str, owner: str, ttl: float, details: dict) -> bool:
         """Post the job of ``flow_uuid`` claimed by ``owner`` for ``ttl`` seconds.
@@ -145,7 +146,7 @@ class ClusterBoard:
                 keys=list(self._keys(flow_uuid)),
                 args=[flow_uuid.encode("latin-1"), self._posting(flow_uuid, details),
                       owner.encode(), int(ttl * 1000),
-                      self.board._dumps(timeutils.utcnow())]))
+                      taskflow_compat.board_dumps(self.board, timeutils.utcnow())]))
 
     def adopt(self, flow_uuid: str, details: dict) -> bool:
         """Post an unclaimed job for ``flow_uuid`` unless it has one; True if posted."""
@@ -193,7 +194,7 @@ class ClusterBoard:
         raw = self._client.hget(self.board.listings_key, flow_uuid.encode("latin-1"))
         if raw is None:
             return None
-        return self.board._loads(raw).get("details") or {}
+        return taskflow_compat.board_loads(self.board, raw).get("details") or {}
 
     def consume(self, flow_uuid: str, owner: str) -> bool:
         """Remove the finished job of ``flow_uuid`` (only while ``owner`` holds its claim)."""

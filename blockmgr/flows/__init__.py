@@ -38,8 +38,9 @@ derive every task boundary from ``get_flow()`` (``faults.boundaries``), so a new
 crash tests by adding its module to ``tests/functional/test_flow_crash.py``.
 """
 
-from blockmgr.flows import logbook_schema as _logbook_schema
+# First, before any submodule imports TaskFlow's SQL backend: TaskFlow's migration module
+# (and alembic) load only if a worker has something to migrate (logbook_schema). Importing
+# the compatibility module already defers it; the call says why it is imported first.
+from blockmgr.flows import taskflow_compat as _taskflow_compat
 
-# Before any submodule imports TaskFlow's SQL backend: alembic loads only if a worker has
-# something to migrate (logbook_schema).
-_logbook_schema.defer_migrations()
+_taskflow_compat.defer_migrations()

@@ -17,7 +17,6 @@ over the host) finds them without any other bookkeeping.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import dataclasses
@@ -25,20 +24,14 @@ import datetime as dt
 import json
 import logging
 import threading
-import time
 import uuid as uuidlib
 
 from oslo_utils import uuidutils
 from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
-from taskflow import storage as tf_storage
 from taskflow.engines import helpers as tf_helpers
-from taskflow.engines.action_engine import engine as tf_engine
-from taskflow.engines.action_engine import selector as tf_selector
 from taskflow.persistence import models as tf_models
-from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.types import failure as tf_failure
-from taskflow.utils import misc as tf_misc
 
 from blockmgr import exception
 from blockmgr import logcontext
@@ -47,6 +40,7 @@ from blockmgr.db import repository
 from blockmgr.flows import common
 from blockmgr.flows import faults
 from blockmgr.flows import persistence
+from blockmgr.flows import taskflow_compat
 
 LOG = logging.getLogger(__name__)
 
@@ -252,7 +246,7 @@ class FlowRunner:
         name = factory_data.get("name")
         if name and not factory_data.get("args"):
             try:
-                factory = tf_helpers._fetch_factory(name)
+                factory = taskflow_compat.fetch_factory(name)
             except (ImportError, ValueError, AttributeError):
                 factory = None
             if factory is not None:
@@ -319,7 +313,7 @@ class FlowRunner:
     # --- internals ----------------------------------------------------------------------
 
     def _load(self, flow, flow_detail, runtime, *, pooled=None, store_names=None):
-        engine = _SerialEngine(flow, flow_detail, self.backend, {}, pooled=pooled,
+        engine = taskflow_compat.SerialEngine(flow, flow_detail, self.backend, {}, pooled=pooled,
                                store_names=store_names)
         engine.storage.inject({"runtime": runtime}, transient=True)
         return engine
@@ -380,7 +374,7 @@ def _load_batched(backend, uuids: list) -> list[tf_models.FlowDetail]:
 
     backend.flush()
     fd_t, ad_t = persistence.TABLES.flowdetails, persistence.TABLES.atomdetails
-    convert = impl_sqlalchemy._Alchemist(persistence.TABLES)
+    convert = taskflow_compat.detail_converter(persistence.TABLES)
     found = []
     for start in range(0, len(uuids), LOAD_BATCH):
         chunk = uuids[start:start + LOAD_BATCH]
@@ -400,7 +394,7 @@ def _stored_names(flow_detail) -> frozenset | None:
     """Names the flow's store held when it was launched (what :meth:`FlowRunner.run`
     validated the pooled flow against), read from TaskFlow's injector atom."""
     for ad in flow_detail:
-        if ad.name == tf_storage.Storage.injector_name:
+        if ad.name == taskflow_compat.INJECTOR_NAME:
             return frozenset((ad.results or {}).keys())
     return None
 
@@ -435,211 +429,6 @@ class FlowPool:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.max_idle:
                 idle.append(pooled)
-
-
-class _Compiled:
-    """Stands in for TaskFlow's ``PatternCompiler`` when the compilation is already known."""
-
-    def __init__(self, compilation):
-        self._compilation = compilation
-
-    def compile(self):
-        return self._compilation
-
-
-class _PrunedSelector(tf_selector.Selector):
-    """TaskFlow's selector, without the walk past atoms that have not finished.
-
-    When an atom completes, stock looks at *every* atom downstream of it (breadth first)
-    and asks each whether it is ready -- for a linear flow of n tasks that is n(n-1)/2
-    readiness checks per run, a fifth of the engine's work for 7 tasks. An atom is ready
-    to execute only if *all* its ancestors finished (``SUCCESS``/``IGNORE`` with intention
-    ``EXECUTE``/``IGNORE``; stock's check walks them all), so nothing found only beyond an
-    unfinished atom can be ready: the walk stops there. Flow connector nodes are walked
-    through as stock does. The same atoms are found (only their discovery order may differ,
-    and the engine schedules them as a set); reverting and the first selection (no atom)
-    are stock.
-    """
-
-    _DONE_STATES = frozenset({tf_states.SUCCESS, tf_states.IGNORE})
-    _DONE_INTENTIONS = frozenset({tf_states.EXECUTE, tf_states.IGNORE})
-
-    def _browse_atoms_for_execute(self, atom=None):
-        if atom is None:
-            yield from super()._browse_atoms_for_execute()
-            return
-        graph, storage = self._execution_graph, self._storage
-        queue = collections.deque(graph.successors(atom))
-        seen = set()
-        while queue:
-            node = queue.popleft()
-            if node in seen:
-                continue
-            seen.add(node)
-            attrs = graph.nodes[node]
-            if attrs.get("noop"):      # a flow's connector: walk through it
-                queue.extend(graph.successors(node))
-                continue
-            ready, late_decider = self._get_maybe_ready_for_execute(node)
-            if ready:
-                yield (node, late_decider)
-            state, intention = storage.get_atoms_states([node.name])[node.name]
-            if state in self._DONE_STATES and intention in self._DONE_INTENTIONS:
-                queue.extend(graph.successors(node))
-
-
-class _ExclusiveLock:
-    """A reentrant lock with the ``read_lock()``/``write_lock()`` API of fasteners'
-    ``ReaderWriterLock``.
-
-    TaskFlow's storage takes its reader/writer lock around every call -- about 150 times
-    per 7-task flow -- and fasteners implements it in Python (a condition variable, thread
-    bookkeeping, a generator context manager each time). A serial engine has one thread
-    using its storage, so readers never run concurrently anyway; one ``RLock`` (C-level,
-    reentrant, so a writer may read, as with fasteners) gives the same exclusion for a
-    fraction of the cost. Readers of another thread (a caller inspecting a finished
-    engine) are serialised instead of shared, which is only stricter.
-    """
-
-    __slots__ = ("_lock",)
-
-    def __init__(self):
-        self._lock = threading.RLock()
-
-    def read_lock(self):
-        return self._lock
-
-    def write_lock(self):
-        return self._lock
-
-
-class _Storage(tf_storage.Storage):
-    """TaskFlow's storage with a cheaper lock and a plain retry loop around saves.
-
-    Stock ``_save_*`` are wrapped by ``tenacity.retry`` (retry ``StorageFailure`` 3 times,
-    5 s apart); building tenacity's retry state costs more than the save itself with our
-    backends (~30 saves per flow). The loop below retries exactly as tenacity did.
-    """
-
-    def __init__(self, flow_detail, backend=None, scope_fetcher=None):
-        super().__init__(flow_detail, backend=backend, scope_fetcher=scope_fetcher)
-        self._lock = _ExclusiveLock()
-        self._rlock = self._lock.read_lock()   # the one RLock behind both "sides"
-
-    def _save_flow_detail(self, conn, original_flow_detail, flow_detail):
-        updated = _retrying(conn.update_flow_details, flow_detail)
-        original_flow_detail.update(updated)
-        return original_flow_detail
-
-    def _save_atom_detail(self, conn, original_atom_detail, atom_detail):
-        updated = _retrying(conn.update_atom_details, atom_detail)
-        original_atom_detail.update(updated)
-        return original_atom_detail
-
-    def set_task_progress(self, task_name, progress, details=None):
-        """Skip a save that would not change what ``get_task_progress`` answers.
-
-        The engine sets progress 0.0 on every task it starts, right after saving the
-        ``RUNNING`` state; a task that never ran already reads 0.0 (no value stored), so
-        that second save of the atom (a copy and a backend write each) changed nothing.
-        Progress with details, and any other value, is saved as stock does.
-        """
-        if details is None and self.get_task_progress(task_name) == progress:
-            return
-        super().set_task_progress(task_name, progress, details=details)
-
-    # The four reads below are what the engine's scheduler asks most (~190 times per 7-task
-    # flow). Stock goes through a decorator, the lock's ``read_lock()`` and a generic lookup
-    # that can clone; these take the same lock directly. An unknown name falls back to
-    # stock, which raises TaskFlow's NotFound.
-
-    def _source(self, atom_name):
-        return self._flowdetail.find(self._atom_name_to_uuid[atom_name])
-
-    def get_atom_state(self, atom_name):
-        with self._rlock:
-            try:
-                return self._source(atom_name).state
-            except KeyError:
-                return super().get_atom_state(atom_name)
-
-    def get_atom_intention(self, atom_name):
-        with self._rlock:
-            try:
-                return self._source(atom_name).intention
-            except KeyError:
-                return super().get_atom_intention(atom_name)
-
-    def get_atom_uuid(self, atom_name):
-        with self._rlock:
-            try:
-                return self._source(atom_name).uuid
-            except KeyError:
-                return super().get_atom_uuid(atom_name)
-
-    def get_atoms_states(self, atom_names):
-        with self._rlock:
-            try:
-                return {name: (ad.state, ad.intention)
-                        for name, ad in ((n, self._source(n)) for n in set(atom_names))}
-            except KeyError:
-                return super().get_atoms_states(atom_names)
-
-
-def _retrying(save, detail):
-    for attempt in range(1, tf_storage.RETRY_ATTEMPTS + 1):
-        try:
-            return save(detail)
-        except tf_exc.StorageFailure:
-            if attempt == tf_storage.RETRY_ATTEMPTS:
-                raise
-            time.sleep(tf_storage.RETRY_WAIT_TIMEOUT)
-    raise AssertionError("unreachable")
-
-
-class _SerialEngine(tf_engine.SerialActionEngine):
-    """TaskFlow's serial engine on :class:`_Storage`, reusing a pooled flow's compilation
-    and validation.
-
-    Validation (every atom's arguments can be found) depends only on the flow's structure
-    and on which names the store holds, so once a pooled flow validated against a set of
-    store names it is not walked again for that set.
-    """
-
-    def __init__(self, flow, flow_detail, backend, options, *, pooled=None,
-                 store_names=None):
-        super().__init__(flow, flow_detail, backend, options)
-        self._pooled = pooled
-        self._store_names = store_names
-        if pooled is not None and pooled.compilation is not None:
-            self._compiler = _Compiled(pooled.compilation)
-
-    @tf_misc.cachedproperty
-    def storage(self):
-        def _scope_fetcher(atom_name):
-            if self._compiled:
-                return self._runtime.fetch_scopes_for(atom_name)
-            return None
-
-        return _Storage(self._flow_detail, backend=self._backend,
-                        scope_fetcher=_scope_fetcher)
-
-    def compile(self):
-        super().compile()
-        if self._pooled is not None:
-            self._pooled.compilation = self._compilation
-        runtime = self._runtime
-        if "_builder" not in vars(runtime):   # the builder takes the selector when built
-            runtime._selector = _PrunedSelector(runtime)
-
-    def validate(self):
-        pooled, names = self._pooled, self._store_names
-        if pooled is not None and names is not None and names in pooled.validated:
-            self._validated = True
-            return
-        super().validate()
-        if pooled is not None and names is not None:
-            pooled.validated.add(names)
 
 
 def _causes(error: BaseException | None):
@@ -682,14 +471,14 @@ def _deferrable_atoms(engine) -> list[str]:
     """Uuids of the atoms of ``engine``'s flow detail whose start may skip its boundary
     (side-effect free and resumed after a crash); see
     :meth:`persistence.FlowPersistence.declare_atoms`."""
-    pooled = getattr(engine, "_pooled", None)
+    pooled = getattr(engine, "pooled", None)
     tasks = getattr(pooled, "tasks", None)
     if tasks is None:
-        tasks = _tasks_by_name(engine._flow)
+        tasks = _tasks_by_name(taskflow_compat.engine_flow(engine))
         if pooled is not None:
             pooled.tasks = tasks   # the flow's structure never changes once built
     deferrable = []
-    for ad in engine.storage._flowdetail:
+    for ad in taskflow_compat.engine_atom_details(engine):
         task = tasks.get(ad.name)
         if (task is not None and not getattr(task, "durable_start", True)
                 and getattr(task, "on_crash", common.RESUME) == common.RESUME):

@@ -45,11 +45,11 @@ from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 from taskflow.persistence import base as tf_base
 from taskflow.persistence import models as tf_models
-from taskflow.persistence.backends import impl_sqlalchemy
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 
 from blockmgr import exception
 from blockmgr.flows import logbook_schema
+from blockmgr.flows import taskflow_compat
 
 _METADATA = sa.MetaData()
 TABLES = tf_tables.fetch(_METADATA)
@@ -97,7 +97,7 @@ def create_engine(url: str) -> sa.engine.Engine:
     if not url.startswith("sqlite"):
         return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600,
                                 isolation_level="READ COMMITTED")
-    in_memory = url in impl_sqlalchemy.SQLITE_IN_MEMORY
+    in_memory = url in taskflow_compat.SQLITE_IN_MEMORY
     engine = sa.create_engine(
         url, poolclass=sa_pool.StaticPool if in_memory else sa_pool.QueuePool,
         connect_args={"check_same_thread": False, "timeout": 30})
@@ -128,7 +128,7 @@ class _Staged:
     atoms: dict = dataclasses.field(default_factory=dict)  # uuid -> AtomDetail
 
 
-class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
+class FlowPersistence(taskflow_compat.SharedTablesBackend):
     """TaskFlow backend over TaskFlow's SQL schema with boundary commits (module docstring).
 
     :param url: SQLAlchemy URL of the database holding the logbooks.
@@ -143,9 +143,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
                  commits: str = "boundaries", prune_on_finish: bool = False):
         if commits not in COMMIT_MODES:
             raise ValueError("commits must be one of %s" % (COMMIT_MODES,))
-        owns = engine is None
-        super().__init__({"connection": url}, engine=engine or create_engine(url))
-        self._owns_engine = owns
+        super().__init__(url, engine or create_engine(url), owns_engine=engine is None)
         self.commits = commits
         self.prune_on_finish = prune_on_finish
         self._lock = threading.RLock()
@@ -157,12 +155,8 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
         self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
 
-    def get_connection(self):
-        conn = _Connection(self, upgrade_lock=self._upgrade_lock)
-        if not self._validated:
-            conn.validate(max_retries=self._max_retries)
-            self._validated = True
-        return conn
+    def make_connection(self, upgrade_lock):
+        return _Connection(self, upgrade_lock)
 
     def upgrade(self) -> None:
         """Create or migrate TaskFlow's tables (its own alembic history on MySQL/PostgreSQL).
@@ -170,7 +164,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         A server database already at TaskFlow's head (``db sync`` ran) is only checked, with
         one query and without loading alembic (:mod:`blockmgr.flows.logbook_schema`).
         """
-        if self._engine.dialect.name != "sqlite" and logbook_schema.is_current(self._engine):
+        if self.engine.dialect.name != "sqlite" and logbook_schema.is_current(self.engine):
             return
         with contextlib.closing(self.get_connection()) as conn:
             conn.upgrade()
@@ -303,7 +297,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
     def _write(self, flow_uuid: str, staged: _Staged) -> None:
         state = staged.flow.state if staged.flow is not None else None
         prune = self.prune_on_finish and state in PRUNABLE_FLOW_STATES
-        with self._engine.begin() as conn:
+        with self.engine.begin() as conn:
             if conn.dialect.name != "sqlite":
                 # READ COMMITTED for this transaction only (no next-key locks to deadlock
                 # on). One statement: a per-connection isolation option would cost a SET
@@ -362,7 +356,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
             sa.or_(fd_t.c.state.is_(None), fd_t.c.state.not_in(sorted(FINAL_FLOW_STATES))))
         if book_uuid is not None:
             stmt = stmt.where(fd_t.c.parent_uuid == book_uuid)
-        with self._engine.connect() as conn:
+        with self.engine.connect() as conn:
             return {row[0] for row in conn.execute(stmt)}
 
     def prune_finished(self, book_uuid: str, older_than) -> int:
@@ -374,7 +368,7 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         select = sa.select(fd_t.c.uuid).where(
             fd_t.c.parent_uuid == book_uuid, fd_t.c.state.in_(sorted(PRUNABLE_FLOW_STATES)),
             stamp < older_than)
-        with self._engine.begin() as conn:
+        with self.engine.begin() as conn:
             uuids = [row[0] for row in conn.execute(select)]
             if uuids:
                 conn.execute(ad_t.delete().where(ad_t.c.parent_uuid.in_(uuids)))
@@ -382,69 +376,58 @@ class FlowPersistence(impl_sqlalchemy.SQLAlchemyBackend):
         return len(uuids)
 
 
-class _Connection(impl_sqlalchemy.Connection):
+class _Connection(taskflow_compat.SharedTablesConnection):
     """Stock connection on the shared tables, with writes staged by the backend."""
 
     def __init__(self, backend: FlowPersistence, upgrade_lock):
-        self._backend = backend
-        self._upgrade_lock = upgrade_lock
-        self._engine = backend.engine
-        self._metadata = _METADATA
-        self._tables = TABLES
-        self._converter = impl_sqlalchemy._Alchemist(TABLES)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().__init__(backend, upgrade_lock, _METADATA, TABLES)
 
     def update_atom_details(self, atom_detail):
-        if self._backend.stage_atom(atom_detail):
+        if self.backend.stage_atom(atom_detail):
             return atom_detail
         return super().update_atom_details(atom_detail)
 
     def update_flow_details(self, flow_detail, ignore_missing=False):
-        self._backend.stage_flow(flow_detail)
+        self.backend.stage_flow(flow_detail)
         return flow_detail
 
     def save_logbook(self, book):
-        self._backend.flush()
+        self.backend.flush()
         result = super().save_logbook(book)
         for fd in book:
-            self._backend.remember(fd)
+            self.backend.remember(fd)
         return result
 
     def get_logbook(self, book_uuid, lazy=False):
-        self._backend.flush()
+        self.backend.flush()
         book = super().get_logbook(book_uuid, lazy=lazy)
         for fd in book:
-            self._backend.remember(fd)
+            self.backend.remember(fd)
         return book
 
     def get_flow_details(self, fd_uuid, lazy=False):
-        self._backend.flush()
-        self._backend.flush(fd_uuid)   # also when it was never written (see flush)
+        self.backend.flush()
+        self.backend.flush(fd_uuid)   # also when it was never written (see flush)
         fd = super().get_flow_details(fd_uuid, lazy=lazy)
-        self._backend.remember(fd)
+        self.backend.remember(fd)
         return fd
 
     def get_flows_for_book(self, book_uuid, lazy=False):
-        self._backend.flush()
+        self.backend.flush()
         for fd in super().get_flows_for_book(book_uuid, lazy=lazy):
-            self._backend.remember(fd)
+            self.backend.remember(fd)
             yield fd
 
     def get_atom_details(self, ad_uuid):
-        self._backend.flush()
+        self.backend.flush()
         return super().get_atom_details(ad_uuid)
 
     def get_atoms_for_flow(self, fd_uuid):
-        self._backend.flush()
+        self.backend.flush()
         return super().get_atoms_for_flow(fd_uuid)
 
     def destroy_logbook(self, book_uuid):
-        self._backend.flush()
+        self.backend.flush()
         return super().destroy_logbook(book_uuid)
 
 

@@ -41,6 +41,7 @@ from blockmgr.cluster import recovery as cluster_recovery
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
+from blockmgr.flows import taskflow_compat
 
 LOG = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def conflict_groups(details, names: dict) -> list[list]:
 def _store_of(detail) -> dict:
     """What the flow's store held at launch (TaskFlow's injector atom)."""
     for ad in detail:
-        if ad.name == "_TaskFlow_INJECTOR":
+        if ad.name == taskflow_compat.INJECTOR_NAME:
             return dict(ad.results or {})
     return {}
 

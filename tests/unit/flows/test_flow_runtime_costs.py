@@ -24,6 +24,7 @@ from blockmgr.flows import common
 from blockmgr.flows import create_volume
 from blockmgr.flows import engine as flow_engine
 from blockmgr.flows import persistence
+from blockmgr.flows import taskflow_compat
 from blockmgr.notifications import MemoryNotifier
 from blockmgr.quota import QuotaEngine
 from blockmgr.volume.manager import VolumeManager
@@ -109,7 +110,7 @@ def test_cached_validation_still_refuses_a_store_missing_a_name():
 
 
 def test_storage_retries_a_storage_failure_like_stock_taskflow(monkeypatch):
-    monkeypatch.setattr(flow_engine.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(taskflow_compat.time, "sleep", lambda seconds: None)
     calls = []
 
     def save(detail):
@@ -118,7 +119,7 @@ def test_storage_retries_a_storage_failure_like_stock_taskflow(monkeypatch):
             raise tf_exc.StorageFailure("transient")
         return detail
 
-    assert flow_engine._retrying(save, "d") == "d" and len(calls) == 3
+    assert taskflow_compat._retrying(save, "d") == "d" and len(calls) == 3
 
     def down(detail):
         calls.append(detail)
@@ -126,7 +127,7 @@ def test_storage_retries_a_storage_failure_like_stock_taskflow(monkeypatch):
 
     calls.clear()
     with pytest.raises(tf_exc.StorageFailure):
-        flow_engine._retrying(down, "d")
+        taskflow_compat._retrying(down, "d")
     assert len(calls) == 3
 
 
@@ -527,7 +528,7 @@ def test_pruned_selector_finds_what_stock_finds(shape):
 
     def run(engine, flow_id):
         runtime = engine._runtime
-        assert isinstance(runtime.selector, flow_engine._PrunedSelector)
+        assert isinstance(runtime.selector, taskflow_compat.PrunedSelector)
         stock = tf_selector.Selector(runtime)
 
         def on_state(state, details):
