@@ -300,3 +300,48 @@ def test_settling_a_failed_extend_releases_every_reservation_it_held(manager, db
     with db.reader() as session:
         row = repository.get(session, models.Volume, vid)
         assert row.status == "error_extending" and "lost connection" in row.status_reason
+
+
+def test_an_extend_whose_revert_lost_its_connection_is_settled_with_its_reservations(
+        conf, sqlite_database, monkeypatch):
+    """What stranded volumes in ``extending``: the driver failed, then the flow's revert
+    lost its database connection (the flow ends without settling, nothing in ``flow
+    list``). The request is tried again; its flow cannot be finished, so it is settled:
+    ``error_extending`` with the cause, the API's and the flow's reservations released."""
+    from blockmgr.flows import extend_volume
+    from tests.unit.flows.test_delete_volume import build_env, make_volume, set_status
+
+    conf.set_override("retry_delay", 0.0, group="requests")
+    env = build_env(sqlite_database, conf)
+    vid = make_volume(env, size=2)
+    set_status(env, models.Volume, vid, "extending", previous_status="available")
+    api_owner = bm_quota.request_owner("volume", vid, "extending")
+    uuids = env.quota.reserve(_project_of(env, vid), gigabytes=3,
+                              owner=api_owner)
+    rid = _add(sqlite_database, vid, target=env.host, action="extend_volume")
+    env.driver.inject_failure("extend_volume",
+                              exception.VolumeBackendAPIException(reason="array said no"))
+
+    def lost(*args, **kwargs):
+        raise db_exc.DBConnectionError("Lost connection to server during query")
+
+    monkeypatch.setattr(extend_volume.ExtractVolumeTask, "revert", lost)
+    book = ledger.Ledger(sqlite_database, conf, owner_prefix=env.host, targets=[env.host],
+                         hooks=ledger_hooks.BackendRequestHooks(env))
+    with pytest.raises(Exception):
+        book.run(rid, lambda: env.extend_volume(CTX, vid, 5, reservations=uuids))
+    assert _row(sqlite_database, rid).state == "pending"   # not settled: tried again
+    with sqlite_database.reader() as session:
+        assert repository.get(session, models.Volume, vid).status == "extending"
+    monkeypatch.undo()
+    assert book.run(rid, lambda: pytest.fail("the flow must not run twice")) is None
+    assert _row(sqlite_database, rid).state == "failed"
+    with sqlite_database.reader() as session:
+        row = repository.get(session, models.Volume, vid)
+    assert row.status == "error_extending" and row.size == 2
+    assert env.quota.reservations_of(api_owner) == [] and env.quota.reservations_of(rid) == []
+
+
+def _project_of(env, volume_id):
+    with env.db.reader() as session:
+        return repository.get(session, models.Volume, volume_id).project_id
