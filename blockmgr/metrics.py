@@ -15,6 +15,8 @@ Where the numbers come from:
   :class:`blockmgr.flows.engine.FlowRunner`: start/resume/finish counters, the in-flight
   gauge, and per-task execute durations from TaskFlow's atom notifier (three callbacks
   registered per run, two notifications per task; no database access);
+* REST API requests -- :class:`RequestMetricsMiddleware` (by method, route template and
+  status; registered only in a process serving the API);
 * RPC requests -- :func:`counting_dispatch`, wrapped around the oslo.messaging dispatcher of
   every :class:`blockmgr.rpc.BoundedRPCServer` (volume workers and schedulers alike);
 * backend capacity -- :class:`CapacityCollector`, reading the capacity reports the volume
@@ -24,13 +26,15 @@ Where the numbers come from:
   process that has run it (a scheduler, from its first reconcile on), so no other process
   exports a ``last_success`` timestamp of 0 that an alert would take for a stuck reconciler.
 
-Served by :class:`MetricsServer` (``[metrics]`` options, the daemons) or added to an ASGI
-app with :func:`api_routes` (the REST API: ``GET /metrics``, no redirect).
+Served by :class:`MetricsServer` (``[metrics]`` options, the daemons; with ``GET
+/healthcheck`` next to ``/metrics``, :mod:`blockmgr.health`) or added to an ASGI app with
+:func:`api_routes` (the REST API: ``GET /metrics``, no redirect).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Callable, Iterable
@@ -98,6 +102,8 @@ class Metrics:
         # The quota reconciler's families: registered by the first record_reconcile().
         self._reconcile: _ReconcileMetrics | None = None
         self._reconcile_lock = threading.Lock()
+        # The REST API's request families: registered by RequestMetricsMiddleware.
+        self._http: _HttpMetrics | None = None
         # labels() takes a lock and builds a tuple; flows ask for the same few children
         # over and over, so they are kept here (dict reads need no lock).
         self._children: dict[tuple, object] = {}
@@ -278,6 +284,113 @@ def counting_dispatch(dispatch: Callable, topic: str, metrics: Metrics | None = 
     return dispatch_counted
 
 
+# --- REST API requests ------------------------------------------------------------------------
+
+#: Request durations on the REST API: most take a few database round trips; a create waits
+#: for the scheduler's answer.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                float("inf"))
+#: ``method`` label values; any other method is counted as ``other``.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: ``route`` label of a request no route matched (unknown path, or refused before routing:
+#: authentication, a malformed microversion or URL).
+UNMATCHED_ROUTE = "unmatched"
+
+
+class _HttpMetrics:
+    """The REST API's request families on ``registry``."""
+
+    LABELS = ["method", "route", "status"]
+
+    def __init__(self, registry):
+        self.requests = prometheus_client.Counter(
+            "blockmgr_api_requests",
+            "REST API requests answered, by method, route template (e.g. "
+            "/v3/{project_id}/volumes/{volume_id}; 'unmatched' when no route took the "
+            "request) and HTTP status.", self.LABELS, registry=registry)
+        self.duration = prometheus_client.Histogram(
+            "blockmgr_api_request_duration_seconds",
+            "Time from a REST API request's arrival to the end of its response, by "
+            "method, route template and HTTP status.", self.LABELS, buckets=HTTP_BUCKETS,
+            registry=registry)
+
+
+def _http_metrics(metrics: Metrics) -> _HttpMetrics:
+    families = metrics._http
+    if families is None:
+        with metrics._reconcile_lock:
+            families = metrics._http
+            if families is None:
+                families = metrics._http = _HttpMetrics(metrics.registry)
+    return families
+
+
+def route_template(scope) -> str:
+    """The route template of a routed request, e.g. ``/v3/{project_id}/volumes/{volume_id}``
+    for ``/v3/pA/volumes/a1``; :data:`UNMATCHED_ROUTE` when no route took it.
+
+    FastAPI leaves the matched route (``scope["route"]``, whose ``path`` is the template
+    inside its router, without the prefix it was included under) and the path parameters
+    in the scope. The prefix is the request path's leading segments, each one that holds a
+    path parameter's value written as ``{name}``; a route without a route object (a plain
+    Starlette route, e.g. ``/metrics``) is the request path written the same way.
+    """
+    from urllib.parse import unquote
+
+    params = scope.get("path_params")
+    route = scope.get("route")
+    if params is None and route is None:
+        return UNMATCHED_ROUTE
+    names = {str(value): "{%s}" % name for name, value in (params or {}).items()}
+    segments = (scope.get("path") or "").split("/")
+    inner = getattr(route, "path", None)
+    if inner:
+        keep = len(segments) - len(inner.split("/")) + 1
+        if keep < 1:
+            return inner
+        prefix = "/".join(names.get(unquote(seg), seg) for seg in segments[:keep])
+        return prefix + inner
+    return "/".join(names.get(unquote(seg), seg) for seg in segments)
+
+
+class RequestMetricsMiddleware:
+    """ASGI middleware counting and timing every HTTP request of the REST API by method,
+    route template and status (``blockmgr_api_requests_total``,
+    ``blockmgr_api_request_duration_seconds``). The route is the template the router
+    matched, never the raw path, so ids do not grow the label set. Registered outermost
+    (``app.add_middleware(metrics.RequestMetricsMiddleware)`` after the others), it also sees
+    the requests authentication or validation refused. A request whose handler raised is
+    counted with status 500. The families exist only in a process that serves the API."""
+
+    def __init__(self, app, metrics: Metrics | None = None):
+        self.app = app
+        self._metrics = metrics or get()
+        self._families = _http_metrics(self._metrics)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_counted(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = route_template(scope)
+            method = scope.get("method", "")
+            labels = (method if method in HTTP_METHODS else "other", route, str(status))
+            m, families = self._metrics, self._families
+            m.child(families.requests, *labels).inc()
+            m.child(families.duration, *labels).observe(time.perf_counter() - started)
+
+
 # --- collectors ---------------------------------------------------------------------------
 
 _POOL_FIELDS = (("total_capacity_gb", "blockmgr_pool_total_bytes",
@@ -383,32 +496,59 @@ class QuotaCollector:
 # --- serving ----------------------------------------------------------------------------------
 
 class MetricsServer:
-    """prometheus_client's threaded WSGI server for one registry, on (host, port).
+    """A threaded WSGI server on (host, port): ``GET /metrics`` (any path but the extra
+    ones, as prometheus_client's own server) with the metrics of ``registry``, and each
+    path of ``apps`` (``{"/healthcheck": wsgi_app}``) with its WSGI application.
 
     :raises ConfigurationError: the address cannot be bound (port in use, bad address).
     """
 
     def __init__(self, registry, host: str, port: int, *, option: str = "port",
-                 collectors: Iterable = ()):
+                 collectors: Iterable = (), apps: dict | None = None):
+        from wsgiref.simple_server import WSGIRequestHandler
+        from wsgiref.simple_server import make_server
+
+        from prometheus_client import exposition
+
         self._registry = registry
         self._collectors = list(collectors)
+        metrics_app = prometheus_client.make_wsgi_app(registry)
+        extra = dict(apps or {})
+
+        def dispatch(environ, start_response):
+            app = extra.get(environ.get("PATH_INFO", "").rstrip("/") or "/", metrics_app)
+            return app(environ, start_response)
+
+        class Server(exposition.ThreadingWSGIServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Handler(WSGIRequestHandler):
+            def log_message(self, format, *args):   # scrapes and probes: no log line each
+                pass
+
         try:
-            self._httpd, self._thread = prometheus_client.start_http_server(
-                port, addr=host, registry=registry)
+            self._httpd = make_server(host, port, dispatch, Server, handler_class=Handler)
         except OSError as exc:
             raise exception.ConfigurationError(
                 section="metrics", option=option,
                 reason="cannot serve metrics on %s:%d: %s; choose a free port or set "
                        "[metrics] enabled = false" % (host, port, exc)) from exc
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
+                                        name="metrics-http")
+        self._thread.start()
         for collector in self._collectors:
             registry.register(collector)
         self.host = host
         self.port = self._httpd.server_port
+        self.paths = sorted(extra)
+
+    def url_of(self, path: str) -> str:
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "http://%s:%d%s" % (host, self.port, path)
 
     @property
     def url(self) -> str:
-        host = "[%s]" % self.host if ":" in self.host else self.host
-        return "http://%s:%d/metrics" % (host, self.port)
+        return self.url_of("/metrics")
 
     def stop(self) -> None:
         """Stop serving and unregister the collectors this server registered."""
@@ -421,16 +561,21 @@ class MetricsServer:
 
 
 def serve(conf, port_option: str, collectors: Iterable = (),
-          metrics: Metrics | None = None) -> MetricsServer | None:
+          metrics: Metrics | None = None, health=None) -> MetricsServer | None:
     """Start the endpoint ``[metrics]`` asks for (None when disabled), with ``collectors``
-    registered until it stops. ``port_option``: ``volume_port`` or ``scheduler_port``."""
+    registered until it stops. ``port_option``: ``volume_port`` or ``scheduler_port``.
+    ``health``: a :class:`blockmgr.health.HealthChecks` served on ``GET /healthcheck``."""
     if not conf.metrics.enabled:
         return None
+    from blockmgr import health as bm_health
+
     metrics = metrics or get()
+    apps = {bm_health.PATH: bm_health.wsgi_app(health)} if health is not None else {}
     server = MetricsServer(metrics.registry, conf.metrics.bind_host,
                            getattr(conf.metrics, port_option), option=port_option,
-                           collectors=collectors)
-    LOG.info("Serving metrics on %s", server.url)
+                           collectors=collectors, apps=apps)
+    LOG.info("Serving metrics on %s%s", server.url,
+             " and health on %s" % server.url_of(bm_health.PATH) if apps else "")
     return server
 
 

@@ -130,7 +130,11 @@ def create_app(conf, *, client, db, quota, auth_protocol_factory=None) -> FastAP
         # Same port as the API: the process's request, flow and reservation metrics.
         from blockmgr import metrics
 
-        app.mount("/metrics", metrics.asgi_app())
+        app.router.routes.extend(metrics.api_routes())
+        app.add_middleware(metrics.RequestMetricsMiddleware)   # outermost: counts every request
+    from blockmgr import health
+
+    health.install(app, conf, db)   # GET /healthcheck: database and broker, no auth
     app.include_router(versions.router)
     routers = list(_available_routers())
     # Project-less first: their first segment is a fixed collection name, so a URL such as

@@ -13,7 +13,7 @@ middleware and our application is ASGI; it only reads and rewrites request *head
 may call Keystone or memcached, which block) and forwards the request with the headers it
 left, body untouched, to the application. A request it rejects gets its status (``401``
 with ``WWW-Authenticate``, or ``503`` when Keystone is unreachable) as a Cinder fault body.
-Version discovery and the OpenAPI document stay public, as in Cinder.
+Version discovery, the OpenAPI document and ``/healthcheck`` stay public, as in Cinder.
 
 keystonemiddleware is an optional dependency (``pip install keystonemiddleware``); choosing
 ``keystone`` without it stops the service at start with a
@@ -35,9 +35,9 @@ from blockmgr.api.rest import errors
 
 LOG = logging.getLogger(__name__)
 
-#: Paths served without a token (version discovery, API description).
+#: Paths served without a token (version discovery, API description, health check).
 PUBLIC_PATHS = frozenset({"/", "/v3", "/v3/", "/openapi.json", "/docs",
-                          "/docs/oauth2-redirect"})
+                          "/docs/oauth2-redirect", "/healthcheck"})
 _MARK = "blockmgr.auth.result"
 
 

@@ -70,12 +70,56 @@ def test_metrics_are_served_on_the_api_port_when_enabled(stack):
         app = rest_app.create_app(stack.conf, client=stack.client, db=stack.db,
                                   quota=stack.quota)
         with TestClient(app) as client:
-            response = client.get("/metrics/")
-            assert response.status_code == 200
-            assert "blockmgr_" in response.text
+            for path in ("/metrics", "/metrics/"):
+                response = client.get(path, follow_redirects=False)
+                assert response.status_code == 200, path
+                assert "blockmgr_" in response.text
     finally:
         stack.conf.clear_override("enabled", group="metrics")
     plain = rest_app.create_app(stack.conf, client=stack.client, db=stack.db,
                                 quota=stack.quota)
     with TestClient(plain) as client:
         assert client.get("/metrics/").status_code == 404
+        assert client.get("/metrics", follow_redirects=False).status_code == 404
+
+
+def _requests(text: str, **labels) -> float:
+    """The value of the blockmgr_api_requests_total sample with exactly ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "blockmgr_api_requests_total" and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_api_requests_are_counted_and_timed_by_route_template(stack):
+    from fastapi.testclient import TestClient
+
+    from blockmgr.api.rest import app as rest_app
+
+    stack.conf.set_override("enabled", True, group="metrics")
+    try:
+        app = rest_app.create_app(stack.conf, client=stack.client, db=stack.db,
+                                  quota=stack.quota)
+    finally:
+        stack.conf.clear_override("enabled", group="metrics")
+    show = {"method": "GET", "route": "/v3/{project_id}/volumes/{volume_id}",
+            "status": "404"}
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    with TestClient(app) as client:
+        before = client.get("/metrics").text
+        for volume_id in ("a1", "b2", "c3"):
+            assert client.get("/v3/pA/volumes/%s" % volume_id).status_code == 404
+        assert client.get("/v3/pA/volumes").status_code == 200
+        assert client.get("/no/such/path").status_code == 404
+        after = client.get("/metrics").text
+    assert _requests(after, **show) - _requests(before, **show) == 3
+    listing = {"method": "GET", "route": "/v3/{project_id}/volumes", "status": "200"}
+    assert _requests(after, **listing) - _requests(before, **listing) == 1
+    assert _requests(after, **unmatched) - _requests(before, **unmatched) == 1
+    assert "a1" not in "".join(line for line in after.splitlines()
+                               if line.startswith("blockmgr_api_"))
+    assert ('blockmgr_api_request_duration_seconds_count{method="GET",'
+            'route="/v3/{project_id}/volumes/{volume_id}",status="404"}') in after
