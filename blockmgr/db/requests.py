@@ -211,6 +211,16 @@ def open_resource_ids(session: Session, resource_ids) -> set[str]:
         _C.resource_id.in_(ids), _C.state.in_(OPEN))).scalars())
 
 
+def fail_open(session: Session, resource_id: str, reason: str) -> int:
+    """End every open request on ``resource_id`` as ``failed`` with ``reason``, in the
+    caller's transaction (the one that puts the resource in its error status)."""
+    now = models.utcnow()
+    return session.execute(_T.update().where(
+        _C.resource_id == resource_id, _C.state.in_(OPEN)).values(
+        state=FAILED, result=reason[:255], claimed_by=None, claim_expires_at=None,
+        finished_at=now, updated_at=now)).rowcount
+
+
 def get(session: Session, request_id: str):
     return session.execute(sa.select(_T).where(_C.id == request_id)).first()
 

@@ -39,6 +39,7 @@ from blockmgr import services
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 
 LOG = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class StaleCreates:
                     return False   # moved on since the read
                 repository.transition(session, models.Volume, volume_id, V.ERROR,
                                       expected=(V.CREATING,), status_reason=reason[:255])
+                # Its request waits for a backend that is gone: it ends with the volume.
+                db_requests.fail_open(session, volume_id, reason)
         except (exception.NotFound, exception.InvalidStatusTransition):
             return False
         LOG.warning("Volume %s: %s", volume_id, reason)

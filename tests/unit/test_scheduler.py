@@ -619,9 +619,16 @@ def test_stale_creates_of_a_worker_that_never_came_back_end_in_error(env):
     for vid in (dead_old, alive_old, nowhere, done):
         _age(env.db, vid, 400)
     _age(env.db, dead_new, 100)
+    from blockmgr.db import requests as db_requests
+    with env.db.writer() as session:   # its request waits in the ledger for n1
+        request_id = db_requests.add(session, kind="volume", resource_id=dead_old,
+                                     action="create_volume", arguments={},
+                                     context=CTX.to_dict(), target="n1@lvm")
     assert sorted(sweeper.sweep()) == sorted([dead_old, nowhere])
     row = volume(env.db, dead_old)
     assert row.status == "error" and "n1@lvm has been down" in row.status_reason
+    with env.db.reader() as session:   # ended with its volume: nothing left open
+        assert db_requests.get(session, request_id).state == "failed"
     assert [volume(env.db, v).status for v in (dead_new, alive_old, done)] == [
         "creating", "creating", "available"]
     events = [(e, p["volume_id"]) for _prio, e, p in env.notifier.events]
