@@ -1,11 +1,11 @@
 """Volumes left ``creating`` on a worker that never came back: the scheduler errors them.
 
-A create is placed, then cast to the chosen backend's queue. If that worker dies before its
-flow starts, the request is lost with it (a message it had received) or waits in a queue
-nobody reads. When the worker restarts, its recovery settles every such row
-(:mod:`blockmgr.volume.drain`). When it does not come back, nothing would: Cinder leaves the
-volume ``creating`` for ever. Here the scheduler's periodic sweep moves it to ``error``
-(``volume.create.error`` notification, the reason in ``status_reason``) once **all** hold:
+A create is placed and handed off to the chosen backend in the request ledger
+(:mod:`blockmgr.ledger`). When that worker restarts, or (in a cluster) a live member takes
+over, the request runs. When a worker alone on its backend never comes back, nothing would:
+Cinder leaves the volume ``creating`` for ever. Here the scheduler's periodic sweep moves it to ``error``
+(``volume.create.error`` notification, the reason in ``status_reason``), and ends its open
+request as ``failed`` in the same transaction, once **all** hold:
 
 * the volume is ``creating`` on backend B and was placed (``scheduled_at``, else
   ``created_at``) at least ``[scheduler] stale_create_timeout`` seconds ago;
