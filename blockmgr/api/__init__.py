@@ -7,7 +7,7 @@
     volume = client.volumes.create_volume(ctx, 10, name="data")
 
 :class:`Client` bundles the services (``volumes``, ``snapshots``, ``groups``,
-``attachments``, and
+``attachments``, ``admin`` (resets), and
 ``quotas``, which needs no RPC), sharing
 one scheduler and one volume RPC client. Each service can also be built alone with explicit
 RPC clients (tests pass recording doubles). Contracts: ``docs/client-library.md``.
@@ -15,13 +15,14 @@ RPC clients (tests pass recording doubles). Contracts: ``docs/client-library.md`
 
 from __future__ import annotations
 
+from blockmgr.api.admin_actions import AdminActionService
 from blockmgr.api.attachments import AttachmentService
 from blockmgr.api.groups import GroupService
 from blockmgr.api.quotas import QuotaSetService
 from blockmgr.api.snapshots import SnapshotService
 from blockmgr.api.volumes import VolumeService
 
-__all__ = ["AttachmentService", "Client", "GroupService", "QuotaSetService", "SnapshotService", "VolumeService"]
+__all__ = ["AdminActionService", "AttachmentService", "Client", "GroupService", "QuotaSetService", "SnapshotService", "VolumeService"]
 
 
 class Client:
@@ -50,4 +51,5 @@ class Client:
         self.snapshots = SnapshotService(conf, db, quota, **deps)
         self.groups = GroupService(conf, db, quota, **deps)
         self.attachments = AttachmentService(conf, db, quota, **deps)
+        self.admin = AdminActionService(conf, db, quota, **deps)
         self.quotas = QuotaSetService(conf, quota)

@@ -70,16 +70,34 @@ class SnapshotService(common.ServiceBase):
         ctx = common.check_context(ctx)
         return self._move_and_request(ctx, snapshot_id, S.DELETING, unmanage_only=False)
 
+    def force_delete_snapshot(self, ctx, snapshot_id: str) -> dict:
+        """``os-force_delete`` (admin): delete the snapshot whatever its status -- it is
+        reset to ``error`` first in the same transaction, which ends its open requests and
+        releases what they reserved (:mod:`blockmgr.api.admin_actions`)."""
+        ctx = common.check_context(ctx)
+        if not ctx.is_admin:
+            raise exception.NotAuthorized(reason="only an admin may force a delete")
+        return self._move_and_request(ctx, snapshot_id, S.DELETING, unmanage_only=False,
+                                      force=True)
+
     def unmanage_snapshot(self, ctx, snapshot_id: str) -> dict:
         """Stop managing an ``available`` snapshot; the backend object stays."""
         ctx = common.check_context(ctx)
         return self._move_and_request(ctx, snapshot_id, S.UNMANAGING, unmanage_only=True)
 
-    def _move_and_request(self, ctx, snapshot_id: str, new: str, unmanage_only: bool) -> dict:
+    def _move_and_request(self, ctx, snapshot_id: str, new: str, unmanage_only: bool,
+                          force: bool = False) -> dict:
         allowed = {S.AVAILABLE} if unmanage_only else _DELETABLE
 
         def work(session):
             snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
+            if force and snap.status not in allowed and not snap.group_snapshot_id:
+                from blockmgr.api import admin_actions
+
+                admin_actions.reset_in(session, self.quota, "snapshot", snap.id, S.ERROR,
+                                       actor="a forced delete by admin %s"
+                                       % (ctx.user_id or ctx.project_id))
+                snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
             if snap.status not in allowed:
                 raise exception.InvalidSnapshot(
                     reason="snapshot %s is %s; it must be %s" % (

@@ -130,7 +130,19 @@ class VolumeService(common.ServiceBase):
 
     # --- delete / unmanage ----------------------------------------------------------------
 
-    def delete_volume(self, ctx, volume_id: str, *, cascade: bool = False) -> dict:
+    def force_delete_volume(self, ctx, volume_id: str) -> dict:
+        """``os-force_delete`` (admin): delete the volume whatever its status -- it is reset
+        to ``error`` first in the same transaction, which ends its open requests and
+        releases what they reserved (:mod:`blockmgr.api.admin_actions`). A volume a
+        consumer holds is still refused (``os-force_detach`` first), and so is one with
+        snapshots or in a group."""
+        ctx = common.check_context(ctx)
+        if not ctx.is_admin:
+            raise exception.NotAuthorized(reason="only an admin may force a delete")
+        return self.delete_volume(ctx, volume_id, _force=True)
+
+    def delete_volume(self, ctx, volume_id: str, *, cascade: bool = False,
+                      _force: bool = False) -> dict:
         """Delete a volume (``cascade``: with its snapshots).
 
         A volume that was never placed (no host) is removed at once and its quota given
@@ -148,6 +160,14 @@ class VolumeService(common.ServiceBase):
 
         def work(session):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            if _force and volume.status not in _DELETABLE | _NO_HOST_DELETABLE:
+                _check_not_held(session, volume)
+                from blockmgr.api import admin_actions
+
+                admin_actions.reset_in(session, self.quota, "volume", volume.id, V.ERROR,
+                                       actor="a forced delete by admin %s"
+                                       % (ctx.user_id or ctx.project_id))
+                volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
             if not volume.host:
                 return self._destroy_unplaced(session, volume), None
             self._check_deletable(session, volume, cascade, unmanage=False)

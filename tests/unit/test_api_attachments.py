@@ -348,3 +348,112 @@ def test_in_use_extend_only_where_the_driver_extends_online(env):
     env.vol.capabilities = {"online_extend_support": True}
     assert env.volumes.extend_volume(A, vid, 20)["status"] == "extending"
     assert volume(env, vid)["previous_status"] == "in-use"
+
+
+# --- the way back (admin) -------------------------------------------------------------------
+
+def _requests_of(env, rid) -> list[tuple[str, str, str | None]]:
+    with env.db.reader() as session:
+        return sorted((r.action, r.state, r.result) for r in session.scalars(
+            sa.select(models.Request).where(models.Request.resource_id == rid)))
+
+
+def test_error_extending_can_be_reset_to_available_and_extended_again(env):
+    """The issue's bullet: error_extending had no way back but a delete."""
+    vid = available_volume(env)
+    env.volumes.extend_volume(A, vid, 20)
+    assert usage(env)["gigabytes"] == (10, 10)
+    with env.db.writer() as session:
+        repository.transition(session, models.Volume, vid, "error_extending")
+    with pytest.raises(exception.NotAuthorized):
+        env.admin.reset_status(A, "volume", vid, "available")
+    out = env.admin.reset_status(ADMIN, "volume", vid, "available")
+    assert out["previous"] == "error_extending" and out["status"] == "available"
+    assert volume(env, vid)["status"] == "available"
+    # The extend's open request is failed with the reason, its reservation released.
+    assert [(a, s) for a, s, _r in _requests_of(env, vid) if a == "extend_volume"] == [
+        ("extend_volume", "failed")]
+    assert any("reset to available" in (r or "") for _a, _s, r in _requests_of(env, vid))
+    assert usage(env)["gigabytes"] == (10, 0)
+    env.volumes.extend_volume(A, vid, 30)
+    assert volume(env, vid)["status"] == "extending"
+
+
+def usage(env, project="pA"):
+    return {r: (u["in_use"], u["reserved"]) for r, u in env.quota.get_usages(project).items()}
+
+
+@pytest.mark.parametrize("status", ["creating", "deleting", "extending", "deleted", "bogus"])
+def test_reset_refuses_statuses_a_flow_owns(env, status):
+    vid = available_volume(env)
+    before = state_of(env.db)
+    with pytest.raises(exception.InvalidInput):
+        env.admin.reset_status(ADMIN, "volume", vid, status)
+    assert state_of(env.db) == before
+
+
+def test_reset_attach_status_detached_removes_attachments(env):
+    vid = available_volume(env)
+    att = env.attachments.create(A, vid, connector=CONNECTOR)
+    env.attachments.complete(A, att["id"])
+    env.admin.reset_status(ADMIN, "volume", vid, "available", attach_status="detached")
+    assert statuses(env, vid) == ("available", "detached")
+    assert env.attachments.list(A) == []
+    with pytest.raises(exception.InvalidInput):
+        env.admin.reset_status(ADMIN, "volume", vid, "available", attach_status="glued")
+    with pytest.raises(exception.InvalidInput):
+        env.admin.reset_status(ADMIN, "volume", vid, "available", migration_status="migrating")
+
+
+def test_reset_snapshot_group_and_group_snapshot(env):
+    vid = available_volume(env)
+    sid = env.snapshots.create_snapshot(A, vid)["id"]
+    env.admin.reset_status(ADMIN, "snapshot", sid, "error")
+    assert env.snapshots.get_snapshot(A, sid)["status"] == "error"
+    assert [s for a, s, _r in _requests_of(env, sid)] == ["failed"]
+    with env.db.writer() as session:
+        gid = repository.create(session, models.Group, status="creating",
+                                project_id="pA").id
+        gsid = repository.create(session, models.GroupSnapshot, status="deleting",
+                                 group_id=gid, project_id="pA").id
+    env.admin.reset_status(ADMIN, "group", gid, "available")
+    env.admin.reset_status(ADMIN, "group_snapshot", gsid, "error")
+    with env.db.reader() as session:
+        assert repository.get(session, models.Group, gid).status == "available"
+        assert repository.get(session, models.GroupSnapshot, gsid).status == "error"
+    with pytest.raises(exception.InvalidInput):
+        env.admin.reset_status(ADMIN, "snapshot", sid, "available", attach_status="detached")
+    with pytest.raises(exception.InvalidInput):
+        env.admin.reset_status(ADMIN, "backup", sid, "available")
+
+
+def test_force_delete_volume_from_a_transitional_status_is_a_request(env):
+    vid = available_volume(env)
+    env.volumes.extend_volume(A, vid, 20)
+    with pytest.raises(exception.InvalidVolume):
+        env.volumes.delete_volume(A, vid)
+    with pytest.raises(exception.NotAuthorized):
+        env.volumes.force_delete_volume(A, vid)
+    row = env.volumes.force_delete_volume(ADMIN, vid)
+    assert row["status"] == "deleting"
+    states_ = dict(((a, s) for a, s, _r in _requests_of(env, vid)))
+    assert states_["extend_volume"] == "failed" and states_["delete_volume"] == "pending"
+    assert usage(env)["gigabytes"] == (10, 0)
+    assert env.vol.sent[-1][0] == "delete_volume"
+
+
+def test_force_delete_refuses_a_held_volume(env):
+    vid = available_volume(env)
+    env.attachments.create(A, vid)
+    before = state_of(env.db)
+    with pytest.raises(exception.VolumeAttached):
+        env.volumes.force_delete_volume(ADMIN, vid)
+    assert state_of(env.db) == before
+
+
+def test_force_delete_snapshot(env):
+    vid = available_volume(env)
+    sid = env.snapshots.create_snapshot(A, vid)["id"]   # creating
+    with pytest.raises(exception.InvalidSnapshot):
+        env.snapshots.delete_snapshot(A, sid)
+    assert env.snapshots.force_delete_snapshot(ADMIN, sid)["status"] == "deleting"
