@@ -3,7 +3,9 @@
 Usage: ``blockmgr-scheduler [--config-file FILE ...] [--config-dir DIR] [--version]``.
 Runs until SIGTERM or SIGINT (stops consuming, finishes the requests being placed); SIGHUP
 reloads log levels.
-With ``[metrics] enabled`` it serves Prometheus metrics on ``[metrics] scheduler_port``.
+With ``[metrics] enabled`` it serves Prometheus metrics on ``[metrics] scheduler_port``, and
+``GET /healthcheck`` there: 503 with a JSON body naming the check while the database or the
+broker is unreachable (:mod:`blockmgr.health`).
 Exit status 2: a configuration error (nothing started), e.g. the metrics port is taken.
 """
 
@@ -46,6 +48,7 @@ def main(argv=None) -> int:
 
     cmd.prepare_process()   # before oslo.messaging is imported
     from blockmgr import exception
+    from blockmgr import health
     from blockmgr import logcontext
     from blockmgr import metrics
     from blockmgr import notifications
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload_log_levels(conf))
     try:
-        endpoint = metrics.serve(conf, "scheduler_port", service.metrics_collectors())
+        endpoint = metrics.serve(conf, "scheduler_port", service.metrics_collectors(),
+                                 health=health.process_checks(conf, db))
     except exception.ConfigurationError as exc:
         LOG.error("blockmgr-scheduler cannot start: %s", exc)
         return 2

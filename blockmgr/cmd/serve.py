@@ -175,6 +175,29 @@ def ready_text(url: str, conf, info: dict[str, str], all_ready: bool) -> str:
     return "\n".join(lines)
 
 
+def instrument(conf, node) -> list:
+    """What the distributed daemons add to their own endpoints, on the node's REST API: the
+    volume worker's backends in ``GET /healthcheck``, and with ``[metrics] enabled`` the
+    capacity (volume worker) and quota reservation (scheduler) collectors on the process's
+    registry, so ``GET /metrics`` has every family ``docs/metrics.md`` lists.
+
+    :returns: the collectors registered (unregister them to undo).
+    """
+    from blockmgr import health
+    from blockmgr import metrics
+
+    node.app.state.health.add(health.BackendsCheck(lambda: node.volumes.backends))
+    if not conf.metrics.enabled:
+        return []
+    collectors = [metrics.CapacityCollector(
+        lambda: [(b.host, b.last_capabilities) for b in node.volumes.backends])]
+    collectors += node.scheduler.metrics_collectors()
+    registry = metrics.get().registry
+    for collector in collectors:
+        registry.register(collector)
+    return collectors
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -231,6 +254,7 @@ def _run(conf, args) -> int:
         LOG.info("Starting in %s (database, recovery of unfinished work, services)",
                  conf.state_path)
         all_ready = node.start()
+        instrument(conf, node)
         http = listen.start_http(node.app, host, port, PROG, access_log=args.debug)
     except Exception as exc:
         if isinstance(exc, exception.ServiceStartError):

@@ -12,6 +12,11 @@ Signals:
 
 Exit status: 0 after a stop, 2 for a configuration error (nothing started). A backend whose
 driver cannot be set up does not stop the process (see :mod:`blockmgr.volume.service`).
+
+With ``[metrics] enabled`` it serves ``GET /metrics`` and ``GET /healthcheck`` on ``[metrics]
+volume_port``: 503 while the database or the broker is unreachable or a backend is not
+serving (still starting, or its driver setup failing), with a JSON body naming the check
+(:mod:`blockmgr.health`).
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ def main(argv=None) -> int:
     except (exception.BlockmgrError, cfg.Error) as exc:
         print("ERROR: %s" % exc, file=sys.stderr)
         return 2
+    from blockmgr import health
     from blockmgr import logcontext
     from blockmgr import metrics
     from blockmgr.volume import service
@@ -108,7 +114,8 @@ def main(argv=None) -> int:
     try:
         daemon = service.VolumeDaemon(conf)
         endpoint = metrics.serve(conf, "volume_port", [metrics.CapacityCollector(
-            lambda: [(b.host, b.last_capabilities) for b in daemon.backends])])
+            lambda: [(b.host, b.last_capabilities) for b in daemon.backends])],
+            health=health.process_checks(conf, daemon.db, backends=lambda: daemon.backends))
         daemon.start()
     except exception.BlockmgrError as exc:
         LOG.error("blockmgr-volume cannot start: %s", exc)
