@@ -195,6 +195,33 @@ class InvalidAttachment(Invalid):
     msg_fmt = "Invalid attachment: %(reason)s"
 
 
+class VolumeTypeNotFound(NotFound):
+    msg_fmt = "Volume type %(volume_type_id)s could not be found."
+
+
+class VolumeTypeExtraSpecNotFound(NotFound):
+    msg_fmt = "Volume type %(volume_type_id)s has no extra spec %(key)s."
+
+
+class VolumeTypeAccessNotFound(NotFound):
+    msg_fmt = "Project %(project_id)s has no access to volume type %(volume_type_id)s."
+
+
+class InvalidVolumeType(InvalidInput):
+    """A volume type that cannot be used or changed as asked: unknown or private type
+    named on a volume create, the default type renamed or deleted, a type in use deleted."""
+
+    msg_fmt = "Invalid volume type: %(reason)s"
+
+
+class VolumeTypeExists(Conflict):
+    msg_fmt = "A volume type named %(name)s already exists; choose another name."
+
+
+class VolumeTypeAccessExists(Conflict):
+    msg_fmt = "Project %(project_id)s already has access to volume type %(volume_type_id)s."
+
+
 class ManageExistingInvalidReference(Invalid):
     msg_fmt = "Manage existing failed due to invalid backend reference %(existing_ref)s: %(reason)s"
 

@@ -341,3 +341,43 @@ class Request(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class VolumeType(SoftDeleteMixin, Base):
+    """A named class of volumes (Cinder's volume type): its extra specs steer the scheduler
+    (``volume_backend_name``, capabilities) and the driver. A private type (``is_public``
+    false) is visible only to the projects in :class:`VolumeTypeProject`. The type named
+    ``__DEFAULT__`` is given to volumes created without a type."""
+
+    __tablename__ = "volume_types"
+    __table_args__ = (Index(None, "name", "deleted"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    description: Mapped[str | None] = mapped_column(String(255))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
+
+
+class VolumeTypeExtraSpec(TimestampMixin, Base):
+    """One ``key = value`` extra spec of a volume type (removed with the key)."""
+
+    __tablename__ = "volume_type_extra_specs"
+    __table_args__ = (UniqueConstraint("volume_type_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    volume_type_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_types.id"),
+                                                nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[str] = mapped_column(String(255), nullable=False)
+
+
+class VolumeTypeProject(TimestampMixin, Base):
+    """A project's access to a private volume type."""
+
+    __tablename__ = "volume_type_projects"
+    __table_args__ = (UniqueConstraint("volume_type_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    volume_type_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_types.id"),
+                                                nullable=False)
+    project_id: Mapped[str] = mapped_column(String(255), nullable=False)
