@@ -38,6 +38,8 @@ class VolumeStatus(enum.StrEnum):
     ATTACHING = "attaching"
     #: Being detached: legacy ``os-begin_detaching``, or a detach request in flight.
     DETACHING = "detaching"
+    #: Being reverted to its latest snapshot (``os-revert``, microversion 3.40).
+    REVERTING = "reverting"
 
 
 class SnapshotStatus(enum.StrEnum):
@@ -48,6 +50,8 @@ class SnapshotStatus(enum.StrEnum):
     ERROR = "error"
     ERROR_DELETING = "error_deleting"
     UNMANAGING = "unmanaging"
+    #: Its volume is being reverted to it.
+    RESTORING = "restoring"
 
 
 class GroupStatus(enum.StrEnum):
@@ -77,7 +81,7 @@ VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
     # ``deleted`` from creating: the API removes a volume that was never scheduled.
     V.CREATING: frozenset({V.AVAILABLE, V.ERROR, V.DELETED}),
     V.AVAILABLE: frozenset({V.IN_USE, V.DELETING, V.EXTENDING, V.UNMANAGING, V.ERROR,
-                            V.RESERVED, V.ATTACHING}),
+                            V.RESERVED, V.ATTACHING, V.REVERTING}),
     # ``reserved`` / ``attaching`` from in-use: another attachment of a multiattach volume.
     V.IN_USE: frozenset({V.AVAILABLE, V.EXTENDING, V.ERROR, V.DETACHING, V.RESERVED,
                          V.ATTACHING}),
@@ -99,18 +103,23 @@ VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
     V.EXTENDING: frozenset({V.AVAILABLE, V.IN_USE, V.ERROR_EXTENDING}),
     V.ERROR_EXTENDING: frozenset({V.DELETING, V.EXTENDING}),
     V.UNMANAGING: frozenset({V.DELETED, V.ERROR_UNMANAGING, V.AVAILABLE}),
+    # ``available``: reverted, or the driver refused before changing anything
+    # (``Unsupported``); ``error``: the revert failed part-way.
+    V.REVERTING: frozenset({V.AVAILABLE, V.ERROR}),
     V.ERROR_UNMANAGING: frozenset({V.UNMANAGING, V.DELETING}),
     V.DELETED: frozenset(),
 }
 
 SNAPSHOT_TRANSITIONS: Mapping[SnapshotStatus, frozenset[SnapshotStatus]] = {
     S.CREATING: frozenset({S.AVAILABLE, S.ERROR, S.DELETED}),
-    S.AVAILABLE: frozenset({S.DELETING, S.UNMANAGING, S.ERROR}),
+    S.AVAILABLE: frozenset({S.DELETING, S.UNMANAGING, S.ERROR, S.RESTORING}),
     # ``error``: a group snapshot delete whose driver raised (every member ends ``error``).
     S.DELETING: frozenset({S.DELETED, S.ERROR_DELETING, S.AVAILABLE, S.ERROR}),
     S.ERROR: frozenset({S.DELETING, S.DELETED}),
     S.ERROR_DELETING: frozenset({S.DELETING}),
     S.UNMANAGING: frozenset({S.DELETED, S.ERROR_DELETING, S.AVAILABLE}),
+    # A revert keeps its snapshot, whatever the outcome (as in Cinder).
+    S.RESTORING: frozenset({S.AVAILABLE}),
     S.DELETED: frozenset(),
 }
 
@@ -206,8 +215,8 @@ MACHINES: Mapping[str, tuple[type[enum.StrEnum], Mapping]] = {
 #: Statuses that mean "an operation is in flight"; recovery must move every one of them on.
 TRANSITIONAL: Mapping[str, frozenset[str]] = {
     "volume": frozenset({V.CREATING, V.DELETING, V.MANAGING, V.EXTENDING, V.UNMANAGING,
-                         V.ERROR_MANAGING_DELETING}),
-    "snapshot": frozenset({S.CREATING, S.DELETING, S.UNMANAGING}),
+                         V.ERROR_MANAGING_DELETING, V.REVERTING}),
+    "snapshot": frozenset({S.CREATING, S.DELETING, S.UNMANAGING, S.RESTORING}),
     "group": frozenset({G.CREATING, G.UPDATING, G.DELETING}),
     "group_snapshot": frozenset({GS.CREATING, GS.UPDATING, GS.DELETING}),
 }

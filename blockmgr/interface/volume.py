@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 
+from blockmgr import exception
 from blockmgr.interface.base import DriverBase
 
 
@@ -177,3 +178,29 @@ class VolumeDriver(DriverBase):
 
         Idempotent: succeeds if there is no connection.
         """
+
+    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+        """Make the volume's data the snapshot's again (volume action ``revert``). The
+        snapshot stays, with its data, and may be reverted to again.
+
+        The manager calls it only for the volume's latest snapshot, taken at the volume's
+        current size (``volume.size == snapshot.volume_size``), with the volume detached.
+
+        Idempotent: a revert interrupted by a crash runs again and must leave the snapshot's
+        data (reverting twice is the same as once). A driver that consumes the snapshot to
+        revert (an LVM merge) takes it again before returning, under the same name.
+
+        The default raises ``Unsupported`` without touching anything: there is no generic
+        fallback (copying the snapshot over the volume through the manager would need both
+        attached to the worker host). The volume then stays ``available`` with the reason
+        recorded; any other error leaves it ``error``.
+
+        :param context: RequestContext.
+        :param volume: VolumeView of the volume to revert.
+        :param snapshot: SnapshotView of its latest snapshot.
+        :raises Unsupported: this backend cannot revert; nothing was changed.
+        :raises SnapshotNotFound: the snapshot's backend object does not exist.
+        :raises VolumeBackendAPIException: the backend failed (the volume may hold anything).
+        """
+        raise exception.Unsupported(operation="revert_to_snapshot",
+                                    what="driver %s" % type(self).__name__)

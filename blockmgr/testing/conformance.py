@@ -553,6 +553,30 @@ class DriverConformanceTests:
                                "the snapshot (must keep the data as of snapshot time)")
 
     @needs(VolumeDriver, data=True)
+    def test_revert_to_snapshot_restores_the_snapshot_data(self, driver, harness,
+                                                            conformance_context):
+        volume = harness.create_volume(1)
+        harness.write_pattern(volume, "snap")
+        snapshot = harness.create_snapshot(volume)
+        harness.write_pattern(volume, "after-snapshot")
+        try:
+            result = driver.revert_to_snapshot(conformance_context, volume, snapshot)
+        except exception.Unsupported:
+            pytest.skip("%s does not revert volumes to snapshots (Unsupported)"
+                        % type(driver).__name__)
+        assert result is None, "revert_to_snapshot returns None, got %r" % (result,)
+        harness.assert_pattern(volume, "snap", "the volume reverted to its snapshot")
+        harness.assert_pattern(snapshot, "snap", "the snapshot after a revert to it")
+        driver.revert_to_snapshot(conformance_context, volume, snapshot)
+        harness.assert_pattern(volume, "snap", "the volume reverted twice (idempotent)")
+        harness.write_pattern(volume, "after-revert")
+        harness.assert_pattern(snapshot, "snap", "the snapshot after writing to the reverted "
+                                                 "volume")
+        driver.revert_to_snapshot(conformance_context, volume, snapshot)
+        harness.assert_pattern(volume, "snap", "the volume reverted again to the same "
+                                               "snapshot")
+
+    @needs(VolumeDriver, data=True)
     def test_volume_from_snapshot_holds_snapshot_data(self, harness):
         volume = harness.create_volume(1)
         harness.write_pattern(volume, "snap")

@@ -302,6 +302,15 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         store.resize(new_size * GiB)
 
     @_operation
+    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+        store = self._volume(volume)
+        source = self._snapshot(snapshot)
+        if source.volume_name != volume.name:
+            raise exception.InvalidSnapshot(reason="%s is not a snapshot of %s"
+                                            % (snapshot.name, volume.name))
+        self.volumes[volume.name] = source.data.copy(store.size)
+
+    @_operation
     def create_export(self, context, volume, connector) -> dict | None:
         self._volume(volume)
         return None

@@ -69,7 +69,7 @@ class VolumeEndpoint:
     :param capabilities: returns the latest capacity report of the backend.
     """
 
-    RPC_API_VERSION = "1.2"
+    RPC_API_VERSION = "1.3"
     target = oslo_messaging.Target(version=RPC_API_VERSION)
 
     #: The backend's :class:`blockmgr.ledger.Ledger`: messages carrying a ``request_id``
@@ -167,6 +167,13 @@ class VolumeEndpoint:
         """(1.2) End attachment ``attachment_id`` of ``volume_id`` (``detaching``)."""
         return self.manager.detach_volume(context, volume_id, attachment_id,
                                           force=bool(force))
+
+    @_cast
+    @bm_ledger.served
+    def revert_to_snapshot(self, context, volume_id, snapshot_id):
+        """(1.3) Revert ``volume_id`` (``reverting``) to its latest snapshot ``snapshot_id``
+        (``restoring``)."""
+        return self.manager.revert_to_snapshot(context, volume_id, snapshot_id)
 
     @_call
     def connect_attachment(self, context, volume_id, attachment_id, connector):

@@ -34,6 +34,7 @@ from blockmgr.flows import extend_volume as extend_flow
 from blockmgr.flows import faults
 from blockmgr.flows import manage_existing as manage_flow
 from blockmgr.flows import manage_existing_snapshot as manage_snap_flow
+from blockmgr.flows import revert_to_snapshot as revert_flow
 from blockmgr.flows import update_group as update_group_flow
 from blockmgr.interface import objects
 from blockmgr.volume import capacity as bm_capacity
@@ -220,6 +221,22 @@ class VolumeManager:
         if not outcome.succeeded:
             raise _map_error(outcome.failure)
         self.capacity.add(volume.host, new_size - volume.size)
+
+    def revert_to_snapshot(self, context, volume_id: str, snapshot_id: str) -> str:
+        """Revert volume ``volume_id`` (status ``reverting``) to its latest snapshot
+        ``snapshot_id`` (status ``restoring``). The snapshot's ``-delete_snapshot`` lock keeps
+        it from being deleted meanwhile, the volume's ``-delete_volume`` lock keeps snapshots
+        and clones from reading the volume half-reverted."""
+        _check_id(snapshot_id, "snapshot")
+        self._own_volume(volume_id)
+        names = [volume_id, "%s-delete_volume" % volume_id, "%s-delete_snapshot" % snapshot_id]
+        with self.locks.hold(names):
+            outcome = self._run(revert_flow, "volume", volume_id, {
+                "context": _context_dict(context), "volume_id": volume_id,
+                "snapshot_id": snapshot_id})
+        if not outcome.succeeded:
+            raise _map_error(outcome.failure)
+        return volume_id
 
     # --- attachments (rules: blockmgr/flows/attachments.py) -----------------------------
 

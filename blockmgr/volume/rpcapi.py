@@ -19,6 +19,8 @@ class VolumeAPI:
 
     Version history (server side: :class:`blockmgr.volume.endpoint.VolumeEndpoint`):
 
+    * 1.3 -- cast ``revert_to_snapshot`` (a ledger request: revert a volume to its latest
+      snapshot).
     * 1.2 -- call ``connect_attachment`` (export and connect an attachment, returns the
       connection info); cast ``detach_volume`` (a ledger request: end an attachment).
     * 1.1 -- fanout cast ``publish_capabilities`` (a starting scheduler asks for reports).
@@ -153,3 +155,9 @@ class VolumeAPI:
         """(1.2) End attachment ``attachment_id`` (the API rings it as a ledger request)."""
         self._cast(ctxt, host, "detach_volume", volume_id=volume_id,
                    attachment_id=attachment_id, force=force)
+
+    def revert_to_snapshot(self, ctxt, host, volume_id, snapshot_id):
+        """(1.3) Revert ``volume_id`` to its latest snapshot ``snapshot_id`` (the API rings it
+        as a ledger request)."""
+        self._cast(ctxt, host, "revert_to_snapshot", volume_id=volume_id,
+                   snapshot_id=snapshot_id)
