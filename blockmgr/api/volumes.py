@@ -435,6 +435,62 @@ class VolumeService(common.ServiceBase):
         """
         return update_labels(self, ctx, models.Volume, volume_id, changes)
 
+    # --- revert to snapshot ---------------------------------------------------------------
+
+    def revert_to_snapshot(self, ctx, volume_id: str, snapshot_id: str) -> dict:
+        """Revert a volume to its latest snapshot (Cinder's rules, microversion 3.40): in
+        one transaction the volume goes ``available`` -> ``reverting``, the snapshot
+        ``available`` -> ``restoring`` and the request is recorded for the volume's backend;
+        the flow (:mod:`blockmgr.flows.revert_to_snapshot`) copies the snapshot's data over
+        the volume's. Returns the volume row.
+
+        :raises VolumeNotFound: unknown or another project's volume.
+        :raises InvalidInput: ``snapshot_id`` is not a non-empty string.
+        :raises InvalidSnapshot: the volume has no snapshot, or ``snapshot_id`` is not its
+            latest one (400).
+        :raises InvalidVolume: the volume's size differs from the size it had when the
+            snapshot was taken (400).
+        :raises Conflict: the volume is not ``available`` or the snapshot is not
+            ``available`` (409, as Cinder).
+        """
+        from blockmgr.flows import revert_to_snapshot as revert_flow
+
+        ctx = common.check_context(ctx)
+        if not isinstance(snapshot_id, str) or not snapshot_id:
+            raise exception.InvalidInput(reason="snapshot_id must name the volume's latest "
+                                                "snapshot, got %r" % (snapshot_id,))
+
+        def work(session):
+            volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
+            latest = revert_flow.latest_snapshot(session, volume.id)
+            if latest is None:
+                raise exception.InvalidSnapshot(
+                    reason="volume %s has no snapshot to revert to" % volume.id)
+            if latest.id != snapshot_id:
+                raise exception.InvalidSnapshot(
+                    reason="snapshot %s is not the latest snapshot of volume %s (the latest "
+                           "is %s); a volume can only be reverted to its latest snapshot"
+                    % (snapshot_id, volume.id, latest.id))
+            revert_flow.check_revertible(volume, latest, latest)
+            if volume.status != V.AVAILABLE or not volume.host:
+                raise exception.Conflict(
+                    reason="volume %s is %s; it can be reverted to snapshot %s only when "
+                           "available" % (volume.id, volume.status, latest.id))
+            if latest.status != S.AVAILABLE:
+                raise exception.Conflict(
+                    reason="snapshot %s of volume %s is %s; a volume can be reverted only to "
+                           "an available snapshot" % (latest.id, volume.id, latest.status))
+            repository.transition(session, models.Snapshot, latest.id, S.RESTORING,
+                                  expected=(S.AVAILABLE,), fetch=False)
+            repository.transition(session, models.Volume, volume.id, V.REVERTING,
+                                  expected=(V.AVAILABLE,), fetch=False, status_reason=None)
+            return self._request(session, ctx, "volume", volume.id, volume.host,
+                                 "revert_to_snapshot", volume_id=volume.id,
+                                 snapshot_id=latest.id)
+
+        self._ring(ctx, self._write(work))
+        return self._volume_row(volume_id)
+
 
 def wants_multiattach(volume_type: dict | None) -> bool:
     """A volume type allows several attachments at once when its extra spec
