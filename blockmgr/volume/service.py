@@ -94,6 +94,14 @@ class SchedulerClient:
             capabilities=capabilities, timestamp=timestamp)
 
 
+class _SetupFailed(Exception):
+    """A driver setup attempt failed (retried by :meth:`BackendService._set_up_driver`)."""
+
+
+class _SetupStopped(Exception):
+    """The backend stopped while its driver setup was being retried."""
+
+
 class BackendService:
     """One backend of this node; see the module docstring.
 
@@ -221,33 +229,56 @@ class BackendService:
         return driver_cls(section, self.backend_name, host=self.host)
 
     def _set_up_driver(self) -> bool:
-        """Setup with retries; False if stopped or out of retries (the backend stays down)."""
+        """Setup with retries; False if stopped or out of retries (the backend stays down).
+
+        tenacity runs the attempts: ``driver_setup_retries`` retries (-1: forever), the
+        first after ``driver_setup_retry_interval`` seconds and each next one twice as long
+        (at least 0.1 s) up to ``driver_setup_retry_max_interval``. :meth:`stop` ends the
+        wait at once and no further attempt starts.
+        """
+        import tenacity
+
         conf = self.conf
-        delay = conf.driver_setup_retry_interval
-        while not self._stopping.is_set():
-            self.setup_attempts += 1
-            try:
-                if not self._driver_given:   # rebuilt each time: its constructor may fail
-                    self.driver = self._build_driver()
-                self.driver.do_setup(bm_context.get_admin_context())
-                self.driver.check_for_setup_error()
-                self.setup_error = None
-                return True
-            except Exception as exc:
-                self.setup_error = "driver setup failed (attempt %d): %s" % (
-                    self.setup_attempts, getattr(exc, "msg", None) or exc)
-                LOG.error("Backend %s: %s", self.host, self.setup_error,
-                          exc_info=not isinstance(exc, exception.BlockmgrError))
-                self._set_reason(self.setup_error, quiet=True)
-            retries = conf.driver_setup_retries
-            if retries >= 0 and self.setup_attempts > retries:
-                LOG.error("Backend %s stays down: driver setup failed %d time(s); fix the "
-                          "cause and restart blockmgr-volume", self.host, self.setup_attempts)
-                return False
-            if self._stopping.wait(delay):
-                return False
-            delay = min(max(delay * 2, 0.1), conf.driver_setup_retry_max_interval)
-        return False
+        interval = conf.driver_setup_retry_interval
+        retries = conf.driver_setup_retries
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_SetupFailed),
+            stop=(tenacity.stop_never if retries < 0
+                  else tenacity.stop_after_attempt(retries + 1)),
+            wait=tenacity.wait_chain(
+                tenacity.wait_fixed(interval),
+                tenacity.wait_exponential(multiplier=max(interval, 0.05),
+                                          max=conf.driver_setup_retry_max_interval)),
+            sleep=self._stopping.wait)   # returns early on stop: the next attempt sees it
+        try:
+            retrying(self._set_up_driver_once)
+        except _SetupStopped:
+            return False
+        except tenacity.RetryError:
+            LOG.error("Backend %s stays down: driver setup failed %d time(s); fix the "
+                      "cause and restart blockmgr-volume", self.host, self.setup_attempts)
+            return False
+        return True
+
+    def _set_up_driver_once(self) -> None:
+        """One setup attempt. :raises _SetupFailed: it failed (the reason is recorded).
+        :raises _SetupStopped: the backend is stopping; no attempt was made."""
+        if self._stopping.is_set():
+            raise _SetupStopped()
+        self.setup_attempts += 1
+        try:
+            if not self._driver_given:   # rebuilt each time: its constructor may fail
+                self.driver = self._build_driver()
+            self.driver.do_setup(bm_context.get_admin_context())
+            self.driver.check_for_setup_error()
+        except Exception as exc:
+            self.setup_error = "driver setup failed (attempt %d): %s" % (
+                self.setup_attempts, getattr(exc, "msg", None) or exc)
+            LOG.error("Backend %s: %s", self.host, self.setup_error,
+                      exc_info=not isinstance(exc, exception.BlockmgrError))
+            self._set_reason(self.setup_error, quiet=True)
+            raise _SetupFailed() from exc
+        self.setup_error = None
 
     def _build_manager(self):
         if self._manager_factory is not None:
