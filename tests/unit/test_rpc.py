@@ -224,3 +224,12 @@ def test_notification_transport_is_in_process_for_an_in_process_url(conf):
         assert all(not q for q in transport._driver._broker.queues.values())
     finally:
         rpc_inprocess.reset()
+
+
+def test_the_broker_prefetch_is_bounded_to_the_worker_threads_unless_set(conf):
+    conf.set_override("rpc_worker_threads", 7)
+    rpc._bound_prefetch(conf)
+    assert conf.oslo_messaging_rabbit.rabbit_qos_prefetch_count == 7
+    conf.set_override("rabbit_qos_prefetch_count", 3, group="oslo_messaging_rabbit")
+    rpc._bound_prefetch(conf)
+    assert conf.oslo_messaging_rabbit.rabbit_qos_prefetch_count == 3
