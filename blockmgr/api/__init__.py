@@ -20,9 +20,11 @@ from blockmgr.api.attachments import AttachmentService
 from blockmgr.api.groups import GroupService
 from blockmgr.api.quotas import QuotaSetService
 from blockmgr.api.snapshots import SnapshotService
+from blockmgr.api.volume_types import VolumeTypeService
 from blockmgr.api.volumes import VolumeService
 
-__all__ = ["AdminActionService", "AttachmentService", "Client", "GroupService", "QuotaSetService", "SnapshotService", "VolumeService"]
+__all__ = ["AdminActionService", "AttachmentService", "Client", "GroupService", "QuotaSetService", "SnapshotService", "VolumeService",
+           "VolumeTypeService"]
 
 
 class Client:
@@ -53,3 +55,4 @@ class Client:
         self.attachments = AttachmentService(conf, db, quota, **deps)
         self.admin = AdminActionService(conf, db, quota, **deps)
         self.quotas = QuotaSetService(conf, quota)
+        self.volume_types = VolumeTypeService(conf, db, quota)

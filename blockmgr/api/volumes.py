@@ -30,7 +30,8 @@ class VolumeService(common.ServiceBase):
 
     def create_volume(self, ctx, size: int | None = None, *, name: str | None = None,
                       description: str | None = None, snapshot_id: str | None = None,
-                      source_volid: str | None = None, volume_type: dict | None = None,
+                      source_volid: str | None = None,
+                      volume_type: str | dict | None = None,
                       availability_zone: str | None = None, group_id: str | None = None,
                       scheduler_hints: dict | None = None) -> dict:
         """Create a volume: raw (``size``), from a snapshot, or from a source volume.
@@ -40,7 +41,11 @@ class VolumeService(common.ServiceBase):
         on its source's backend; ``size`` defaults to the source's and may not be smaller.
         Returns the new row as a dict.
 
-        :raises InvalidInput: bad size/name/type; both sources given.
+        ``volume_type``: a type's name or id, or None for the default type
+        (``__DEFAULT__``); its extra specs go to the scheduler in the request spec.
+
+        :raises InvalidInput: bad size/name; both sources given.
+        :raises InvalidVolumeType: an unknown type, or a private one the project may not use.
         :raises SnapshotNotFound, VolumeNotFound, GroupNotFound: unknown (or other
             project's) source or group.
         :raises InvalidSnapshot, InvalidVolume, InvalidGroup: a source in the wrong status.
@@ -56,7 +61,15 @@ class VolumeService(common.ServiceBase):
         name = common.check_text(name, "name")
         description = common.check_text(description, "description")
         availability_zone = common.check_text(availability_zone, "availability_zone")
-        volume_type = common.check_volume_type(volume_type)
+        # A type is named by its name or id (None: the default type) and resolved in the
+        # writing transaction; a dict is a type spec the caller built itself, used as given.
+        types = None
+        if isinstance(volume_type, dict):
+            volume_type = common.check_volume_type(volume_type)
+        else:
+            from blockmgr.api.volume_types import VolumeTypeService
+
+            types = VolumeTypeService(self.conf, self.db, self.quota)
         if scheduler_hints is not None and not isinstance(scheduler_hints, dict):
             raise exception.InvalidInput(reason="scheduler_hints must be a dict")
         # The source's size is needed for the limit check; look it up read-only first and
@@ -67,13 +80,15 @@ class VolumeService(common.ServiceBase):
         props = {"scheduler_hints": dict(scheduler_hints)} if scheduler_hints else {}
 
         def work(session):
+            chosen = (volume_type if types is None
+                      else types.resolve(session, ctx, volume_type))
             values = {"size": size, "status": V.CREATING, "project_id": project_id,
                       "user_id": ctx.user_id, "display_name": name,
                       "display_description": description,
                       "availability_zone": availability_zone, "attach_status": "detached",
-                      "volume_type_id": (volume_type or {}).get("id"),
-                      "multiattach": wants_multiattach(volume_type)}
-            spec = {"size": size, "volume_type": volume_type,
+                      "volume_type_id": (chosen or {}).get("id"),
+                      "multiattach": wants_multiattach(chosen)}
+            spec = {"size": size, "volume_type": chosen,
                     "availability_zone": availability_zone}
             if snapshot_id is not None:
                 snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
