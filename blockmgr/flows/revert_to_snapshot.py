@@ -13,8 +13,8 @@ Failure: the volume ends ``error`` with the cause in ``status_reason`` and the s
 ``available`` (the snapshot is never lost), a ``volume.revert.error`` is sent, as in Cinder.
 Two failures change nothing on the backend and end ``available`` instead, with the reason
 recorded: the extract checks refusing (the snapshot is no longer the latest one, its size
-differs, it was deleted) and the driver raising ``Unsupported`` (its contract: refused before
-touching the volume).
+differs, it was deleted) and the driver raising ``Unsupported`` or ``VolumeIsBusy`` (its
+contract: refused before touching the volume).
 A crash resumes the flow: reverting a volume to a snapshot twice leaves the snapshot's data
 (driver contract), and the finishing write happens only while the rows are still in their
 in-progress statuses.
@@ -37,7 +37,7 @@ ACTION = "volume:revert"
 V, S = states.VolumeStatus, states.SnapshotStatus
 
 #: Failures that leave the volume as it was: it goes back to ``available``, not ``error``.
-_UNCHANGED = ("blockmgr.exception.Unsupported",)
+_UNCHANGED = ("blockmgr.exception.Unsupported", "blockmgr.exception.VolumeIsBusy")
 
 
 def latest_snapshot(session, volume_id: str):
@@ -76,7 +76,8 @@ class ExtractRevertTask(common.FlowTask):
 
     Revert (whatever failed, while the volume is still ``reverting``): the snapshot back to
     ``available``; the volume ``available`` if nothing was changed (these checks refused, or
-    the driver raised ``Unsupported``), else ``error``; the cause in ``status_reason``."""
+    the driver raised ``Unsupported`` / ``VolumeIsBusy``), else ``error``; the cause in
+    ``status_reason``."""
 
     default_provides = "revert_ref"
 

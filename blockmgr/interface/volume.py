@@ -193,12 +193,13 @@ class VolumeDriver(DriverBase):
         The default raises ``Unsupported`` without touching anything: there is no generic
         fallback (copying the snapshot over the volume through the manager would need both
         attached to the worker host). The volume then stays ``available`` with the reason
-        recorded; any other error leaves it ``error``.
+        recorded (also after ``VolumeIsBusy``); any other error leaves it ``error``.
 
         :param context: RequestContext.
         :param volume: VolumeView of the volume to revert.
         :param snapshot: SnapshotView of its latest snapshot.
         :raises Unsupported: this backend cannot revert; nothing was changed.
+        :raises VolumeIsBusy: the volume is in use on the backend; nothing was changed.
         :raises SnapshotNotFound: the snapshot's backend object does not exist.
         :raises VolumeBackendAPIException: the backend failed (the volume may hold anything).
         """

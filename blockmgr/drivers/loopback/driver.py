@@ -330,6 +330,38 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
         if self._loop.refresh_size(self._path(volume.name)):
             LOG.info("Attached loop devices of %s now see %d GiB", volume.name, new_size)
 
+    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+        """Replace the volume file by a copy of the snapshot file (reflink when the
+        filesystem shares blocks, else a sparse copy), grown to the volume's size: the copy
+        is made under a temp name and renamed over the volume in one step, so the volume's
+        name always holds either the old data or the snapshot's, never a mix. The snapshot
+        file stays. Repeating it copies the same data again.
+
+        :raises SnapshotNotFound, VolumeNotFound: a file is missing (nothing changed).
+        :raises VolumeIsBusy: the volume file is attached to a loop device, which would
+            keep reading the replaced file (nothing changed).
+        """
+        snapshot_size = self._source_size(snapshot.name,
+                                          exception.SnapshotNotFound(snapshot_id=snapshot.id))
+        self._source_size(volume.name, exception.VolumeNotFound(volume_id=volume.id))
+        target = self._path(volume.name)
+        devices = self._loop.attached_to(target)
+        if devices:
+            raise exception.VolumeIsBusy(
+                "Volume %s is attached to %s; detach it (terminate_connection) before "
+                "reverting it." % (volume.name, ", ".join(devices)), volume_name=volume.name)
+        size_bytes = self._target_size(volume, snapshot_size, "snapshot %s" % snapshot.id)
+        temp = self._directory.new_temp_path(volume.name)
+        try:
+            method = filecopy.copy_file(self._path(snapshot.name), temp, self._use_reflink,
+                                        layout.FILE_MODE)
+            layout.grow_file(temp, size_bytes)
+            os.rename(temp, target)
+            self._directory.sync()
+        finally:
+            layout.unlink_quietly(temp)
+        LOG.info("Volume %s reverted to snapshot %s (%s)", volume.name, snapshot.name, method)
+
     # --- export and attach ----------------------------------------------------------------
 
     def create_export(self, context, volume, connector) -> dict | None:
