@@ -145,6 +145,9 @@ def _run(conf) -> int:
         return 1
     LOG.info("%s serving the REST API at %s (database %s)", PROG,
              listen.client_url(host, http.port), _safe_url(db.url))
+    from oslo_service import systemd
+
+    systemd.notify_once()   # Type=notify: listening
 
     status = 0
     while not stop.wait(0.5):

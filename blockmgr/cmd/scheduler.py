@@ -81,6 +81,9 @@ def main(argv=None) -> int:
         LOG.error("blockmgr-scheduler cannot start: %s", exc)
         return 2
     service.start()
+    from oslo_service import systemd
+
+    systemd.notify_once()   # Type=notify: consuming
     while not done.wait(1.0):
         pass
     LOG.info("Stopping the scheduler")

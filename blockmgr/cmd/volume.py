@@ -145,12 +145,24 @@ def main(argv=None) -> int:
 
 
 def _report_ready(daemon, started: float, stop: threading.Event) -> None:
+    """Log the ready line and tell systemd (``Type=notify``) once every backend serves, or
+    earlier once a backend's driver setup has failed: the process is then up and retrying,
+    the backend shows as down (service list, ``/healthcheck``), and systemd must not kill
+    it for starting too slowly."""
+    from oslo_service import systemd
+
+    notified = False
     while not stop.is_set():
         if daemon.wait_ready(timeout=1.0):
             LOG.info("blockmgr-volume ready: %s serving %.3f s after process start",
                      ", ".join(b.host for b in daemon.backends),
                      _process_age(time.monotonic() - started))
+            if not notified:
+                systemd.notify_once()
             return
+        if not notified and any(b.setup_error for b in daemon.backends):
+            systemd.notify_once()
+            notified = True
 
 
 def _process_age(fallback: float) -> float:

@@ -145,3 +145,108 @@ def test_config_generator_prints_no_eventlet_warning(tmp_path):
     assert result.stderr == ""
     text = output.read_text()
     assert "[database]" in text and "[oslo_messaging_rabbit]" in text
+
+
+# --- systemd readiness and the daemon's health endpoint ---------------------------------------
+
+def _rabbit_answers() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_scheduler_tells_systemd_it_is_ready_and_serves_its_health(shared_config, tmp_path):
+    """``Type=notify``: READY=1 arrives on ``$NOTIFY_SOCKET`` once the scheduler consumes;
+    ``GET /healthcheck`` next to ``/metrics`` answers 200 with the database and the broker
+    checked; SIGTERM then stops it with status 0."""
+    import json
+    import os
+    import re
+    import signal
+    import socket
+    import threading
+    import urllib.request
+
+    if not _rabbit_answers():
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    shared_config.write_text(shared_config.read_text()
+                             + "\n[metrics]\nenabled = true\nscheduler_port = 0\n")
+    synced = _run(BIN / "blockmgr-manage", "--config-file", shared_config, "db", "sync")
+    assert synced.returncode == 0, synced
+    notify_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(notify_path)
+        notify.settimeout(60)
+        process = subprocess.Popen(
+            [str(BIN / "blockmgr-scheduler"), "--config-file", str(shared_config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
+            env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+        reader.start()
+        try:
+            assert notify.recv(4096) == b"READY=1", lines
+            found = None
+            for _ in range(100):
+                found = re.search(r"health on (http://\S+/healthcheck)", "".join(lines))
+                if found:
+                    break
+                threading.Event().wait(0.1)
+            assert found, lines
+            with urllib.request.urlopen(found.group(1), timeout=30) as answer:
+                body = json.loads(answer.read())
+            assert answer.status == 200 and body["status"] == "ok", body
+            assert set(body["checks"]) == {"database", "broker"}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(60)
+    assert status == 0, lines
+
+
+def test_volume_worker_is_ready_for_systemd_once_a_backend_serves_or_failed(tmp_path,
+                                                                          monkeypatch):
+    """READY=1 once every backend serves, or as soon as one's driver setup has failed (the
+    process is up and retrying; systemd must not kill it for a slow start)."""
+    import socket
+    import threading
+
+    from blockmgr.cmd import volume as volume_cmd
+
+    class Backend:
+        host, setup_error = "n1@lvm", None
+
+    class Daemon:
+        backends = [Backend()]
+        serving = threading.Event()
+
+        def wait_ready(self, timeout=None):
+            return self.serving.wait(min(timeout, 0.05))
+
+    for failed in (True, False):
+        path = str(tmp_path / ("notify-%s.sock" % failed))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+            notify.bind(path)
+            notify.settimeout(0.5)
+            monkeypatch.setenv("NOTIFY_SOCKET", path)
+            daemon, stop = Daemon(), threading.Event()
+            daemon.serving = threading.Event()
+            Backend.setup_error = None
+            thread = threading.Thread(target=volume_cmd._report_ready,
+                                      args=(daemon, 0.0, stop), daemon=True)
+            thread.start()
+            with pytest.raises(socket.timeout):
+                notify.recv(64)          # still starting: not ready
+            if failed:
+                Backend.setup_error = "driver setup failed (attempt 1): no VG"
+            else:
+                daemon.serving.set()
+            notify.settimeout(10)
+            assert notify.recv(64) == b"READY=1"
+            stop.set()
+            thread.join(5)
+            assert not thread.is_alive()

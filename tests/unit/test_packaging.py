@@ -90,8 +90,8 @@ def test_unit_runs_its_program_and_restarts_on_failure_only(name):
     program = pathlib.PurePosixPath(service["ExecStart"].split()[0]).name
     assert program == name and program in scripts
     assert "--config-file /etc/blockmgr/blockmgr.conf" in service["ExecStart"]
-    # No sd_notify readiness is sent: the process counts as started once it runs.
-    assert service["Type"] == "simple"
+    # Each daemon sends READY=1 when it serves (tests/unit/test_entry_points.py).
+    assert service["Type"] == "notify"
     assert service["Restart"] == "on-failure"
     # exit status 2 is a configuration error: restarting cannot fix it
     assert service["RestartPreventExitStatus"] == "2"
