@@ -526,6 +526,8 @@ class AttachmentService(common.ServiceBase):
             attachment = chosen[0]
             if attachment.attach_status == A.ATTACHED:
                 return volume.host, None
+            if attachment.attach_status == A.DETACHING:
+                return None, None   # already being detached: nothing more to do
             return None, self._begin_detach(session, ctx, attachment, force=force)
 
         host, bell = self._write(work)

@@ -295,8 +295,8 @@ class VolumeService(common.ServiceBase):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
             if volume.status not in _EXTENDABLE or not volume.host:
                 raise exception.InvalidVolume(reason="volume %s is %s; it must be available "
-                                                     "(or in-use, where the backend extends "
-                                                     "attached volumes) to extend"
+                                                     "or in-use to extend (in-use only where "
+                                                     "the backend extends attached volumes)"
                                                      % (volume.id, volume.status))
             if volume.status == V.IN_USE and not online:
                 raise exception.InvalidVolume(reason="volume %s is in-use and its backend "

@@ -28,6 +28,7 @@ LOG = logging.getLogger(__name__)
 RESOURCE_ROUTERS = (
     "blockmgr.api.rest.volumes",
     "blockmgr.api.rest.volume_actions",
+    "blockmgr.api.rest.attachments",
     "blockmgr.api.rest.snapshots",
     "blockmgr.api.rest.manage",
     "blockmgr.api.rest.groups",

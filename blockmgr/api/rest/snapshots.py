@@ -1,6 +1,6 @@
 """``/v3/{project_id}/snapshots``: list (+ ``/detail``), show, create, update, delete, and
 the ``os-unmanage`` action (admin only, as for volumes: it frees quota while the data
-stays). Rules are the client library's (:class:`blockmgr.api.snapshots.SnapshotService`).
+stays), and the admin actions ``os-reset_status`` and ``os-force_delete``. Rules are the client library's (:class:`blockmgr.api.snapshots.SnapshotService`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ router = APIRouter(tags=["snapshots"])
 FILTERS = {"name": "name", "display_name": "name", "status": "status",
            "volume_id": "volume_id", "project_id": "project_id"}
 _LIST_PARAMS = frozenset({"all_tenants"})
-ACTIONS = ("os-unmanage",)
+ACTIONS = ("os-unmanage", "os-reset_status", "os-force_delete")
 #: From 3.66 an in-use volume is snapshotted without ``force`` (and ``force: false`` is a
 #: ``400``).
 IN_USE_WITHOUT_FORCE_VERSION = (3, 66)
@@ -60,8 +60,14 @@ class SnapshotUpdateRequest(fields.Body):
     snapshot: SnapshotUpdate
 
 
+class SnapshotResetStatus(fields.Body):
+    status: fields.Text
+
+
 class SnapshotAction(fields.Body):
     unmanage: dict | None = Field(None, alias="os-unmanage", max_length=0)
+    reset_status: SnapshotResetStatus | None = Field(None, alias="os-reset_status")
+    force_delete: dict | None = Field(None, alias="os-force_delete", max_length=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -161,7 +167,14 @@ def snapshot_action(ctx: deps.Context, state: deps.State, snapshot_id: str,
                     body: SnapshotAction):
     snapshot_id = snapshot_id_of(snapshot_id)
     if not ctx.is_admin:
-        raise errors.Forbidden(action="os-unmanage for a non-admin caller (role %r needed)"
-                                      % deps.ADMIN_ROLE)
-    state.client.snapshots.unmanage_snapshot(ctx, snapshot_id)
+        raise errors.Forbidden(action="%s for a non-admin caller (role %r needed)"
+                                      % ("os-" + next(iter(body.model_fields_set)),
+                                         deps.ADMIN_ROLE))
+    if body.reset_status is not None:
+        state.client.admin.reset_status(ctx, "snapshot", snapshot_id,
+                                        body.reset_status.status)
+    elif "force_delete" in body.model_fields_set:
+        state.client.snapshots.force_delete_snapshot(ctx, snapshot_id)
+    else:
+        state.client.snapshots.unmanage_snapshot(ctx, snapshot_id)
     return Response(status_code=202)

@@ -6,6 +6,12 @@ The body is a one-key object naming the action, Cinder's way::
     {"os-initialize_connection": {"connector": {...}}}     -> 200 {"connection_info": ...}
     {"os-terminate_connection": {"connector": {...}}}      -> 202
     {"os-unmanage": null}                                   -> 202 (admin only)
+    {"os-reserve": null}, {"os-unreserve": null}, {"os-begin_detaching": null},
+    {"os-roll_detaching": null}, {"os-attach": {...}}, {"os-detach": {...}}  -> 202
+    {"os-force_detach": {...}}, {"os-reset_status": {...}}, {"os-force_delete": null}
+                                                            -> 202 (admin only)
+
+The attach actions record their holds as attachments (:mod:`blockmgr.api.attachments`).
 
 Any other key, or more than one, is a ``400`` listing the supported actions. Unmanage is
 for admins, as in Cinder: it frees the project's quota while the data stays on the
@@ -14,7 +20,7 @@ backend, so a project could otherwise store beyond its quota.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi import Request
@@ -32,7 +38,14 @@ router = APIRouter(tags=["volume actions"])
 
 #: From 3.42 an ``in-use`` volume can be extended (before, only ``available`` ones).
 EXTEND_IN_USE_VERSION = (3, 42)
-ACTIONS = ("os-extend", "os-initialize_connection", "os-terminate_connection", "os-unmanage")
+ACTIONS = ("os-extend", "os-initialize_connection", "os-terminate_connection", "os-unmanage",
+           "os-reserve", "os-unreserve", "os-begin_detaching", "os-roll_detaching",
+           "os-attach", "os-detach", "os-force_detach", "os-reset_status", "os-force_delete")
+#: Actions that take no arguments: ``null`` or ``{}``.
+NO_ARGUMENTS = ("os-unmanage", "os-reserve", "os-unreserve", "os-begin_detaching",
+                "os-roll_detaching", "os-force_delete")
+#: Actions only an admin may send.
+ADMIN_ACTIONS = ("os-unmanage", "os-force_detach", "os-reset_status", "os-force_delete")
 
 
 class Extend(fields.Body):
@@ -52,11 +65,42 @@ class Unmanage(fields.Body):
     """``os-unmanage`` takes no arguments: ``null`` or ``{}``."""
 
 
+class Attach(fields.Body):
+    instance_uuid: fields.Uuid | None = None
+    host_name: fields.Text | None = None
+    mountpoint: fields.Text | None = None
+    mode: Literal["rw", "ro"] = "rw"
+
+
+class Detach(fields.Body):
+    attachment_id: fields.Uuid | None = None
+
+
+class ForceDetach(fields.Body):
+    attachment_id: fields.Uuid | None = None
+    connector: fields.Connector | None = None
+
+
+class ResetStatus(fields.Body):
+    status: fields.Text | None = None
+    attach_status: fields.Text | None = None
+    migration_status: fields.Text | None = None
+
+
 class VolumeAction(fields.Body):
     extend: Extend | None = Field(None, alias="os-extend")
     initialize_connection: Connect | None = Field(None, alias="os-initialize_connection")
     terminate_connection: Disconnect | None = Field(None, alias="os-terminate_connection")
     unmanage: Unmanage | None = Field(None, alias="os-unmanage")
+    reserve: Unmanage | None = Field(None, alias="os-reserve")
+    unreserve: Unmanage | None = Field(None, alias="os-unreserve")
+    begin_detaching: Unmanage | None = Field(None, alias="os-begin_detaching")
+    roll_detaching: Unmanage | None = Field(None, alias="os-roll_detaching")
+    attach: Attach | None = Field(None, alias="os-attach")
+    detach: Detach | None = Field(None, alias="os-detach")
+    force_detach: ForceDetach | None = Field(None, alias="os-force_detach")
+    reset_status: ResetStatus | None = Field(None, alias="os-reset_status")
+    force_delete: Unmanage | None = Field(None, alias="os-force_delete")
 
     @model_validator(mode="before")
     @classmethod
@@ -71,12 +115,11 @@ class VolumeAction(fields.Body):
         if len(data) != 1:
             raise ValueError("give exactly one action per request, not %d (%s)"
                              % (len(data), ", ".join(sorted(data)) or "none"))
-        if data.get("os-unmanage", 0) is None:
-            data = {"os-unmanage": {}}
-        else:
-            (name, value), = data.items()
-            if value is None:
-                raise ValueError("%s needs its arguments as an object" % name)
+        (name, value), = data.items()
+        if value is None and name in NO_ARGUMENTS + ("os-detach", "os-force_detach"):
+            data = {name: {}}
+        elif value is None:
+            raise ValueError("%s needs its arguments as an object" % name)
         return data
 
 
@@ -87,6 +130,11 @@ def volume_action(request: Request, ctx: deps.Context, state: deps.State, volume
                   body: VolumeAction):
     volume_id = volume_id_of(volume_id)
     volumes = state.client.volumes
+    attachments = state.client.attachments
+    sent = body.model_dump(by_alias=True, exclude_none=True)
+    if not ctx.is_admin and set(sent) & set(ADMIN_ACTIONS):
+        raise errors.Forbidden(action="%s for a non-admin caller (role %r needed)"
+                               % (next(iter(sent)), deps.ADMIN_ROLE))
     if body.extend is not None:
         if request.state.api_version < EXTEND_IN_USE_VERSION:
             if volumes.get_volume(ctx, volume_id)["status"] == "in-use":
@@ -102,9 +150,29 @@ def volume_action(request: Request, ctx: deps.Context, state: deps.State, volume
     elif body.terminate_connection is not None:
         volumes.terminate_connection(ctx, volume_id, body.terminate_connection.connector,
                                      force=body.terminate_connection.force)
+    elif body.reserve is not None:
+        attachments.reserve(ctx, volume_id)
+    elif body.unreserve is not None:
+        attachments.unreserve(ctx, volume_id)
+    elif body.begin_detaching is not None:
+        attachments.begin_detaching(ctx, volume_id)
+    elif body.roll_detaching is not None:
+        attachments.roll_detaching(ctx, volume_id)
+    elif body.attach is not None:
+        attachments.attach(ctx, volume_id, instance_uuid=body.attach.instance_uuid,
+                           host_name=body.attach.host_name,
+                           mountpoint=body.attach.mountpoint, mode=body.attach.mode)
+    elif body.detach is not None:
+        attachments.detach(ctx, volume_id, body.detach.attachment_id)
+    elif body.force_detach is not None:
+        attachments.detach(ctx, volume_id, body.force_detach.attachment_id, force=True)
+    elif body.reset_status is not None:
+        reset = body.reset_status
+        state.client.admin.reset_status(ctx, "volume", volume_id, reset.status,
+                                        attach_status=reset.attach_status,
+                                        migration_status=reset.migration_status)
+    elif body.force_delete is not None:
+        volumes.force_delete_volume(ctx, volume_id)
     else:
-        if not ctx.is_admin:
-            raise errors.Forbidden(action="os-unmanage for a non-admin caller (role %r "
-                                          "needed)" % deps.ADMIN_ROLE)
         volumes.unmanage(ctx, volume_id)
     return Response(status_code=202)

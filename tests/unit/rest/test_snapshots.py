@@ -101,6 +101,8 @@ def test_bad_snapshot_requests_are_refused_and_write_nothing(api, stack):
         (api.get("snapshots?volume=x"), 400, "cannot filter snapshots by 'volume'"),
         (api.get("snapshots?marker=" + UNKNOWN), 400, "is not a snapshot"),
         (admin.post("snapshots/%s/action" % sid, {"os-reset_status": {}}), 400,
+         "status: Field required"),
+        (admin.post("snapshots/%s/action" % sid, {"os-revert": {}}), 400,
          "supports os-unmanage"),
         (admin.post("snapshots/%s/action" % sid, {"os-unmanage": {"x": 1}}), 400,
          "os-unmanage"),

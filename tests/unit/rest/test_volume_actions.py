@@ -38,6 +38,8 @@ def test_extend_connect_disconnect_and_unmanage(api, admin_api, stack):
     response = api.post(path, {"os-terminate_connection": {"connector": connector,
                                                            "force": True}})
     assert response.status_code == 202
+    # The connection was never attached (no os-attach): terminating it gave the hold back.
+    api.wait("volumes/" + vid, "volume", ("available",))
 
     # unmanage is for admins; the file stays on the backend under another name
     assert "admin" in fault(api.post(path, {"os-unmanage": None}), 403)
@@ -63,8 +65,10 @@ BAD_ACTIONS = [
     ({"os-initialize_connection": {}}, 400, "connector: Field required"),
     ({"os-terminate_connection": {"connector": {}, "force": "yes"}}, 400, "force"),
     ({"os-unmanage": {"now": True}}, 400, "now: unknown field"),
-    ({"os-reset_status": {"status": "available"}}, 400,
-     "unknown volume action 'os-reset_status'; this server supports os-extend"),
+    ({"os-retype": {"new_type": "gold"}}, 400,
+     "unknown volume action 'os-retype'; this server supports os-extend"),
+    ({"os-reset_status": {"status": "available"}}, 403, "os-reset_status for a non-admin"),
+    ({"os-attach": {"mode": "rx"}}, 400, "mode"),
     ({"os-extend": {"new_size": 2}, "os-unmanage": None}, 400, "exactly one action"),
     ({}, 400, "exactly one action"),
     ([], 400, "must be an object naming one action"),
