@@ -30,6 +30,13 @@ class VolumeDriver(DriverBase):
     remove / terminate succeeds when there is nothing left to remove.
     """
 
+    #: True if :meth:`extend_volume` works while the volume is attached and the consumer
+    #: sees the new size (e.g. the loopback driver refreshes its loop devices). The worker
+    #: reports it as the capability ``online_extend_support``; the API extends an
+    #: ``in-use`` volume only where it is True (microversion 3.42). Default: False, the
+    #: safe answer for a driver that does not say.
+    online_extend_support: bool = False
+
     @abc.abstractmethod
     def do_setup(self, context) -> None:
         """Prepare the backend (connect, create directories, check tools).

@@ -293,8 +293,12 @@ class VolumeEndpoint:
     @_call
     def get_capabilities(self, context):
         """The backend's capacity report as of now (driver stats as last measured, the
-        allocation as of this moment)."""
-        return self._capabilities()
+        allocation as of this moment). ``online_extend_support`` is what the driver class
+        declares (:attr:`blockmgr.interface.VolumeDriver.online_extend_support`)."""
+        report = dict(self._capabilities() or {})
+        report["online_extend_support"] = bool(getattr(self.driver, "online_extend_support",
+                                                       False))
+        return report
 
     # --- helpers ------------------------------------------------------------------------
 

@@ -136,3 +136,13 @@ def test_forced_detach_goes_on_when_the_backend_fails(env):  # noqa: F811
                               exception.VolumeBackendAPIException(reason="gone"))
     assert env.detach_volume(CTX, vid, att, force=True) == "available"
     assert _attachment(env, att).deleted
+
+
+def test_online_extend_is_declared_by_the_driver_class_default_false():
+    from blockmgr.drivers.loopback.driver import LoopbackDriver
+    from blockmgr.interface import VolumeDriver
+    from blockmgr.testing.fake_driver import FakeDriver
+
+    assert VolumeDriver.online_extend_support is False
+    assert FakeDriver.online_extend_support is False
+    assert LoopbackDriver.online_extend_support is True

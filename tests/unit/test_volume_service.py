@@ -131,7 +131,9 @@ def test_start_serves_create_and_heartbeats_and_reports(env):
     # a later report counts the new volume
     report = svc.publish_capabilities()
     assert report["pools"][0]["allocated_capacity_gb"] == 2
-    assert env.api.get_capabilities(CTX, "node1@fake") == report
+    # ... with what the driver class declares about extending attached volumes.
+    assert env.api.get_capabilities(CTX, "node1@fake") == dict(report,
+                                                               online_extend_support=False)
 
 
 def test_heartbeat_keeps_it_up_and_a_stopped_service_goes_down(env):

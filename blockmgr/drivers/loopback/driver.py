@@ -48,6 +48,10 @@ class LoopbackDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDri
                      ConsistencyGroupDriver):
     """Sparse files in ``loopback_directory``; all four capability interfaces."""
 
+    #: ``extend_volume`` grows the file and runs ``losetup --set-capacity`` (``-c``) on its
+    #: loop devices, so an attached consumer sees the new size.
+    online_extend_support = True
+
     VERSION = "1.0.0"
 
     def __init__(self, configuration, backend_name: str, host: str | None = None, *,
