@@ -221,6 +221,20 @@ class Workload:
         self.client.volumes.extend_volume(CTX, vol.id, vol.size + 1)
         return True
 
+    def revert_to_snapshot(self) -> bool:
+        """Revert an available volume to its latest snapshot (the only one allowed)."""
+        from blockmgr.flows import revert_to_snapshot as revert_flow
+
+        snap = self._pick(models.Snapshot, S.AVAILABLE,
+                          where=(models.Snapshot.group_snapshot_id.is_(None),))
+        if snap is None:
+            return False
+        with self.db.reader() as session:
+            latest = revert_flow.latest_snapshot(session, snap.volume_id)
+            latest_id = latest.id if latest is not None else snap.id
+        self.client.volumes.revert_to_snapshot(CTX, snap.volume_id, latest_id)
+        return True
+
     def create_group(self) -> bool:
         self.client.groups.create_group(CTX, name="g")
         return True
@@ -281,6 +295,7 @@ class Workload:
         "cascade_delete": "create_volume", "unmanage_volume": "create_volume",
         "create_snapshot": "create_volume", "delete_snapshot": "create_snapshot",
         "unmanage_snapshot": "create_snapshot", "extend_volume": "create_volume",
+        "revert_to_snapshot": "create_snapshot",
         "delete_group": "create_group", "update_group": "create_group",
         "create_group_snapshot": "update_group",
         "delete_group_snapshot": "create_group_snapshot",

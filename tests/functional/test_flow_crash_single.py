@@ -19,6 +19,7 @@ import pytest
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import create_snapshot, delete_snapshot, delete_volume, extend_volume
+from blockmgr.flows import revert_to_snapshot
 from tests.functional import crash_harness as harness
 from tests.functional.crash_harness import (CTX, PROJECT, crash_databases,  # noqa: F401
                                             crash_world)
@@ -36,7 +37,10 @@ CASES_BY_OP = {
     "unmanage_snapshot": (delete_snapshot.get_flow(unmanage_only=True),
                           "delete_snapshot", "unmanaged"),
     "extend_volume": (extend_volume.get_flow(), "extend_volume", "available"),
+    "revert_to_snapshot": (revert_to_snapshot.get_flow(), "revert_to_snapshot", "available"),
 }
+#: What the revert case writes to the volume after its snapshot (the snapshot holds zeros).
+REVERTED_AWAY = b"written after the snapshot"
 FLOWS = {op: flow for op, (flow, _m, _e) in CASES_BY_OP.items()}
 CASES = harness.cases(FLOWS)
 
@@ -72,6 +76,12 @@ def _prepare(manager, op):
     if op == "create_snapshot":
         return [sid], ("snapshot", sid)
     manager.create_snapshot(CTX, sid)
+    if op == "revert_to_snapshot":
+        with open(os.path.join(manager.driver.directory, "volume-%s" % vid), "r+b") as f:
+            f.write(REVERTED_AWAY)           # written after the snapshot: the revert undoes it
+        _set(manager, models.Snapshot, sid, "restoring")
+        _set(manager, models.Volume, vid, "reverting")
+        return [vid, sid], ("volume", vid)
     if op == "cascade_delete":
         _set(manager, models.Snapshot, sid, "deleting")
         _set(manager, models.Volume, vid, "deleting")
@@ -95,6 +105,12 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
         assert row.status == ("deleted" if expected == "unmanaged" else expected), row.status
         if op == "extend_volume":
             assert row.size == 4
+        if op == "revert_to_snapshot":
+            snaps = repository.snapshots_of_volume(session, resource_id)
+            assert [s.status for s in snaps] == ["available"]
+            with open(os.path.join(restarted.driver.directory, "volume-%s" % resource_id),
+                      "rb") as f:
+                assert f.read(len(REVERTED_AWAY)) == bytes(len(REVERTED_AWAY))
     files = set(os.listdir(restarted.driver.directory))
     if op == "unmanage_volume":
         assert "unmanaged-volume-%s" % resource_id in files    # kept, exactly once
