@@ -1,5 +1,10 @@
-"""``blockmgr-manage volume|snapshot|group list`` and ``flow list|show``: what exists, and
-what is in flight.
+"""``blockmgr-manage volume|snapshot|group list``, ``volume|snapshot reset-state`` and
+``flow list|show``: what exists, what is in flight, and the operator's way back.
+
+``volume|snapshot reset-state --state S [--attach-status A] ID`` writes the status an
+operator names (as ``os-reset_status`` does: statuses no flow owns, from any status), ends
+the resource's open requests as failed and rolls back what they reserved, and logs it
+(:mod:`blockmgr.api.admin_actions`). Exit status 0, or 2 with the reason.
 
 ``flow list`` shows unfinished flows (``--all``: retained finished ones too) with the task
 each is in: a task ``RUNNING`` or ``REVERTING`` in the logbook is the one a crash
@@ -18,6 +23,7 @@ from taskflow import exceptions as tf_exc
 from taskflow import states as tf_states
 
 from blockmgr import exception
+from blockmgr import states
 from blockmgr.cmd import manage
 from blockmgr.cmd.manage_service import format_table
 from blockmgr.db import models
@@ -49,6 +55,20 @@ def add_parser(subparsers) -> None:
             listing.add_argument("--host", help="only this host@backend (any pool)")
         listing.add_argument("--format", choices=("table", "json"), default="table")
         listing.set_defaults(handler=list_resources, kind=kind, needs_backends=True)
+        if kind in ("volume", "snapshot"):
+            reset = sub.add_parser(
+                "reset-state", help="reset a %s's status (clears its open requests and "
+                                    "their reservations)" % kind)
+            reset.add_argument("--state", required=True,
+                               help="the status to write (%s)"
+                               % ", ".join(sorted(states.RESETTABLE[kind])))
+            if kind == "volume":
+                reset.add_argument("--attach-status", dest="attach_status",
+                                   choices=sorted(states.VOLUME_ATTACH_STATUSES),
+                                   help="also the volume's attach status; 'detached' "
+                                        "removes its attachment rows")
+            reset.add_argument("id", help="the %s id" % kind)
+            reset.set_defaults(handler=reset_state, kind=kind, needs_backends=True)
         parser.set_defaults(needs_backends=True)
 
     parser = subparsers.add_parser("flow", help="inspect persisted flows")
@@ -82,6 +102,30 @@ def list_resources(conf, args, out=None) -> int:
         out.write(json.dumps([dict(zip(keys, row)) for row in table], indent=2) + "\n")
     else:
         out.write(format_table(header, table))
+    return 0
+
+
+def reset_state(conf, args, out=None) -> int:
+    from blockmgr import quota as bm_quota
+    from blockmgr.api import admin_actions
+
+    out = out or sys.stdout
+    attach_status = getattr(args, "attach_status", None)
+    with manage.open_database(conf) as db:
+        quota = bm_quota.QuotaEngine(db, conf)
+        try:
+            result = quota.run_in_transaction(lambda session: admin_actions.reset_in(
+                session, quota, args.kind, args.id, args.state, attach_status=attach_status,
+                actor="blockmgr-manage"))
+        except (exception.NotFound, exception.Invalid) as exc:
+            sys.stderr.write("%s\n" % exc.msg)
+            return 2
+    out.write("%s %s: %s -> %s%s; requests failed: %s; reservations rolled back: %d%s\n" % (
+        args.kind, args.id, result["previous"], result["status"],
+        " (attach status %s)" % attach_status if attach_status else "",
+        ", ".join(result["requests"]) or "none", result["reservations"],
+        "; attachments removed: %s" % ", ".join(result["attachments_removed"])
+        if result["attachments_removed"] else ""))
     return 0
 
 
