@@ -96,7 +96,7 @@ class BrokerCheck:
         if url and url.startswith(self.IN_PROCESS):
             return True, "in-process transport"
         parsed = oslo_messaging.TransportURL.parse(self._conf, url)
-        hosts = [host for host in parsed.hosts if host.hostname] or []
+        hosts = [host for host in parsed.hosts if host.hostname]
         if not hosts:
             return False, "no broker host in the transport URL"
         failures = []
@@ -105,9 +105,12 @@ class BrokerCheck:
             try:
                 if parsed.transport == "rabbit":
                     self._amqp_login(parsed, host)
-                else:
+                elif host.port:
                     socket.create_connection((host.hostname, host.port),
                                              timeout=self._timeout).close()
+                else:
+                    return True, "%s: no port to try (%s driver)" % (host.hostname,
+                                                                     parsed.transport)
                 return True, "%s reachable" % where
             except Exception as exc:
                 failures.append("%s: %s" % (where, _describe(exc)))
@@ -127,10 +130,10 @@ class BrokerCheck:
 
     def _ssl(self):
         try:
-            options = self._conf.oslo_messaging_rabbit
-            if not options.ssl:
-                return False
-        except (AttributeError, Exception):
+            options = self._conf.oslo_messaging_rabbit   # registered with the transport
+        except Exception:   # NoSuchOptError: no rabbit transport in this process yet
+            return False
+        if not options.ssl:
             return False
         import ssl
 

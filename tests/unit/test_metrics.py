@@ -340,10 +340,12 @@ def test_names_follow_the_prometheus_conventions(sqlite_database, conf):
     with metrics.FlowObserver(own, _FakeEngine()):
         pass
     own.child(own.rpc_requests, "t", "m", metrics.RPC_SUCCESS, "").inc()
+    _one_api_request(own)
     exposed = _exposition(own.registry)
     names = {sample for _family, sample in exposed}
     assert "blockmgr_pool_total_bytes" in names
-    assert {"blockmgr_flows_finished_total", "blockmgr_rpc_requests_total",
+    assert {"blockmgr_api_requests_total", "blockmgr_api_request_duration_seconds_bucket",
+            "blockmgr_flows_finished_total", "blockmgr_rpc_requests_total",
             "blockmgr_quota_reconcile_last_success_timestamp_seconds"} <= names
     for family, sample in exposed:
         assert not sample.endswith("_created"), sample
@@ -353,6 +355,38 @@ def test_names_follow_the_prometheus_conventions(sqlite_database, conf):
             assert sample.endswith("_total"), sample
     # the process's own registry too
     assert not [s for _f, s in _exposition(metrics.get().registry) if s.endswith("_created")]
+
+
+def _one_api_request(own) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    app = Starlette(routes=[Route("/items/{item_id}", lambda request: PlainTextResponse(""))])
+    app.add_middleware(metrics.RequestMetricsMiddleware, metrics=own)
+    with TestClient(app) as client:
+        assert client.get("/items/7").status_code == 200
+
+
+def test_api_request_families_exist_only_where_the_api_is_served():
+    own = metrics.Metrics(process_collectors=False)
+    assert not [s for _f, s in _exposition(own.registry) if s.startswith("blockmgr_api_")]
+    _one_api_request(own)
+    assert own.registry.get_sample_value(
+        "blockmgr_api_requests_total",
+        {"method": "GET", "route": "/items/{item_id}", "status": "200"}) == 1
+
+
+def test_route_template_never_holds_a_raw_id():
+    class Route:
+        path = "/volumes/{volume_id}"
+
+    scope = {"path": "/v3/pA/volumes/a%20b", "route": Route(),
+             "path_params": {"project_id": "pA", "volume_id": "a b"}}
+    assert metrics.route_template(scope) == "/v3/{project_id}/volumes/{volume_id}"
+    assert metrics.route_template({"path": "/v3/pA/nothing"}) == metrics.UNMATCHED_ROUTE
+    assert metrics.route_template({"path": "/metrics", "path_params": {}}) == "/metrics"
 
 
 class _FakeEngine:
