@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-import time
 
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
@@ -48,6 +47,7 @@ from taskflow.persistence import models as tf_models
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 
 from blockmgr import exception
+from blockmgr.db import transaction
 from blockmgr.flows import logbook_schema
 from blockmgr.flows import taskflow_compat
 
@@ -77,14 +77,8 @@ _DELETE_ATOMS = TABLES.atomdetails.delete().where(
     TABLES.atomdetails.c.parent_uuid == sa.bindparam("b_parent"))
 
 
+#: Attempts of one logbook write when the server picks it as a deadlock victim.
 DEADLOCK_RETRIES = 5
-
-
-def _is_deadlock(exc: sa.exc.OperationalError) -> bool:
-    """MySQL/MariaDB error 1213 or PostgreSQL SQLSTATE 40P01."""
-    orig = getattr(exc, "orig", None)
-    code = getattr(orig, "args", [None])[0] if orig is not None else None
-    return code == 1213 or getattr(orig, "pgcode", None) == "40P01"
 
 
 #: Valid before a MySQL/MariaDB transaction starts (applies to the next one only) and as the
@@ -265,7 +259,7 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                     staged = self._staged.pop(uuid, None)
                 if staged is not None and (staged.flow is not None or staged.atoms):
                     try:
-                        self._write_retrying(uuid, staged)
+                        self._write(uuid, staged)
                     except Exception as exc:
                         # Kept for the next flush: each staged state was reached by the
                         # engine (a boundary whose write failed stopped the side effect
@@ -279,54 +273,21 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                         raise exception.FlowLogbookWriteFailed(
                             flow_id=uuid, reason="%s: %s" % (type(exc).__name__, exc)) from exc
 
-    def _write_retrying(self, flow_uuid: str, staged: _Staged) -> None:
-        """``_write``, retried when the server picked this transaction as a deadlock victim.
+    def _write(self, flow_uuid: str, staged: _Staged) -> None:
+        """Write what ``flow_uuid`` has staged in one transaction, run again when the
+        server picked it as a deadlock victim (:func:`blockmgr.db.transaction.run`).
 
         Each flow writes only its own rows, but InnoDB gap locks taken by one flow's prune
         (``DELETE ... WHERE parent_uuid``) can still collide with another flow's inserts. The
-        victim's transaction was rolled back, so running it again is safe.
+        victim's transaction was rolled back, so running it again is safe. A lost connection
+        is not retried here: the commit may have happened, and the caller keeps what was
+        staged for the next flush.
         """
-        for attempt in range(1, DEADLOCK_RETRIES + 1):
-            try:
-                return self._write(flow_uuid, staged)
-            except sa.exc.OperationalError as exc:
-                if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
-                    raise
-                time.sleep(0.005 * attempt)
-
-    def _write(self, flow_uuid: str, staged: _Staged) -> None:
         state = staged.flow.state if staged.flow is not None else None
         prune = self.prune_on_finish and state in PRUNABLE_FLOW_STATES
-        with self.engine.begin() as conn:
-            if conn.dialect.name != "sqlite":
-                # READ COMMITTED for this transaction only (no next-key locks to deadlock
-                # on). One statement: a per-connection isolation option would cost a SET
-                # plus a COMMIT on checkout and again on return, four round trips a write.
-                conn.exec_driver_sql(_READ_COMMITTED_NEXT)
-            if prune:
-                conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
-                conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
-            else:
-                # Parameter dicts against fixed statements: compiled once, then cached
-                # (inline .values(...) would rebuild the statement's cache key every time);
-                # several atoms go in one executemany.
-                if staged.flow is not None:
-                    row = _flow_row(staged.flow)
-                    if flow_uuid in self._stored:
-                        conn.execute(_UPDATE_FLOW, dict(row, b_uuid=flow_uuid))
-                    else:
-                        conn.execute(_INSERT_FLOW, dict(
-                            row, parent_uuid=self._parents[flow_uuid]))
-                updates, inserts = [], []
-                for uuid, ad in staged.atoms.items():
-                    if uuid in self._stored:
-                        updates.append(dict(_atom_row(ad), b_uuid=uuid))
-                    else:
-                        inserts.append(dict(_atom_row(ad), parent_uuid=flow_uuid))
-                if updates:
-                    conn.execute(_UPDATE_ATOM, updates)
-                if inserts:
-                    conn.execute(_INSERT_ATOM, inserts)
+        transaction.run(self.engine.begin,
+                        lambda conn: self._write_rows(conn, flow_uuid, staged, prune),
+                        attempts=DEADLOCK_RETRIES, connection=False, what="Logbook write")
         with self._lock:
             if prune or state in FINAL_FLOW_STATES:
                 self._forget(flow_uuid)
@@ -335,6 +296,38 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                 self._parents.pop(flow_uuid, None)
                 self._stored.add(flow_uuid)
                 self._stored.update(staged.atoms)
+
+    def _write_rows(self, conn, flow_uuid: str, staged: _Staged, prune: bool) -> None:
+        """The statements of one write of ``flow_uuid``, on ``conn`` (in a transaction)."""
+        if conn.dialect.name != "sqlite":
+            # READ COMMITTED for this transaction only (no next-key locks to deadlock
+            # on). One statement: a per-connection isolation option would cost a SET
+            # plus a COMMIT on checkout and again on return, four round trips a write.
+            conn.exec_driver_sql(_READ_COMMITTED_NEXT)
+        if prune:
+            conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
+            conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
+        else:
+            # Parameter dicts against fixed statements: compiled once, then cached
+            # (inline .values(...) would rebuild the statement's cache key every time);
+            # several atoms go in one executemany.
+            if staged.flow is not None:
+                row = _flow_row(staged.flow)
+                if flow_uuid in self._stored:
+                    conn.execute(_UPDATE_FLOW, dict(row, b_uuid=flow_uuid))
+                else:
+                    conn.execute(_INSERT_FLOW, dict(
+                        row, parent_uuid=self._parents[flow_uuid]))
+            updates, inserts = [], []
+            for uuid, ad in staged.atoms.items():
+                if uuid in self._stored:
+                    updates.append(dict(_atom_row(ad), b_uuid=uuid))
+                else:
+                    inserts.append(dict(_atom_row(ad), parent_uuid=flow_uuid))
+            if updates:
+                conn.execute(_UPDATE_ATOM, updates)
+            if inserts:
+                conn.execute(_INSERT_ATOM, inserts)
 
     def _forget(self, flow_uuid: str) -> None:
         atoms = [a for a, f in self._atom_flow.items() if f == flow_uuid]
