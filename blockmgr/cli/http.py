@@ -89,16 +89,18 @@ class RestClient:
         return self.request("DELETE", path, params=params)
 
     def request(self, method: str, path: str, *, body: Any = None,
-                params: dict | None = None) -> Any:
-        """One call; ``path`` is relative to ``/v3/<project>/``.
+                params: dict | None = None, version: str | None = None) -> Any:
+        """One call; ``path`` is relative to ``/v3/<project>/``; ``version``: another
+        microversion than :data:`API_VERSION` for this call (attachments need 3.27+).
 
         :raises ApiRequestFailed: the server answered 4xx/5xx.
         :raises ServerUnreachable: no connection, or no answer within the timeout.
         """
         params = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = self._http.request(method, path.lstrip("/"), params=params or None,
-                                          json=body)
+            response = self._http.request(
+                method, path.lstrip("/"), params=params or None, json=body,
+                headers={VERSION_HEADER: "volume " + version} if version else None)
         except httpx.TimeoutException:
             raise errors.ServerUnreachable(
                 url=self.url, reason="no answer within %g s (--timeout)" % self._timeout

@@ -62,6 +62,22 @@ def add_parser(subparsers) -> None:
     common.add_wait(p, "the snapshot is no longer managed")
     p.set_defaults(handler=unmanage)
 
+    p = sub.add_parser("reset-state", help="reset a snapshot's status (admin)",
+                       description="Write the status of a snapshot in an error or stuck "
+                                   "status (os-reset_status, admin only): its open requests "
+                                   "are ended and what they reserved is released. Statuses "
+                                   "an operation owns (creating, deleting, ...) are refused.")
+    p.add_argument("snapshot_id", metavar="SNAPSHOT", help="name or id")
+    p.add_argument("--state", required=True, help="the status to write, e.g. available")
+    p.set_defaults(handler=reset_state)
+
+    p = sub.add_parser("force-delete", help="delete a snapshot whatever its status (admin)",
+                       description="Delete a snapshot in any status (os-force_delete, admin "
+                                   "only).")
+    p.add_argument("snapshot_id", metavar="SNAPSHOT", help="name or id")
+    common.add_wait(p, "the snapshot is gone")
+    p.set_defaults(handler=force_delete)
+
 
 def _target(snapshot_id: str, **kwargs) -> cli_wait.Target:
     return cli_wait.Target(kind="snapshot", resource_id=snapshot_id,
@@ -123,4 +139,24 @@ def unmanage(client, out, args) -> int:
                  % args.snapshot_id)
     else:
         out.note("Unmanage of snapshot %s accepted." % args.snapshot_id)
+    return 0
+
+
+def reset_state(client, out, args) -> int:
+    args.snapshot_id = common.find_id(client, common.SNAPSHOT, args.snapshot_id)
+    body = common.drop_none({"status": args.state,
+                             "attach_status": getattr(args, "attach_status", None)})
+    client.post("snapshots/%s/action" % args.snapshot_id, {"os-reset_status": body})
+    out.record(client.get("snapshots/" + args.snapshot_id)["snapshot"])
+    return 0
+
+
+def force_delete(client, out, args) -> int:
+    args.snapshot_id = common.find_id(client, common.SNAPSHOT, args.snapshot_id)
+    client.post("snapshots/%s/action" % args.snapshot_id, {"os-force_delete": None})
+    if args.wait:
+        common.wait(client, out, args, _target(args.snapshot_id, gone=True))
+        out.note("Snapshot %s deleted." % args.snapshot_id)
+    else:
+        out.note("Forced delete of snapshot %s accepted." % args.snapshot_id)
     return 0

@@ -93,6 +93,35 @@ def add_parser(subparsers) -> None:
     common.add_wait(p, "the volume is no longer managed")
     p.set_defaults(handler=unmanage)
 
+    p = sub.add_parser("reset-state", help="reset a volume's status (admin)",
+                       description="Write the status of a volume in an error or stuck "
+                                   "status (os-reset_status, admin only): its open requests "
+                                   "are ended and what they reserved is released. Statuses "
+                                   "an operation owns (creating, deleting, ...) are refused.")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
+    p.add_argument("--state", required=True, help="the status to write, e.g. available")
+    p.add_argument("--attach-status", dest="attach_status",
+                   choices=("attached", "detached"),
+                   help="also the attach status; detached removes its attachments")
+    p.set_defaults(handler=reset_state)
+
+    p = sub.add_parser("force-delete", help="delete a volume whatever its status (admin)",
+                       description="Delete a volume in any status (os-force_delete, admin "
+                                   "only); an attached volume must be detached first (force-detach).")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
+    common.add_wait(p, "the volume is gone")
+    p.set_defaults(handler=force_delete)
+
+    p = sub.add_parser("force-detach", help="detach a volume whatever its state (admin)",
+                       description="End an attachment of a volume (os-force_detach, admin "
+                                   "only), even one in an error status; errors of the backend "
+                                   "are logged and the detach goes on.")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
+    p.add_argument("--attachment", metavar="ATTACHMENT_ID",
+                   help="which attachment (needed when the volume has several)")
+    common.add_wait(p, "the volume is detached")
+    p.set_defaults(handler=force_detach)
+
 
 def _target(volume_id: str, **kwargs) -> cli_wait.Target:
     return cli_wait.Target(kind="volume", resource_id=volume_id, path="volumes/" + volume_id,
@@ -178,4 +207,38 @@ def unmanage(client, out, args) -> int:
                  % args.volume_id)
     else:
         out.note("Unmanage of volume %s accepted." % args.volume_id)
+    return 0
+
+
+def reset_state(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
+    body = common.drop_none({"status": args.state,
+                             "attach_status": getattr(args, "attach_status", None)})
+    client.post("volumes/%s/action" % args.volume_id, {"os-reset_status": body})
+    out.record(client.get("volumes/" + args.volume_id)["volume"])
+    return 0
+
+
+def force_delete(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
+    client.post("volumes/%s/action" % args.volume_id, {"os-force_delete": None})
+    if args.wait:
+        common.wait(client, out, args, _target(args.volume_id, gone=True))
+        out.note("Volume %s deleted." % args.volume_id)
+    else:
+        out.note("Forced delete of volume %s accepted." % args.volume_id)
+    return 0
+
+
+def force_detach(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
+    client.post("volumes/%s/action" % args.volume_id,
+                {"os-force_detach": common.drop_none({"attachment_id": args.attachment})})
+    if args.wait:
+        volume = common.wait(client, out, args, _target(
+            args.volume_id, success=frozenset({"available", "in-use", "reserved",
+                                              "attaching"}), pending=frozenset({"detaching"})))
+    else:
+        volume = client.get("volumes/" + args.volume_id)["volume"]
+    out.record(volume)
     return 0

@@ -49,6 +49,8 @@ class Target:
         (e.g. the size after an extend), or ``None`` when it is; the wait then fails with
         that reason.
     :param command: the CLI command family, for hints (``volume``, ``group snapshot``).
+    :param pending: more statuses that mean "still working" for this wait (a detach:
+        ``detaching``, which is also a consumer's hold and so not transitional in general).
     """
     kind: str
     resource_id: str
@@ -58,6 +60,7 @@ class Target:
     gone: bool = False
     check: Callable[[dict], str | None] | None = None
     command: str = ""
+    pending: frozenset = frozenset()
 
     @property
     def label(self) -> str:
@@ -74,7 +77,7 @@ def wait_for(client, target: Target, *, timeout: float, note: Callable[[str], No
     :raises WaitTimedOut: still in flight after ``timeout`` seconds.
     :raises ApiRequestFailed, ServerUnreachable: from the polls themselves.
     """
-    transitional = states.TRANSITIONAL[target.kind]
+    transitional = states.TRANSITIONAL[target.kind] | target.pending
     start = clock()
     last_status = None
     last_report = start
