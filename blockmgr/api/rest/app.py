@@ -39,6 +39,7 @@ RESOURCE_ROUTERS = (
     "blockmgr.api.rest.resource_filters",
     "blockmgr.api.rest.zones",
     "blockmgr.api.rest.pools",
+    "blockmgr.api.rest.types",
 )
 
 

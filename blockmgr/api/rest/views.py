@@ -70,6 +70,21 @@ def _service_uuids(request: Request) -> dict[str, str]:
     return cached
 
 
+def _type_names(request: Request) -> dict[str, str]:
+    """Volume type id -> name (deleted types included), read once per request."""
+    cached = getattr(request.state, "volume_type_names", None)
+    if cached is None:
+        import sqlalchemy as sa
+
+        from blockmgr.db import models
+
+        with request.app.state.rest.db.reader() as session:
+            cached = dict(session.execute(sa.select(models.VolumeType.id,
+                                                    models.VolumeType.name)).all())
+        request.state.volume_type_names = cached
+    return cached
+
+
 def _timestamp(value):
     """``2026-12-03T11:00:00.000000`` (naive UTC, as Cinder sends it)."""
     if value and "." not in value:
@@ -92,7 +107,8 @@ def volume_detail(request: Request, ctx, row: dict) -> dict:
         "availability_zone": row["availability_zone"],
         "created_at": _timestamp(row["created_at"]),
         "updated_at": _timestamp(row["updated_at"]),
-        "volume_type": None,
+        "volume_type": (_type_names(request).get(row["volume_type_id"])
+                        if row.get("volume_type_id") else None),
         "snapshot_id": row["snapshot_id"],
         "source_volid": row["source_volid"],
         "metadata": {},

@@ -4,8 +4,8 @@ Thin: the body's shape is checked here (pydantic, unknown fields refused), every
 the operation is the client library's (:class:`blockmgr.api.volumes.VolumeService`), and
 the answer is Cinder's view (:mod:`blockmgr.api.rest.views`).
 
-What blockmgr does not have is refused, not ignored: volume types (no type table yet),
-metadata, images, backups and legacy consistency groups. A client that sends them empty
+What blockmgr does not have is refused, not ignored: metadata, images, backups and
+legacy consistency groups. A client that sends them empty
 (python-cinderclient sends ``"metadata": {}`` and nulls) is served.
 """
 
@@ -57,16 +57,14 @@ class VolumeCreate(fields.Body):
     source_volid: fields.Uuid | None = None
     availability_zone: fields.Text | None = None
     group_id: fields.Uuid | None = Field(None, description="microversion 3.13 or later")
-    volume_type: Any = Field(None, description="not supported: must be null")
+    volume_type: fields.Text | None = Field(
+        None, description="a volume type's name or id (default: the default type)")
     metadata: Any = Field(None, description="not supported: must be empty or null")
     consistencygroup_id: Any = Field(None, description="not supported: must be null")
     imageRef: Any = Field(None, description="not supported: must be null")
     backup_id: Any = Field(None, description="not supported: must be null")
     multiattach: Any = Field(None, description="not supported: must be false or null")
 
-    refuse_volume_type = fields.refuse_unless_empty(
-        "volume_type", "volume types are not supported by blockmgr yet",
-        "omit volume_type (the scheduler picks a backend by capacity)")
     refuse_metadata = fields.refuse_unless_empty(
         "metadata", "volume metadata is not supported by blockmgr",
         "omit metadata or send {}")
@@ -183,7 +181,8 @@ def show_volume(request: Request, ctx: deps.Context, state: deps.State, volume_i
 def create_volume(request: Request, ctx: deps.Context, state: deps.State,
                   body: VolumeCreateRequest):
     """A raw volume (``size``), or from ``snapshot_id`` or ``source_volid`` (on the
-    source's backend; ``size`` defaults to the source's). ``202``: the volume is
+    source's backend; ``size`` defaults to the source's), of ``volume_type`` (a name or
+    id; the default type when absent). ``202``: the volume is
     ``creating``; poll it until ``available`` or ``error``."""
     spec = body.volume
     if spec.group_id is not None and request.state.api_version < views.GROUP_ID_VERSION:
@@ -197,7 +196,7 @@ def create_volume(request: Request, ctx: deps.Context, state: deps.State,
         ctx, spec.size, name=spec.name, description=spec.description,
         snapshot_id=spec.snapshot_id, source_volid=spec.source_volid,
         availability_zone=spec.availability_zone, group_id=spec.group_id,
-        scheduler_hints=body.scheduler_hints)
+        volume_type=spec.volume_type, scheduler_hints=body.scheduler_hints)
     return {"volume": views.volume_detail(request, ctx, row)}
 
 

@@ -172,7 +172,7 @@ BAD_CREATES = [
     ({"volume": {"snapshot_id": UNKNOWN}}, 404, "could not be found"),
     ({"volume": {"size": 1, "snapshot_id": UNKNOWN, "source_volid": UNKNOWN}}, 400,
      "at most one of snapshot_id and source_volid"),
-    ({"volume": {"size": 1, "volume_type": "gold"}}, 400, "volume types are not supported"),
+    ({"volume": {"size": 1, "volume_type": "gold"}}, 400, "volume type 'gold' does not exist"),
     ({"volume": {"size": 1, "metadata": {"k": "v"}}}, 400, "metadata is not supported"),
     ({"volume": {"size": 1, "imageRef": "img"}}, 400, "from an image is not supported"),
     ({"volume": {"size": 1, "group_id": UNKNOWN}}, 400, "needs microversion 3.13"),
