@@ -87,7 +87,8 @@ class GroupService(common.ServiceBase):
                                                     "or pass delete_volumes"
                                                     % (group.id, len(members)))
             for vol in members:
-                if vol.status == V.IN_USE or vol.attach_status not in (None, "detached"):
+                if (vol.status in states.VOLUME_HELD
+                        or vol.attach_status not in (None, "detached")):
                     raise exception.VolumeAttached(volume_id=vol.id)
                 if vol.status not in _MEMBER_DELETABLE:
                     raise exception.InvalidVolume(reason="volume %s of group %s is %s"

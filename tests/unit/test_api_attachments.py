@@ -457,3 +457,17 @@ def test_force_delete_snapshot(env):
     with pytest.raises(exception.InvalidSnapshot):
         env.snapshots.delete_snapshot(A, sid)
     assert env.snapshots.force_delete_snapshot(ADMIN, sid)["status"] == "deleting"
+
+
+def test_group_delete_with_volumes_refuses_a_reserved_member(env):
+    from tests.unit.test_api import placed_group
+
+    gid = placed_group(env)
+    vid = available_volume(env)
+    with env.db.writer() as session:
+        repository.update(session, repository.get(session, models.Volume, vid), group_id=gid)
+    env.attachments.create(A, vid)
+    before = state_of(env.db)
+    with pytest.raises(exception.VolumeAttached):
+        env.groups.delete_group(A, gid, delete_volumes=True)
+    assert state_of(env.db) == before
