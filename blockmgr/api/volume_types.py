@@ -16,6 +16,8 @@ Rules:
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from blockmgr import exception
@@ -28,16 +30,18 @@ DEFAULT_TYPE_DESCRIPTION = "Default Volume Type"
 #: Extra specs a non-admin does not see (they name backends), as in Cinder.
 SENSITIVE_SPECS = frozenset({"volume_backend_name"})
 MAX_SPEC = 255
+#: What an extra spec key may contain (Cinder's rule).
+_SPEC_KEY_RE = re.compile(r"^[a-zA-Z0-9\-_:. /]{1,255}$")
 
 
 def check_spec_key(key) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_SPEC:
         raise exception.InvalidInput(reason="an extra spec key must be a non-empty string of "
                                             "at most %d characters, not %r" % (MAX_SPEC, key))
-    match = listing.CONTROL_ID_RE.search(key)
-    if match:
-        raise exception.InvalidInput(reason="extra spec key %r contains the control character "
-                                            "U+%04X" % (key[:64], ord(match.group())))
+    if not _SPEC_KEY_RE.match(key):
+        raise exception.InvalidInput(reason="extra spec key %r may contain only letters, "
+                                            "digits, '-', '_', ':', '.', '/' and spaces"
+                                            % (key[:64],))
     return key
 
 
