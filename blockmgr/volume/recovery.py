@@ -53,9 +53,12 @@ ORPHAN_STATUS = {
     "volume": {V.CREATING: V.ERROR, V.MANAGING: V.ERROR_MANAGING,
                V.DELETING: V.ERROR_DELETING, V.EXTENDING: V.ERROR_EXTENDING,
                V.UNMANAGING: V.ERROR_UNMANAGING,
-               V.ERROR_MANAGING_DELETING: V.ERROR_MANAGING},
+               V.ERROR_MANAGING_DELETING: V.ERROR_MANAGING,
+               # Whether the data changed is unknown: error, as a failed revert.
+               V.REVERTING: V.ERROR},
+    # A revert keeps its snapshot whatever happened to the volume (as in Cinder).
     "snapshot": {S.CREATING: S.ERROR, S.DELETING: S.ERROR_DELETING,
-                 S.UNMANAGING: S.ERROR_DELETING},
+                 S.UNMANAGING: S.ERROR_DELETING, S.RESTORING: S.AVAILABLE},
     "group": {G.CREATING: G.ERROR, G.UPDATING: G.ERROR, G.DELETING: G.ERROR_DELETING},
     "group_snapshot": {GS.CREATING: GS.ERROR, GS.UPDATING: GS.ERROR,
                        GS.DELETING: GS.ERROR_DELETING},
