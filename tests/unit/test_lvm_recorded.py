@@ -25,7 +25,8 @@ from blockmgr.interface.objects import GroupSnapshotView, SnapshotView, VolumeVi
 
 GiB = 1024 ** 3
 VG = "vg-test"
-LVM_TOOLS = {"vgs", "lvs", "lvcreate", "lvremove", "lvrename", "lvextend", "lvchange"}
+LVM_TOOLS = {"vgs", "lvs", "lvcreate", "lvremove", "lvrename", "lvextend", "lvchange",
+             "lvconvert"}
 
 
 def make_config(backend="lvm-1", **overrides):
@@ -52,6 +53,7 @@ class FakeLVM:
         self.lvs: dict[str, dict] = {}
         self.vg_exists = True
         self.fail: dict[str, tuple[int, str]] = {}   # tool -> (exit code, stderr)
+        self.merged: list[tuple[str, str]] = []       # (snapshot, origin) per merge
 
     # helpers for tests ------------------------------------------------------------------
     @property
@@ -65,7 +67,7 @@ class FakeLVM:
                origin_size=None):
         self.lvs[name] = {"lv_name": name, "lv_size": str(size), "lv_attr": attr,
                           "origin": origin, "pool_lv": pool_lv, "data_percent": data_percent,
-                          "origin_size": str(origin_size or ""),
+                          "origin_size": str(origin_size or ""), "lv_tags": "",
                           "lv_uuid": "AbCdEf-0000-1111-2222-3333-4444-%06d" % len(self.lvs)}
 
     # the execute replacement -------------------------------------------------------------
@@ -160,7 +162,29 @@ class FakeLVM:
         return "", ""
 
     def _lvchange(self, args):
+        if args[0] in ("--addtag", "--deltag"):
+            row = self.lvs[args[-1].split("/")[1]]
+            tags = [t for t in row["lv_tags"].split(",") if t and t != args[1]]
+            if args[0] == "--addtag":
+                tags.append(args[1])
+            row["lv_tags"] = ",".join(tags)
         return "", ""
+
+    def _lvconvert(self, args):
+        """``--merge`` of a snapshot: the origin takes its data (``merged`` records which)
+        and the snapshot LV is gone; an open origin defers it (lvm2 marks both merging)."""
+        assert args[0] == "--merge"
+        name = args[-1].split("/")[1]
+        if name not in self.lvs:
+            self._error(5, 'Failed to find logical volume "%s"' % args[-1])
+        snap = self.lvs[name]
+        origin = self.lvs[snap["origin"]]
+        if origin["lv_attr"][5] == "o":
+            snap["lv_attr"] = "S" + snap["lv_attr"][1:]
+            origin["lv_attr"] = "O" + origin["lv_attr"][1:]
+            return "", "Delaying merge since origin is open."
+        self.merged.append((name, snap["origin"]))
+        return self._lvremove(["-f", args[-1]])
 
 
 @pytest.fixture
@@ -837,3 +861,136 @@ def test_delete_group_reports_each_member(fake_lvm, thick):
     assert model == {"status": "error_deleting"}
     assert updates == [{"id": members[0].id, "status": "deleted"},
                        {"id": members[1].id, "status": "error_deleting"}]
+
+
+# --- revert to snapshot ----------------------------------------------------------------------
+
+def _revert_setup(fake_lvm, driver, size=1):
+    vol = volume(size)
+    driver.create_volume(vol)
+    snap = snapshot_of(vol)
+    driver.create_snapshot(snap)
+    del fake_lvm.calls[:]
+    return vol, snap, "%s/%s" % (VG, vol.name), "%s/_snapshot-%s" % (VG, snap.id)
+
+
+def _changes(fake_lvm):
+    return [c for c in fake_lvm.commands if c[0] != "lvs"]
+
+
+def test_thick_revert_merges_then_takes_the_snapshot_again(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick, size=2)
+    tag = "blockmgr-revert-" + snap.id
+    assert thick.revert_to_snapshot(None, vol, snap) is None
+    assert _changes(fake_lvm) == [
+        ["lvchange", "--addtag", tag, origin],
+        ["lvconvert", "--merge", snap_path],
+        ["lvcreate", "-s", "-n", "_snapshot-" + snap.id, "-L", "2g", origin],
+        ["lvchange", "--deltag", tag, origin]]
+    assert fake_lvm.merged == [("_snapshot-" + snap.id, vol.name)]
+    assert fake_lvm.lvs["_snapshot-" + snap.id]["origin"] == vol.name
+    assert fake_lvm.lvs[vol.name]["lv_tags"] == ""
+
+
+def test_thin_revert_merges_the_thin_snapshot_and_takes_it_again(fake_lvm, thin):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thin)
+    thin.revert_to_snapshot(None, vol, snap)
+    changes = _changes(fake_lvm)
+    assert changes[1] == ["lvconvert", "--merge", snap_path]
+    assert changes[2] == ["lvcreate", "-s", "-n", "_snapshot-" + snap.id, "-kn", origin]
+    assert fake_lvm.lvs["_snapshot-" + snap.id]["lv_attr"][0] == "V"
+
+
+def test_revert_resumed_after_the_merge_only_takes_the_snapshot_again(fake_lvm, thick):
+    """A crash after lvconvert: the snapshot LV is gone, the tag says why."""
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    fake_lvm.fail["lvcreate"] = (5, "  Insufficient free space")
+    with pytest.raises(exception.VolumeBackendAPIException, match="free space"):
+        thick.revert_to_snapshot(None, vol, snap)
+    assert "_snapshot-" + snap.id not in fake_lvm.lvs
+    del fake_lvm.fail["lvcreate"]
+    del fake_lvm.calls[:]
+    thick.revert_to_snapshot(None, vol, snap)
+    assert [c[:2] for c in _changes(fake_lvm)] == [["lvcreate", "-s"],
+                                                   ["lvchange", "--deltag"]]
+    assert len(fake_lvm.merged) == 1
+    assert "_snapshot-" + snap.id in fake_lvm.lvs
+
+
+def test_revert_resumed_after_the_tag_merges(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    fake_lvm.fail["lvconvert"] = (5, "  merge failed")
+    with pytest.raises(exception.VolumeBackendAPIException, match="merge failed"):
+        thick.revert_to_snapshot(None, vol, snap)
+    del fake_lvm.fail["lvconvert"]
+    del fake_lvm.calls[:]
+    thick.revert_to_snapshot(None, vol, snap)
+    assert [c[:2] for c in _changes(fake_lvm)] == [
+        ["lvconvert", "--merge"], ["lvcreate", "-s"], ["lvchange", "--deltag"]]
+
+
+def test_revert_twice_gives_the_same_result(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    thick.revert_to_snapshot(None, vol, snap)
+    thick.revert_to_snapshot(None, vol, snap)
+    assert len(fake_lvm.merged) == 2
+    assert "_snapshot-" + snap.id in fake_lvm.lvs
+    assert fake_lvm.lvs[vol.name]["lv_tags"] == ""
+
+
+def test_revert_to_a_missing_snapshot_changes_nothing(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    with pytest.raises(exception.SnapshotNotFound):
+        thick.revert_to_snapshot(None, vol, snapshot_of(vol))
+    assert _changes(fake_lvm) == []
+
+
+def test_revert_of_an_open_volume_is_busy_and_changes_nothing(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    row = fake_lvm.lvs[vol.name]
+    row["lv_attr"] = row["lv_attr"][:5] + "o" + row["lv_attr"][6:]
+    with pytest.raises(exception.VolumeIsBusy, match="open"):
+        thick.revert_to_snapshot(None, vol, snap)
+    assert _changes(fake_lvm) == []
+
+
+def test_a_deferred_merge_is_a_backend_error_and_resumes(fake_lvm, thick):
+    """lvm2 deferred the merge (the origin was opened meanwhile): the revert fails, the tag
+    stays, and a later run does not ask for the merge again."""
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    real = fake_lvm._lvchange
+
+    def open_after_tagging(args):
+        out = real(args)
+        if args[0] == "--addtag":
+            row = fake_lvm.lvs[vol.name]
+            row["lv_attr"] = row["lv_attr"][:5] + "o" + row["lv_attr"][6:]
+        return out
+
+    fake_lvm._lvchange = open_after_tagging
+    with pytest.raises(exception.VolumeBackendAPIException, match="has not completed"):
+        thick.revert_to_snapshot(None, vol, snap)
+    assert fake_lvm.lvs["_snapshot-" + snap.id]["lv_attr"][0] == "S"
+    assert "blockmgr-revert-" + snap.id in fake_lvm.lvs[vol.name]["lv_tags"]
+    del fake_lvm.calls[:]
+    with pytest.raises(exception.VolumeBackendAPIException, match="has not completed"):
+        thick.revert_to_snapshot(None, vol, snap)
+    assert _changes(fake_lvm) == []
+
+
+def test_revert_needs_device_mapper(fake_lvm):
+    driver = make_driver(fake_lvm, lvm_driverloaded=False)
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, driver)
+    with pytest.raises(exception.Unsupported, match="device-mapper"):
+        driver.revert_to_snapshot(None, vol, snap)
+    assert fake_lvm.commands == []
+
+
+def test_revert_refuses_a_snapshot_lv_of_another_origin(fake_lvm, thick):
+    vol, snap, origin, snap_path = _revert_setup(fake_lvm, thick)
+    other = volume()
+    thick.create_volume(other)
+    del fake_lvm.calls[:]
+    with pytest.raises(exception.VolumeBackendAPIException, match="not a snapshot of"):
+        thick.revert_to_snapshot(None, other, snap)
+    assert _changes(fake_lvm) == []

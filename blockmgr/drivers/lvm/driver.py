@@ -305,6 +305,59 @@ class LVMDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
             if snap in self._lvs():
                 self._backend_call(self.lvm.remove, snap)
 
+    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+        """``lvconvert --merge`` of the snapshot LV into the volume's LV (thick COW or thin
+        snapshot), then the snapshot is taken again under its name, as lvm2 consumes a
+        merged snapshot.
+
+        Crash-safe through a tag on the volume's LV (``blockmgr-revert-<snapshot id>``),
+        added before the merge and removed once the snapshot is back: a run that finds the
+        snapshot LV gone *and* the tag knows the merge happened and only takes the snapshot
+        again; without the tag a missing snapshot is ``SnapshotNotFound`` (nothing changed).
+        A run that finds the tag and the snapshot merges again: the snapshot then is either
+        the one the merge did not reach, or the one already taken again of the reverted
+        data, so the result is the snapshot's data either way.
+
+        :raises Unsupported: ``lvm_driverloaded = false`` (no data can be moved).
+        :raises VolumeIsBusy: the volume's LV is open (lvm2 would defer the merge to its
+            next activation); nothing changed.
+        :raises SnapshotNotFound: the snapshot LV does not exist; nothing changed.
+        :raises VolumeBackendAPIException: an lvm2 command failed.
+        """
+        self._require_data_access("revert_to_snapshot")
+        origin = self._own_name(volume.name)
+        snap = names.snapshot_lv_name(snapshot)
+        tag = names.REVERT_TAG_PREFIX + snapshot.id
+        with self.lvm.locked():
+            lvs = self._lvs()
+            lv = self._require_lv(origin, "volume %s" % volume.id, lvs)
+            begun = tag in lv.tags
+            existing = lvs.get(snap)
+            if existing is None and not begun:
+                raise exception.SnapshotNotFound(snapshot_id=snapshot.id)
+            if existing is not None:
+                if existing.origin != origin:
+                    raise exception.VolumeBackendAPIException(
+                        reason="LV %s/%s is not a snapshot of %s; nothing reverted"
+                               % (self.lvm.vg_name, snap, origin))
+                if lv.is_open and not begun:
+                    raise exception.VolumeIsBusy(
+                        "Volume %s is open (attached or in use on this host); close it "
+                        "before reverting it." % origin, volume_name=origin)
+                if not begun:
+                    self._backend_call(self.lvm.add_tag, origin, tag)
+                if not existing.is_merging_snapshot:
+                    self._backend_call(self.lvm.merge_snapshot, snap)
+                if snap in self._lvs():
+                    raise exception.VolumeBackendAPIException(
+                        reason="the merge of %s/%s into %s has not completed; lvm2 finishes it "
+                               "when %s is next activated" % (self.lvm.vg_name, snap, origin,
+                                                              origin))
+            size = None if lv.is_thin_volume else max(snapshot.volume_size,
+                                                      manageable.size_gib(lv))
+            self._backend_call(self.lvm.create_snapshot, snap, origin, size)
+            self._backend_call(self.lvm.delete_tag, origin, tag)
+
     def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
         """Thin snapshot: a thin snapshot of it, grown to ``volume.size``. Thick snapshot: a new
         LV and a dd copy (needs device-mapper)."""

@@ -30,7 +30,7 @@ from blockmgr.drivers.lvm import names
 GiB = 1024 ** 3
 
 _LV_FIELDS = ("lv_name", "lv_size", "lv_attr", "origin", "origin_size", "pool_lv",
-              "data_percent", "lv_uuid")
+              "data_percent", "lv_uuid", "lv_tags")
 _VG_FIELDS = ("vg_name", "vg_size", "vg_free", "lv_count", "vg_uuid")
 
 _VG_LOCKS: dict[str, threading.RLock] = {}
@@ -55,6 +55,7 @@ class LogicalVolume:
     data_percent: float | None = None
     uuid: str = ""
     origin_size_bytes: int = 0
+    tags: tuple[str, ...] = ()
 
     @property
     def data_size_bytes(self) -> int:
@@ -94,6 +95,11 @@ class LogicalVolume:
         """A volume a user could attach: thick (``-``), thick origin or thin (not a pool,
         mirror leg, cache, ...)."""
         return self.volume_type in ("-", "o", "O", "V")
+
+    @property
+    def is_merging_snapshot(self) -> bool:
+        """A COW snapshot whose merge into its origin has started (lvm2 shows ``S``)."""
+        return self.volume_type == "S"
 
     @property
     def is_open(self) -> bool:
@@ -262,6 +268,23 @@ class LVMCommands:
             else:
                 self.run("lvchange", "-an", path)
 
+    def merge_snapshot(self, snapshot_name: str) -> None:
+        """``lvconvert --merge``: the origin takes the snapshot's data and the snapshot LV
+        goes away once merged (at once for an origin that is not open)."""
+        path = self._lv_path(snapshot_name)
+        with self.locked():
+            self.run("lvconvert", "--merge", path)
+
+    def add_tag(self, lv_name: str, tag: str) -> None:
+        path = self._lv_path(lv_name)
+        with self.locked():
+            self.run("lvchange", "--addtag", _tag(tag), path)
+
+    def delete_tag(self, lv_name: str, tag: str) -> None:
+        path = self._lv_path(lv_name)
+        with self.locked():
+            self.run("lvchange", "--deltag", _tag(tag), path)
+
     def device_path(self, lv_name: str) -> str:
         return "/dev/" + self._lv_path(lv_name)
 
@@ -274,6 +297,14 @@ def _int(value) -> int:
             reason="lvm2 reported %r where a byte count was expected" % (value,)) from None
 
 
+def _tag(tag: str) -> str:
+    """An LVM tag blockmgr built (letters, digits, ``_+.-``, at most 128 characters)."""
+    if not tag or len(tag) > 128 or not all(c.isascii() and (c.isalnum() or c in "_+.-")
+                                            for c in tag):
+        raise exception.InvalidInput(reason="%r cannot be an LVM tag" % (tag,))
+    return tag
+
+
 def _lv_from_row(row: dict) -> LogicalVolume:
     percent = row.get("data_percent") or ""
     try:
@@ -284,4 +315,5 @@ def _lv_from_row(row: dict) -> LogicalVolume:
                          attr=row.get("lv_attr", ""), origin=row.get("origin", ""),
                          pool_lv=row.get("pool_lv", ""), data_percent=data_percent,
                          uuid=row.get("lv_uuid", ""),
-                         origin_size_bytes=_int(row.get("origin_size") or 0))
+                         origin_size_bytes=_int(row.get("origin_size") or 0),
+                         tags=tuple(t for t in (row.get("lv_tags") or "").split(",") if t))

@@ -58,6 +58,10 @@ def is_lv_uuid(value) -> bool:
     return isinstance(value, str) and bool(_LV_UUID_RE.match(value))
 
 
+#: Tag on a volume's LV while it is being reverted to snapshot ``<id>`` (LVMDriver).
+REVERT_TAG_PREFIX = "blockmgr-revert-"
+
+
 def snapshot_lv_name(snapshot) -> str:
     """LV of a snapshot: ``_snapshot-<id>`` (LVM refuses names starting with ``snapshot``)."""
     return SNAPSHOT_LV_PREFIX + snapshot.id
