@@ -13,8 +13,9 @@ Three checks, each answering ``(ok, detail)``:
 :class:`HealthChecks` runs them concurrently, each bounded by ``timeout`` seconds (an
 unreachable host that drops packets cannot hang a probe; a check still running from an
 earlier probe is waited for, not started twice) and keeps each answer for ``max_age``
-seconds, so a load balancer probing every second costs one database round trip and one
-broker login per ``max_age``.
+seconds (a successful broker login for :attr:`BrokerCheck.ok_max_age`), so a load balancer
+probing every second costs one database round trip per ``max_age`` and one broker login
+per 10 s.
 
 Where they are served:
 
@@ -83,6 +84,9 @@ class BrokerCheck:
 
     name = "broker"
     IN_PROCESS = ("inprocess://", "fake://")
+    #: A login that succeeded is reused this long (each one is a connection the broker
+    #: logs); a failed one is retried at the next probe after the usual ``max_age``.
+    ok_max_age = 10.0
 
     def __init__(self, conf, url: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         self._conf = conf
@@ -196,7 +200,10 @@ class _Timed:
 
     def begin(self, max_age: float) -> None:
         with self._lock:
-            fresh = (self._result is not None
+            result = self._result
+            if max_age and result is not None and result.ok:
+                max_age = max(max_age, getattr(self.check, "ok_max_age", 0.0))
+            fresh = (result is not None
                      and time.monotonic() - self._result_at < max_age)
             if fresh or self._running is not None:
                 return

@@ -230,3 +230,31 @@ def test_process_checks_reach_the_configured_broker(conf, sqlite_database):
     results = {r.name: r for r in checks.run()}
     assert results["database"].ok and not results["broker"].ok
     assert "127.0.0.1" in results["broker"].detail
+
+
+def test_a_good_broker_login_is_reused_longer_than_a_failed_one():
+    calls = []
+
+    class Broker:
+        name = "broker"
+        ok_max_age = 60.0
+        ok = True
+
+        def check(self):
+            calls.append(1)
+            return self.ok, "answer %d" % len(calls)
+
+    broker = Broker()
+    checks = health.HealthChecks([broker], max_age=0.01)
+    checks.run()
+    time.sleep(0.05)
+    assert checks.run()[0].detail == "answer 1"      # reused: it succeeded
+    assert len(calls) == 1
+    uncached = health.HealthChecks([broker], max_age=0)
+    broker.ok = False
+    assert not uncached.run()[0].ok and len(calls) == 2
+    failing = health.HealthChecks([broker], max_age=0.01)
+    failing.run()
+    time.sleep(0.05)
+    failing.run()
+    assert len(calls) == 4                            # a failure is retried
