@@ -104,10 +104,11 @@ _FOREIGN_SCOPES = ("provisioning", "qos", "volume_type", "replication", "multiat
 
 
 def capabilities(pool, request: PlacementRequest) -> str | None:
-    """``volume_backend_name`` and every ``capabilities:<key>`` (or unscoped ``<key>``) extra
-    spec must equal the pool's capability of that name; ``<is> True`` / ``<is> False``
-    compare booleans. Unscoped keys the backend does not report are ignored (they may be
-    meant for the driver); scoped ones are required."""
+    """Cinder's CapabilitiesFilter: ``volume_backend_name`` and every
+    ``capabilities:<key>`` (or unscoped ``<key>``) extra spec must match the pool's
+    capability of that name (:func:`spec_matches` for the operators). Unscoped keys the
+    backend does not report are ignored (they may be meant for the driver); scoped ones
+    are required."""
     caps = pool.capabilities
     for key, wanted in sorted(request.extra_specs.items()):
         scope, sep, name = key.partition(":")
@@ -120,17 +121,73 @@ def capabilities(pool, request: PlacementRequest) -> str | None:
                 return "it reports no volume_backend_name (wanted %r)" % (wanted,)
             continue
         have = caps.get(name)
-        if not _matches(have, wanted):
+        if not spec_matches(have, wanted):
             return "%s is %r, the volume type wants %r" % (name, have, wanted)
     return None
 
 
-def _matches(have, wanted) -> bool:
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _numeric(compare):
+    def check(have, operand: str) -> bool:
+        left, right = _number(have), _number(operand)
+        return left is not None and right is not None and compare(left, right)
+    return check
+
+
+#: Cinder's extra-spec operators: the capability's value (left) against the operand.
+#: ``=`` is "at least" for numbers, as in Cinder; ``s``-prefixed ones compare text.
+_OPERATORS = {
+    "=": _numeric(lambda a, b: a >= b),
+    "==": _numeric(lambda a, b: a == b),
+    "!=": _numeric(lambda a, b: a != b),
+    ">=": _numeric(lambda a, b: a >= b),
+    "<=": _numeric(lambda a, b: a <= b),
+    "s==": lambda have, operand: str(have) == operand,
+    "s!=": lambda have, operand: str(have) != operand,
+    "s>=": lambda have, operand: str(have) >= operand,
+    "s<=": lambda have, operand: str(have) <= operand,
+    "s>": lambda have, operand: str(have) > operand,
+    "s<": lambda have, operand: str(have) < operand,
+    "<in>": lambda have, operand: operand in str(have),
+    "<is>": lambda have, operand: host_state._bool(have) == (operand.lower() == "true"),
+}
+
+
+def spec_matches(have, wanted) -> bool:
+    """Whether a capability value ``have`` satisfies the extra spec ``wanted``.
+
+    Operators (Cinder's): ``<is> True|False``; ``<in> text`` (a substring, or an item of
+    a reported list); ``<all-in> a b`` (every word); ``<or> a <or> b`` (one of them);
+    numeric ``= N`` (at least N), ``== N``, ``!= N``, ``>= N``, ``<= N``; text ``s== s!=
+    s>= s<= s> s<``. Without an operator the values must be equal (booleans and numbers
+    compared as such). A capability the backend does not report matches nothing."""
     if have is None:
         return False
     text = str(wanted).strip()
-    if text.lower().startswith("<is>"):
-        return host_state._bool(have) == (text[4:].strip().lower() == "true")
+    words = text.split()
+    if "<or>" in words:
+        return any(_equal(have, option.strip()) for option in text.split("<or>")
+                   if option.strip())
+    if words and words[0] == "<all-in>":
+        items = have if isinstance(have, (list, tuple, set)) else str(have).split()
+        return all(word in [str(i) for i in items] for word in words[1:])
+    if len(words) >= 2 and words[0] in _OPERATORS:
+        operand = text[len(words[0]):].strip()
+        if words[0] == "<in>" and isinstance(have, (list, tuple, set)):
+            return operand in [str(i) for i in have]
+        return _OPERATORS[words[0]](have, operand)
+    return _equal(have, text)
+
+
+def _equal(have, text: str) -> bool:
     if isinstance(have, bool):
         return have == (text.lower() in ("true", "1", "yes"))
     if isinstance(have, (int, float)):
