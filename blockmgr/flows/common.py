@@ -19,6 +19,7 @@ from taskflow.types import failure as tf_failure
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr.db import models
 from blockmgr.db import repository
 
 LOG = logging.getLogger(__name__)
@@ -271,3 +272,85 @@ def finish_in(session, model, resource_id: str, new_status: str, *, in_progress:
 def _log_already_finished(model, resource_id: str, in_progress: str, new_status: str):
     LOG.info("%s %s already left %s: an earlier run of this step wrote %s; nothing written",
              model.__name__, resource_id, in_progress, new_status)
+
+
+# --- locks --------------------------------------------------------------------------------
+#
+# Each flow module whose request holds more than its resource's own lock declares
+# ``lock_names(resource_id, store, rows) -> list[str]``: the names, from the resource id, the
+# flow's store (or the part of it the names depend on) and the rows in :class:`LockRows`. The
+# volume manager's endpoint holds them while the flow runs, and recovery holds the same names
+# again (from the logbook's store) while it finishes the flow. Without a declaration the
+# request holds ``[resource_id]`` (:func:`lock_names_of`).
+#
+# The names follow Cinder's, so create and delete paths exclude each other:
+# ``<snapshot_id>-delete_snapshot`` is held while a volume is created from the snapshot and
+# while the snapshot is deleted; ``<volume_id>-delete_volume`` likewise for clones.
+
+
+def delete_volume_lock(volume_id: str) -> str:
+    """Held by whatever must not see volume ``volume_id`` deleted (or half-reverted)."""
+    return "%s-delete_volume" % volume_id
+
+
+def delete_snapshot_lock(snapshot_id: str) -> str:
+    """Held by whatever must not see snapshot ``snapshot_id`` deleted."""
+    return "%s-delete_snapshot" % snapshot_id
+
+
+class LockRows:
+    """The database rows lock names depend on, read only when a rule asks.
+
+    An endpoint passes the values it has just read (``snapshot_volume``,
+    ``group_snapshot_group``, ``group_snapshot_members``: those of the request's own
+    resource), so nothing is read twice; recovery passes only the database, and rows are read
+    then (deleted ones included where the endpoint's row was live: the flow may have deleted
+    it since). A row that is gone adds no name. ``db`` may be None when no rule needs a row.
+    """
+
+    def __init__(self, db=None, **known):
+        self._db = db
+        self._known = known
+
+    def snapshot_volume(self, snapshot_id: str) -> str | None:
+        """The volume of snapshot ``snapshot_id``."""
+        if "snapshot_volume" in self._known:
+            return self._known["snapshot_volume"]
+        with self._db.reader() as session:
+            try:
+                return repository.get(session, models.Snapshot, snapshot_id,
+                                      read_deleted=True).volume_id
+            except exception.NotFound:
+                return None
+
+    def volume_snapshots(self, volume_id: str) -> list[str]:
+        """The ids of the live snapshots of volume ``volume_id``."""
+        with self._db.reader() as session:
+            return [snap.id for snap in repository.snapshots_of_volume(session, volume_id)]
+
+    def group_snapshot_group(self, group_snapshot_id: str) -> str | None:
+        """The group of group snapshot ``group_snapshot_id``."""
+        if "group_snapshot_group" in self._known:
+            return self._known["group_snapshot_group"]
+        with self._db.reader() as session:
+            try:
+                return repository.get(session, models.GroupSnapshot, group_snapshot_id,
+                                      read_deleted=True).group_id
+            except exception.NotFound:
+                return None
+
+    def group_snapshot_members(self, group_snapshot_id: str) -> list[str]:
+        """The ids of the snapshots of group snapshot ``group_snapshot_id``."""
+        if "group_snapshot_members" in self._known:
+            return list(self._known["group_snapshot_members"])
+        with self._db.reader() as session:
+            return [snap.id for snap in repository.snapshots_of_group_snapshot(
+                session, group_snapshot_id)]
+
+
+def lock_names_of(flow_module, resource_id: str, store: dict, rows: LockRows) -> list[str]:
+    """The lock names a request running ``flow_module``'s flow holds (see above)."""
+    rule = getattr(flow_module, "lock_names", None)
+    if rule is None:
+        return [resource_id]
+    return rule(resource_id, store, rows)

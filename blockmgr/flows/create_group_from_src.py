@@ -168,6 +168,12 @@ class ApplyCreateGroupFromSrcTask(common.FlowTask):
                                         reason=outcome.reason)
 
 
+def lock_names(group_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The group and its source (``group_snapshot_id`` or ``source_group_id``)."""
+    source = store.get("group_snapshot_id") or store.get("source_group_id")
+    return [group_id] + ([source] if source else [])
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

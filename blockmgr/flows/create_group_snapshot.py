@@ -99,6 +99,12 @@ class ApplyCreateGroupSnapshotTask(common.FlowTask):
             raise group_updates.failure_error(RULE, outcome)
 
 
+def lock_names(group_snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The group snapshot and its group."""
+    group_id = rows.group_snapshot_group(group_snapshot_id)
+    return [group_snapshot_id] + ([group_id] if group_id else [])
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

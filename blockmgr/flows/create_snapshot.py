@@ -91,6 +91,12 @@ class CreateSnapshotOnFinishTask(common.FlowTask):
                                "host": runtime.host})
 
 
+def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The snapshot, and its volume's delete lock: the source must not go away meanwhile."""
+    volume_id = rows.snapshot_volume(snapshot_id)
+    return [snapshot_id] + ([common.delete_volume_lock(volume_id)] if volume_id else [])
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

@@ -204,6 +204,17 @@ class CreateVolumeOnFinishTask(common.FlowTask):
                                "host": runtime.host})
 
 
+def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The volume, and the delete lock of its source (a snapshot or a volume being cloned),
+    which must not be deleted while the new volume is made from it (``request_spec``)."""
+    spec = store.get("request_spec") or {}
+    if spec.get("snapshot_id"):
+        return [volume_id, common.delete_snapshot_lock(spec["snapshot_id"])]
+    if spec.get("source_volid"):
+        return [volume_id, common.delete_volume_lock(spec["source_volid"])]
+    return [volume_id]
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

@@ -127,6 +127,12 @@ class ApplyDeleteGroupSnapshotTask(common.FlowTask):
             raise group_updates.failure_error(RULE, outcome)
 
 
+def lock_names(group_snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The group snapshot and the delete locks of its member snapshots."""
+    return [group_snapshot_id] + [common.delete_snapshot_lock(s)
+                                  for s in rows.group_snapshot_members(group_snapshot_id)]
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

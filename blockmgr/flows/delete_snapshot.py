@@ -115,6 +115,11 @@ class DestroySnapshotTask(common.FlowTask):
                                "unmanaged": self.unmanage_only, "host": runtime.host})
 
 
+def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The snapshot and its delete lock (no volume is created from it meanwhile)."""
+    return [snapshot_id, common.delete_snapshot_lock(snapshot_id)]
+
+
 def get_flow(unmanage_only: bool = False) -> linear_flow.Flow:
     action = UNMANAGE_ACTION if unmanage_only else ACTION
     flow = linear_flow.Flow(action.replace(":", "_") + "_manager")

@@ -256,6 +256,15 @@ def snapshot_deltas(conf, snapshot: models.Snapshot) -> dict[str, int]:
     return deltas
 
 
+def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The volume and its delete lock; with ``cascade``, the delete locks of the snapshots
+    deleted with it."""
+    names = [volume_id, common.delete_volume_lock(volume_id)]
+    if store.get("cascade"):
+        names += [common.delete_snapshot_lock(s) for s in rows.volume_snapshots(volume_id)]
+    return names
+
+
 def get_flow(unmanage_only: bool = False) -> linear_flow.Flow:
     action = UNMANAGE_ACTION if unmanage_only else ACTION
     verb = action.partition(":")[2]

@@ -201,6 +201,11 @@ class CreateSnapshotOnFinishTask(common.FlowTask):
                                "host": runtime.host})
 
 
+def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The snapshot and its delete lock."""
+    return [snapshot_id, common.delete_snapshot_lock(snapshot_id)]
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

@@ -150,6 +150,16 @@ class RevertOnFinishTask(common.FlowTask):
                                "size": revert_ref["size"], "host": runtime.host})
 
 
+def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The volume; the snapshot's delete lock, so it is not deleted meanwhile; the volume's
+    delete lock, so snapshots and clones do not read the volume half-reverted
+    (``snapshot_id``)."""
+    names = [volume_id, common.delete_volume_lock(volume_id)]
+    if store.get("snapshot_id"):
+        names.append(common.delete_snapshot_lock(store["snapshot_id"]))
+    return names
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

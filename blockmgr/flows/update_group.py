@@ -155,6 +155,11 @@ def _membership_pending(group_id, add_volumes, remove_volumes, outcome) -> tuple
     return (sa.or_(not_added, not_removed),)
 
 
+def lock_names(group_id: str, store: dict, rows: common.LockRows) -> list[str]:
+    """The group and every volume added or removed (``add_volumes``, ``remove_volumes``)."""
+    return [group_id, *(store.get("add_volumes") or []), *(store.get("remove_volumes") or [])]
+
+
 def get_flow() -> linear_flow.Flow:
     flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
     flow.blockmgr_action = ACTION

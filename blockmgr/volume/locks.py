@@ -1,11 +1,11 @@
 """Named per-resource locks: in-process (:class:`LockRegistry`), or shared by the workers of
 a cluster through tooz (:class:`ToozLockRegistry`, ``docs/cluster.md``).
 
-Lock names follow Cinder's so create and delete paths exclude each other:
-``<snapshot_id>-delete_snapshot`` is held while a volume is created from the snapshot and
-while the snapshot is deleted; ``<volume_id>-delete_volume`` likewise for clones. Every
-operation on a resource also holds ``<resource_id>`` itself, so two flows never work on one
-resource at the same time (a duplicated RPC message waits, then finds the status moved on).
+Which names a request holds is declared by its flow module and asked by both the volume
+manager's endpoint and recovery (:func:`blockmgr.flows.common.lock_names_of`). The names
+follow Cinder's so create and delete paths exclude each other, and every operation on a
+resource also holds ``<resource_id>`` itself, so two flows never work on one resource at the
+same time (a duplicated RPC message waits, then finds the status moved on).
 """
 
 from __future__ import annotations

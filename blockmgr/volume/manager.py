@@ -92,12 +92,8 @@ class VolumeManager:
         """Create scheduled volume ``volume_id`` (status ``creating``) on this backend."""
         request_spec = dict(request_spec or {})
         _check_id(volume_id, "volume")
-        names = [volume_id]
-        if request_spec.get("snapshot_id"):
-            names.append("%s-delete_snapshot" % request_spec["snapshot_id"])
-        elif request_spec.get("source_volid"):
-            names.append("%s-delete_volume" % request_spec["source_volid"])
-        with self.locks.hold(names):
+        with self.locks.hold(create_flow.lock_names(volume_id, {"request_spec": request_spec},
+                                                    common.LockRows())):
             # Read under the lock, so the flow may start from this view (not logbooked: a
             # resumed flow reads the row again).
             volume = self._own_volume(volume_id)
@@ -119,7 +115,7 @@ class VolumeManager:
         """Adopt backend object ``ref`` as volume ``volume_id`` (status ``managing``)."""
         _check_ref(ref)
         volume = self._own_volume(volume_id)
-        with self.locks.hold([volume_id]):
+        with self.locks.hold(common.lock_names_of(manage_flow, volume_id, {}, common.LockRows())):
             outcome = self._run(manage_flow, "volume", volume_id, {
                 "context": _context_dict(context), "volume_id": volume_id,
                 "manage_existing_ref": dict(ref)})
@@ -133,7 +129,7 @@ class VolumeManager:
         """Adopt backend snapshot ``ref`` as snapshot ``snapshot_id`` (status ``creating``)."""
         _check_ref(ref)
         self._own_snapshot(snapshot_id)
-        with self.locks.hold([snapshot_id, "%s-delete_snapshot" % snapshot_id]):
+        with self.locks.hold(manage_snap_flow.lock_names(snapshot_id, {}, common.LockRows())):
             outcome = self._run(manage_snap_flow, "snapshot", snapshot_id, {
                 "context": _context_dict(context), "snapshot_id": snapshot_id,
                 "manage_existing_ref": dict(ref)})
@@ -152,12 +148,8 @@ class VolumeManager:
         except exception.VolumeNotFound:
             LOG.info("Volume %s is already gone; nothing to delete", volume_id)
             return True
-        names = [volume_id, "%s-delete_volume" % volume_id]
-        if cascade:
-            with self.db.reader() as session:
-                names += ["%s-delete_snapshot" % snap.id
-                          for snap in repository.snapshots_of_volume(session, volume_id)]
-        with self.locks.hold(names):
+        with self.locks.hold(delete_flow.lock_names(volume_id, {"cascade": cascade},
+                                                    common.LockRows(self.db))):
             outcome = self.runner.run(
                 delete_flow.get_flow, factory_kwargs={"unmanage_only": bool(unmanage_only)},
                 store={"context": _context_dict(context), "volume_id": volume_id,
@@ -176,7 +168,8 @@ class VolumeManager:
         """Take snapshot ``snapshot_id`` (status ``creating``) of its volume on this backend;
         the volume's ``-delete_volume`` lock keeps the source from going away meanwhile."""
         volume_id = self._own_snapshot(snapshot_id)
-        with self.locks.hold([snapshot_id, "%s-delete_volume" % volume_id]):
+        with self.locks.hold(create_snap_flow.lock_names(
+                snapshot_id, {}, common.LockRows(snapshot_volume=volume_id))):
             outcome = self._run(create_snap_flow, "snapshot", snapshot_id, {
                 "context": _context_dict(context), "snapshot_id": snapshot_id})
         if not outcome.succeeded:
@@ -192,7 +185,7 @@ class VolumeManager:
         except exception.SnapshotNotFound:
             LOG.info("Snapshot %s is already gone; nothing to delete", snapshot_id)
             return True
-        with self.locks.hold([snapshot_id, "%s-delete_snapshot" % snapshot_id]):
+        with self.locks.hold(delete_snap_flow.lock_names(snapshot_id, {}, common.LockRows())):
             outcome = self.runner.run(
                 delete_snap_flow.get_flow,
                 factory_kwargs={"unmanage_only": bool(unmanage_only)},
@@ -214,7 +207,7 @@ class VolumeManager:
                 isinstance(r, str) for r in reservations)):
             raise exception.InvalidInput(reason="reservations must be a list of uuids")
         volume = self._own_volume(volume_id)
-        with self.locks.hold([volume_id]):
+        with self.locks.hold(common.lock_names_of(extend_flow, volume_id, {}, common.LockRows())):
             outcome = self._run(extend_flow, "volume", volume_id, {
                 "context": _context_dict(context), "volume_id": volume_id,
                 "new_size": new_size, "api_reservations": list(reservations or [])})
@@ -229,8 +222,8 @@ class VolumeManager:
         and clones from reading the volume half-reverted."""
         _check_id(snapshot_id, "snapshot")
         self._own_volume(volume_id)
-        names = [volume_id, "%s-delete_volume" % volume_id, "%s-delete_snapshot" % snapshot_id]
-        with self.locks.hold(names):
+        with self.locks.hold(revert_flow.lock_names(volume_id, {"snapshot_id": snapshot_id},
+                                                    common.LockRows())):
             outcome = self._run(revert_flow, "volume", volume_id, {
                 "context": _context_dict(context), "volume_id": volume_id,
                 "snapshot_id": snapshot_id})
@@ -290,20 +283,24 @@ class VolumeManager:
     def create_group(self, context, group_id: str) -> str:
         """Create consistency group ``group_id`` (status ``creating``) on this backend."""
         self._own_group(group_id)
-        return self._run_group(create_group_flow, "group", group_id, [group_id],
+        return self._run_group(create_group_flow, "group", group_id, common.lock_names_of(
+                                   create_group_flow, group_id, {}, common.LockRows()),
                                {"context": _context_dict(context), "group_id": group_id})
 
     def delete_group(self, context, group_id: str) -> str:
         """Delete group ``group_id`` (``deleting``) with its volumes, returning their quota."""
         self._own_group(group_id)
-        return self._run_group(delete_group_flow, "group", group_id, [group_id],
+        return self._run_group(delete_group_flow, "group", group_id, common.lock_names_of(
+                                   delete_group_flow, group_id, {}, common.LockRows()),
                                {"context": _context_dict(context), "group_id": group_id})
 
     def update_group(self, context, group_id: str, add_volumes=None, remove_volumes=None):
         """Add/remove volumes (id lists or comma-separated ids) to/from ``updating`` group."""
         self._own_group(group_id)
         add, remove = _id_list(add_volumes), _id_list(remove_volumes)
-        return self._run_group(update_group_flow, "group", group_id, [group_id, *add, *remove],
+        return self._run_group(update_group_flow, "group", group_id, update_group_flow.lock_names(
+                                   group_id, {"add_volumes": add, "remove_volumes": remove},
+                                   common.LockRows()),
                                {"context": _context_dict(context), "group_id": group_id,
                                 "add_volumes": add, "remove_volumes": remove})
 
@@ -311,7 +308,9 @@ class VolumeManager:
         """Snapshot every volume of the group of ``group_snapshot_id`` (``creating``)."""
         group_id, _members = self._own_group_snapshot(group_snapshot_id)
         return self._run_group(create_gsnap_flow, "group_snapshot", group_snapshot_id,
-                               [group_snapshot_id, group_id],
+                               create_gsnap_flow.lock_names(
+                                   group_snapshot_id, {},
+                                   common.LockRows(group_snapshot_group=group_id)),
                                {"context": _context_dict(context),
                                 "group_snapshot_id": group_snapshot_id})
 
@@ -319,7 +318,9 @@ class VolumeManager:
         """Delete group snapshot ``group_snapshot_id`` (``deleting``) and its snapshots."""
         _group_id, members = self._own_group_snapshot(group_snapshot_id)
         return self._run_group(delete_gsnap_flow, "group_snapshot", group_snapshot_id,
-                               [group_snapshot_id] + ["%s-delete_snapshot" % s for s in members],
+                               delete_gsnap_flow.lock_names(
+                                   group_snapshot_id, {},
+                                   common.LockRows(group_snapshot_members=members)),
                                {"context": _context_dict(context),
                                 "group_snapshot_id": group_snapshot_id})
 
@@ -331,7 +332,10 @@ class VolumeManager:
             raise exception.InvalidInput(
                 reason="give exactly one of group_snapshot_id and source_group_id")
         return self._run_group(group_from_src_flow, "group", group_id,
-                               [group_id, group_snapshot_id or source_group_id],
+                               group_from_src_flow.lock_names(
+                                   group_id, {"group_snapshot_id": group_snapshot_id,
+                                              "source_group_id": source_group_id},
+                                   common.LockRows()),
                                {"context": _context_dict(context), "group_id": group_id,
                                 "group_snapshot_id": group_snapshot_id,
                                 "source_group_id": source_group_id})

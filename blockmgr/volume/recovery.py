@@ -28,6 +28,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import importlib
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from blockmgr.cluster import recovery as cluster_recovery
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
+from blockmgr.flows import common as flow_common
 from blockmgr.flows import taskflow_compat
 
 LOG = logging.getLogger(__name__)
@@ -272,52 +274,20 @@ def _store_of(detail) -> dict:
 
 def lock_names(manager, detail) -> list[str]:
     """The lock names :class:`~blockmgr.volume.manager.VolumeManager` held for the request
-    whose flow ``detail`` is, rebuilt from the flow's factory, resource and store (and, where
-    the endpoint looked rows up, the same rows). A row gone since adds no name."""
+    whose flow ``detail`` is: asked of the flow's module (``lock_names`` there,
+    :func:`blockmgr.flows.common.lock_names_of`) with the resource and the store from the
+    logbook, reading the rows the rule needs (a row gone since adds no name)."""
     meta = detail.meta or {}
     rid = meta.get("resource_id")
     if not rid:
         return []
-    module = ((meta.get("factory") or {}).get("name") or "").rpartition(".")[0]
-    op = module.rpartition(".")[2]
-    store = _store_of(detail)
-    names = [rid]
-    if op == "create_volume":
-        spec = store.get("request_spec") or {}
-        if spec.get("snapshot_id"):
-            names.append("%s-delete_snapshot" % spec["snapshot_id"])
-        elif spec.get("source_volid"):
-            names.append("%s-delete_volume" % spec["source_volid"])
-    elif op in ("delete_snapshot", "manage_existing_snapshot"):
-        names.append("%s-delete_snapshot" % rid)
-    elif op == "delete_volume":
-        names.append("%s-delete_volume" % rid)
-        if store.get("cascade"):
-            with manager.db.reader() as session:
-                names += ["%s-delete_snapshot" % snap.id
-                          for snap in repository.snapshots_of_volume(session, rid)]
-    elif op == "create_snapshot":
-        with manager.db.reader() as session:
-            with contextlib.suppress(exception.NotFound):
-                volume_id = repository.get(session, models.Snapshot, rid,
-                                           read_deleted=True).volume_id
-                names.append("%s-delete_volume" % volume_id)
-    elif op == "update_group":
-        names += list(store.get("add_volumes") or []) + list(store.get("remove_volumes") or [])
-    elif op == "create_group_snapshot":
-        with manager.db.reader() as session:
-            with contextlib.suppress(exception.NotFound):
-                names.append(repository.get(session, models.GroupSnapshot, rid,
-                                            read_deleted=True).group_id)
-    elif op == "delete_group_snapshot":
-        with manager.db.reader() as session:
-            names += ["%s-delete_snapshot" % snap.id
-                      for snap in repository.snapshots_of_group_snapshot(session, rid)]
-    elif op == "create_group_from_src":
-        source = store.get("group_snapshot_id") or store.get("source_group_id")
-        if source:
-            names.append(source)
-    return names
+    module_name = ((meta.get("factory") or {}).get("name") or "").rpartition(".")[0]
+    module = None
+    if module_name.startswith("blockmgr.flows."):
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(module_name)
+    rows = flow_common.LockRows(manager.db if manager is not None else None)
+    return flow_common.lock_names_of(module, rid, _store_of(detail), rows)
 
 
 def settle_failed(db, quota, kind: str, resource_id: str, request_id: str,
