@@ -10,12 +10,17 @@ The body is a one-key object naming the action, Cinder's way::
     {"os-roll_detaching": null}, {"os-attach": {...}}, {"os-detach": {...}}  -> 202
     {"os-force_detach": {...}}, {"os-reset_status": {...}}, {"os-force_delete": null}
                                                             -> 202 (admin only)
+    {"revert": {"snapshot_id": "..."}}                      -> 202 (from microversion 3.40)
 
 The attach actions record their holds as attachments (:mod:`blockmgr.api.attachments`).
 
 Any other key, or more than one, is a ``400`` listing the supported actions. Unmanage is
 for admins, as in Cinder: it frees the project's quota while the data stays on the
-backend, so a project could otherwise store beyond its quota.
+backend, so a project could otherwise store beyond its quota. ``revert`` below 3.40 is a
+``404``, as Cinder answers an action of a later microversion; from 3.40 it reverts an
+``available`` volume to its latest snapshot (``400`` for another snapshot, a volume without
+snapshots or of another size than the snapshot's; ``409`` when the volume or the snapshot is
+not ``available``).
 """
 
 from __future__ import annotations
@@ -32,15 +37,20 @@ from blockmgr import exception
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import errors
 from blockmgr.api.rest import fields
+from blockmgr.api.rest import group_views
+from blockmgr.api.rest import versions
 from blockmgr.api.rest.volumes import volume_id_of
 
 router = APIRouter(tags=["volume actions"])
 
 #: From 3.42 an ``in-use`` volume can be extended (before, only ``available`` ones).
 EXTEND_IN_USE_VERSION = (3, 42)
+#: ``revert`` (to the volume's latest snapshot) exists from 3.40.
+REVERT_VERSION = (3, 40)
 ACTIONS = ("os-extend", "os-initialize_connection", "os-terminate_connection", "os-unmanage",
            "os-reserve", "os-unreserve", "os-begin_detaching", "os-roll_detaching",
-           "os-attach", "os-detach", "os-force_detach", "os-reset_status", "os-force_delete")
+           "os-attach", "os-detach", "os-force_detach", "os-reset_status", "os-force_delete",
+           "revert")
 #: Actions that take no arguments: ``null`` or ``{}``.
 NO_ARGUMENTS = ("os-unmanage", "os-reserve", "os-unreserve", "os-begin_detaching",
                 "os-roll_detaching", "os-force_delete")
@@ -87,6 +97,10 @@ class ResetStatus(fields.Body):
     migration_status: fields.Text | None = None
 
 
+class Revert(fields.Body):
+    snapshot_id: fields.Text | None = None
+
+
 class VolumeAction(fields.Body):
     extend: Extend | None = Field(None, alias="os-extend")
     initialize_connection: Connect | None = Field(None, alias="os-initialize_connection")
@@ -101,6 +115,7 @@ class VolumeAction(fields.Body):
     force_detach: ForceDetach | None = Field(None, alias="os-force_detach")
     reset_status: ResetStatus | None = Field(None, alias="os-reset_status")
     force_delete: Unmanage | None = Field(None, alias="os-force_delete")
+    revert: Revert | None = Field(None, alias="revert")
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +188,11 @@ def volume_action(request: Request, ctx: deps.Context, state: deps.State, volume
                                         migration_status=reset.migration_status)
     elif body.force_delete is not None:
         volumes.force_delete_volume(ctx, volume_id)
+    elif body.revert is not None:
+        if request.state.api_version < REVERT_VERSION:
+            raise group_views.VersionTooLow(what="revert actions", minimum="3.40",
+                                            requested=versions.fmt(request.state.api_version))
+        volumes.revert_to_snapshot(ctx, volume_id, body.revert.snapshot_id)
     else:
         volumes.unmanage(ctx, volume_id)
     return Response(status_code=202)
