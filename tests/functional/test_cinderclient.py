@@ -227,3 +227,45 @@ def test_cinderclient_at_the_latest_microversion(server):
     wait(c.volume_snapshots.get, snap.id, (None,))
     c.volumes.delete(vol)
     wait(c.volumes.get, vol.id, (None,))
+
+
+def test_cinder_cli_volume_types_and_service_disable(server, stack):  # noqa: F811
+    admin = cinder(server, "pA", admin=True, version="3.71")
+    (pool,) = admin.pools.list(detailed=True)
+    created = cinder_cli(server, "type-create", "--description", "fast disks", "gold")
+    assert "gold" in created and "fast disks" in created
+    cinder_cli(server, "type-key", "gold", "set",
+               "volume_backend_name=%s" % pool.volume_backend_name)
+    listed = cinder_cli(server, "type-list")
+    assert "gold" in listed and "__DEFAULT__" in listed
+    assert "volume_backend_name" in cinder_cli(server, "extra-specs-list")
+    c = cinder(server, "pA", version="3.71")
+    vol = c.volumes.create(1, name="typed", volume_type="gold")
+    vol = wait(c.volumes.get, vol.id)
+    assert vol.status == "available" and vol.volume_type == "gold"
+    plain = wait(c.volumes.get, c.volumes.create(1, name="plain").id)
+    assert plain.volume_type == "__DEFAULT__"
+    gold = admin.volume_types.find(name="gold")
+    with pytest.raises(cinder_exc.BadRequest) as err:          # in use
+        admin.volume_types.delete(gold)
+    assert "used by" in str(err.value)
+    with pytest.raises(cinder_exc.BadRequest):
+        c.volumes.create(1, volume_type="no-such-type")
+
+    # A disabled backend gets no new volumes until it is enabled again.
+    disabled = cinder_cli(server, "service-disable", "--reason", "maintenance", HOST,
+                          "blockmgr-volume")
+    assert "disabled" in disabled and "maintenance" in disabled
+    assert "maintenance" in cinder_cli(server, "service-list")
+    stack.scheduler.manager.live.get(fresh=True)
+    refused = wait(c.volumes.get, c.volumes.create(1, name="refused").id)
+    assert refused.status == "error"
+    assert "enabled" in cinder_cli(server, "service-enable", HOST, "blockmgr-volume")
+    stack.scheduler.manager.live.get(fresh=True)
+    assert wait(c.volumes.get, c.volumes.create(1, name="placed").id).status == "available"
+
+    for volume in c.volumes.list():
+        c.volumes.delete(volume)
+        wait(c.volumes.get, volume.id, (None,))
+    cinder_cli(server, "type-delete", "gold")
+    assert "gold" not in cinder_cli(server, "type-list")

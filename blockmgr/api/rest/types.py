@@ -107,14 +107,18 @@ def _parse_is_public(value: str | None) -> bool | None:
 
 @router.get("/types", summary="List volume types")
 def list_types(request: Request, ctx: deps.Context, state: deps.State):
-    """The public types and the private ones the project may use. An admin may send
-    ``is_public=false`` (private types only) or ``is_public=none`` (every type)."""
-    unknown = sorted(set(request.query_params.keys()) - {"is_public"})
+    """The public types and the private ones the project may use, by name. An admin may
+    send ``is_public=false`` (private types only) or ``is_public=none`` (every type);
+    ``name`` keeps the type of that name (how python-cinderclient looks a type up)."""
+    unknown = sorted(set(request.query_params.keys()) - {"is_public", "name"})
     if unknown:
-        raise exception.InvalidInput(reason="cannot filter volume types by %s; the only "
-                                            "filter is is_public" % ", ".join(unknown))
+        raise exception.InvalidInput(reason="cannot filter volume types by %s; the filters "
+                                            "are is_public and name" % ", ".join(unknown))
     is_public = _parse_is_public(request.query_params.get("is_public"))
     rows = state.client.volume_types.list_types(ctx, is_public=is_public)
+    name = request.query_params.get("name")
+    if name is not None:
+        rows = [row for row in rows if row["name"] == name]
     return {"volume_types": [type_view(ctx, row) for row in rows]}
 
 

@@ -35,6 +35,7 @@ def test_admin_creates_shows_updates_and_deletes_a_type(admin_api, api):
     assert gold["extra_specs"] == {"volume_backend_name": "x", "k": "v"}
     assert gold["description"] == "fast" and gold["qos_specs_id"] is None
     assert "gold" in _names(api) and "__DEFAULT__" in _names(api)
+    assert _names(api, "?name=gold") == ["gold"] and _names(api, "?name=nope") == []
     # A non-admin does not see the backend name (sensitive) nor the admin-only key.
     shown = api.get("types/" + gold["id"]).json()["volume_type"]
     assert shown["extra_specs"] == {"k": "v"} and "qos_specs_id" not in shown
