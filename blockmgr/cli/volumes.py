@@ -1,4 +1,4 @@
-"""``blockmgr volume ...``: create, list, show, delete, extend, manage, unmanage.
+"""``blockmgr volume ...``: create, list, show, delete, extend, revert, manage, unmanage.
 
 Request bodies are Cinder's (what python-cinderclient sends), minus the options the user did
 not give, so the server's defaults apply to those. A volume, snapshot or group given on the
@@ -69,6 +69,16 @@ def add_parser(subparsers) -> None:
                    help="the new size in GB (larger than the current one)")
     common.add_wait(p, "the volume has its new size")
     p.set_defaults(handler=extend)
+
+    p = sub.add_parser("revert", help="revert a volume to its latest snapshot",
+                       description="Give an available volume the data of its latest snapshot "
+                                   "(the snapshot stays). Only the latest snapshot may be "
+                                   "used, and only while the volume has the size it had when "
+                                   "the snapshot was taken (microversion 3.40).")
+    p.add_argument("volume_id", metavar="VOLUME", help="name or id")
+    p.add_argument("snapshot_id", metavar="SNAPSHOT", help="name or id of its latest snapshot")
+    common.add_wait(p, "the volume is reverted")
+    p.set_defaults(handler=revert)
 
     p = sub.add_parser("manage", help="import an existing backend object as a volume",
                        description="Bring an object that already exists on a backend under "
@@ -180,6 +190,23 @@ def extend(client, out, args) -> int:
 
         volume = common.wait(client, out, args, _target(
             args.volume_id, success=frozenset({"available", "in-use"}), check=grown))
+    else:
+        volume = client.get("volumes/" + args.volume_id)["volume"]
+    out.record(volume)
+    return 0
+
+
+#: The microversion that introduced the ``revert`` volume action.
+REVERT_VERSION = "3.40"
+
+
+def revert(client, out, args) -> int:
+    args.volume_id = common.find_id(client, common.VOLUME, args.volume_id)
+    snapshot_id = common.find_id(client, common.SNAPSHOT, args.snapshot_id)
+    client.request("POST", "volumes/%s/action" % args.volume_id,
+                   body={"revert": {"snapshot_id": snapshot_id}}, version=REVERT_VERSION)
+    if args.wait:
+        volume = common.wait(client, out, args, _target(args.volume_id, success=AVAILABLE))
     else:
         volume = client.get("volumes/" + args.volume_id)["volume"]
     out.record(volume)
