@@ -134,3 +134,15 @@ def test_driver_errors_may_be_rescheduled_but_bad_requests_not():
     assert exception.DriverError.reschedulable is True
     assert exception.NotFound.reschedulable is False
     assert exception.Invalid.reschedulable is False
+
+
+def test_attachment_errors_are_cinders_codes():
+    """A destructive operation on a held volume is a 400 (Cinder's VolumeAttached is an
+    Invalid), caught as InvalidVolume too; attachments have their own not-found and
+    invalid errors."""
+    err = exception.VolumeAttached(volume_id="v1")
+    assert err.code == 400 and isinstance(err, exception.InvalidVolume)
+    assert "v1" in err.msg and "detach" in err.msg
+    assert exception.AttachmentNotFound(attachment_id="a1").code == 404
+    invalid = exception.InvalidAttachment(reason="not connected")
+    assert invalid.code == 400 and "not connected" in invalid.msg
