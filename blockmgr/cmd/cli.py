@@ -29,7 +29,7 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE, what a shell reports for `cat big | head`
 
-FAMILY_MODULES = ("volumes", "snapshots", "attachments", "groups", "manageable")
+FAMILY_MODULES = ("volumes", "snapshots", "attachments", "groups", "manageable", "types")
 
 EPILOG = """\
 exit codes: 0 ok, 1 the API refused the request, a name or id matches nothing, or a --wait
