@@ -117,12 +117,19 @@ def test_legacy_actions(api, stack):
 
 
 def test_initialize_connection_alone_holds_the_volume(api, stack):
+    """Issue: a volume handed out by os-initialize_connection stayed available and could be
+    deleted (its data removed under the consumer), extended and unmanaged."""
     vid = available(api)
     path = "volumes/%s/action" % vid
     response = api.post(path, {"os-initialize_connection": {"connector": CONNECTOR}})
     assert response.status_code == 200, response.text
     assert volume_status(api, vid)[0] == "attaching"
     assert "attached or reserved" in fault(api.delete("volumes/" + vid), 400)
+    assert "must be available" in fault(api.post(path, {"os-extend": {"new_size": 2}},
+                                                 headers={"OpenStack-API-Version":
+                                                          "volume 3.42"}), 400)
+    as_admin = Api(api.http, api.project, admin=True)
+    assert "attached or reserved" in fault(as_admin.post(path, {"os-unmanage": None}), 400)
     assert api.post(path, {"os-terminate_connection": {"connector": CONNECTOR}}
                     ).status_code == 202
     api.wait("volumes/" + vid, "volume", ("available",))
