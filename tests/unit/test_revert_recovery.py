@@ -29,3 +29,44 @@ def test_every_transitional_status_has_an_orphan_status():
 
     for kind, statuses in states.TRANSITIONAL.items():
         assert set(statuses) <= set(recovery.ORPHAN_STATUS[kind]), kind
+
+
+def test_recovery_holds_the_locks_the_revert_request_held(conf, sqlite_database):
+    """A revert resumed at start holds what the endpoint held: the volume, its
+    ``-delete_volume`` lock and the snapshot's ``-delete_snapshot`` lock."""
+    from blockmgr.notifications import MemoryNotifier
+    from blockmgr.quota import QuotaEngine
+    from blockmgr.testing.fake_driver import FakeDriver
+    from blockmgr.volume.manager import VolumeManager
+    from tests.unit.flows.test_delete_volume import CTX
+    from tests.unit.test_recovery_parallel import RecordingLocks
+
+    conf.set_override("host", "node1")
+    conf.set_override("connection", sqlite_database.url, group="database")
+    conf.set_override("finished_flow_retention", -1, group="flows")
+    locks = RecordingLocks()
+    env = VolumeManager(conf, "fake", db=sqlite_database,
+                        driver=FakeDriver(None, "fake", host="node1@fake"),
+                        quota=QuotaEngine(sqlite_database, conf), notifier=MemoryNotifier(),
+                        locks=locks)
+    env.init_host()
+    vid = make_volume(env)
+    sid = make_snapshot(env, vid)
+    set_status(env, models.Snapshot, sid, "restoring")
+    set_status(env, models.Volume, vid, "reverting")
+    del locks.held[:]
+    env.revert_to_snapshot(CTX, vid, sid)
+    [held] = locks.held
+    assert held == sorted({vid, vid + "-delete_volume", sid + "-delete_snapshot"})
+    details = [d for d in env.runner.load_details(_flow_uuids(sqlite_database))
+               if d.meta["factory"]["name"].endswith("revert_to_snapshot.get_flow")]
+    assert len(details) == 1
+    assert sorted(set(recovery.lock_names(env, details[0]))) == held
+
+
+def _flow_uuids(db):
+    import sqlalchemy as sa
+
+    fd_t = sa.table("flowdetails", sa.column("uuid"))
+    with db.engine.connect() as conn:
+        return [r.uuid for r in conn.execute(sa.select(fd_t.c.uuid))]
