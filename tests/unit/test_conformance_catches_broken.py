@@ -95,6 +95,21 @@ class CgsnapshotSkipsLastMember(FakeDriver):
         return super().create_cgsnapshot(context, cgsnapshot, snapshots[:-1])
 
 
+class RevertDoesNothing(FakeDriver):
+    """revert_to_snapshot returns without touching the volume."""
+
+    def revert_to_snapshot(self, context, volume, snapshot):
+        return None
+
+
+class RevertMovesSnapshotData(FakeDriver):
+    """revert_to_snapshot hands the snapshot's storage to the volume: later writes to the
+    volume show in the snapshot."""
+
+    def revert_to_snapshot(self, context, volume, snapshot):
+        self.volumes[volume.name] = self.snapshots[snapshot.name].data
+
+
 class CoreOnlyDriver(VolumeDriver):
     """Claims only the core interface (delegates to an inner fake): the other interfaces'
     tests must be skipped, not failed."""
@@ -121,11 +136,14 @@ BROKEN = {
                             "test_delete_never_created_volume_succeeds",
                             "test_delete_consistencygroup_deletes_member_volumes"},
     "SizeRoundsDown": {"test_manage_existing_get_size_rounds_up"},
+    "RevertDoesNothing": {"test_revert_to_snapshot_restores_the_snapshot_data"},
+    "RevertMovesSnapshotData": {"test_revert_to_snapshot_restores_the_snapshot_data"},
     "SnapshotAliasesVolume": {"test_snapshot_is_point_in_time",
                               "test_volume_from_snapshot_holds_snapshot_data",
                               "test_unmanage_snapshot_then_manage_again_keeps_data",
                               "test_cgsnapshot_covers_every_member",
-                              "test_consistencygroup_from_src_holds_source_data"},
+                              "test_consistencygroup_from_src_holds_source_data",
+                              "test_revert_to_snapshot_restores_the_snapshot_data"},
     "UnmanageDeletes": {"test_unmanage_then_manage_again_keeps_the_object"},
     "RestoreByUnmanage": {"test_failed_manage_restores_the_original_name",
                           "test_failed_snapshot_manage_restores_the_original_name"},
