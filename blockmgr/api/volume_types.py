@@ -158,7 +158,7 @@ class VolumeTypeService:
         :raises InvalidVolumeType: unknown, deleted, or private without access.
         """
         if volume_type is None:
-            row = _by_name(session, DEFAULT_TYPE_NAME, required=False, lock=True)
+            row = _by_name(session, DEFAULT_TYPE_NAME, required=False, lock=SHARE)
             if row is None:   # a schema built from the models: the migrations create it
                 row = models.VolumeType(name=DEFAULT_TYPE_NAME, is_public=True,
                                         description=DEFAULT_TYPE_DESCRIPTION)
@@ -169,7 +169,7 @@ class VolumeTypeService:
                 raise exception.InvalidVolumeType(
                     reason="name a volume type by its name or id, not %r" % (volume_type,))
             try:
-                row = self._find(session, ctx, volume_type, lock=True)
+                row = self._find(session, ctx, volume_type, lock=SHARE)
             except exception.VolumeTypeNotFound:
                 raise exception.InvalidVolumeType(
                     reason="volume type %r does not exist or is not available to project "
@@ -221,7 +221,7 @@ class VolumeTypeService:
             _check_bool(is_public, "is_public")
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             if name is not None and name != row.name:
                 if row.name == DEFAULT_TYPE_NAME:
                     raise exception.InvalidVolumeType(
@@ -248,7 +248,7 @@ class VolumeTypeService:
         ctx = _admin(ctx)
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             if row.name == DEFAULT_TYPE_NAME:
                 raise exception.InvalidVolumeType(
                     reason="the default volume type %s cannot be deleted" % DEFAULT_TYPE_NAME)
@@ -291,7 +291,7 @@ class VolumeTypeService:
             raise exception.InvalidInput(reason="give at least one extra spec")
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             existing = {s.key: s for s in session.scalars(sa.select(
                 models.VolumeTypeExtraSpec).where(
                 models.VolumeTypeExtraSpec.volume_type_id == row.id))}
@@ -310,7 +310,7 @@ class VolumeTypeService:
         ctx = _admin(ctx)
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             deleted = session.execute(sa.delete(models.VolumeTypeExtraSpec).where(
                 models.VolumeTypeExtraSpec.volume_type_id == row.id,
                 models.VolumeTypeExtraSpec.key == key)).rowcount
@@ -341,7 +341,7 @@ class VolumeTypeService:
         project_id = check_project(project_id)
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             _check_private(row)
             if _access_row(session, row.id, project_id) is not None:
                 raise exception.VolumeTypeAccessExists(volume_type_id=row.id,
@@ -358,7 +358,7 @@ class VolumeTypeService:
         project_id = check_project(project_id)
 
         def work(session):
-            row = _by_id(session, type_id, lock=True)
+            row = _by_id(session, type_id, lock=EXCLUSIVE)
             _check_private(row)
             access = _access_row(session, row.id, project_id)
             if access is None:
@@ -376,7 +376,7 @@ class VolumeTypeService:
         return sa.select(models.VolumeTypeProject.volume_type_id).where(
             models.VolumeTypeProject.project_id == (ctx.project_id or ""))
 
-    def _find(self, session, ctx, type_ref, *, by_name: bool = True, lock: bool = False):
+    def _find(self, session, ctx, type_ref, *, by_name: bool = True, lock=None):
         """The live type ``type_ref`` names (id first, then name) that ``ctx`` may see."""
         if not isinstance(type_ref, str) or not type_ref or len(type_ref) > 255:
             raise exception.VolumeTypeNotFound(volume_type_id=str(type_ref)[:64])
@@ -427,13 +427,19 @@ def _visible_specs(ctx, specs: dict) -> dict:
     return {k: v for k, v in specs.items() if k not in SENSITIVE_SPECS}
 
 
-def _lock(stmt, session, lock: bool):
-    if lock and session.bind.dialect.name != "sqlite":
-        stmt = stmt.with_for_update(read=True)
+#: Row locks: a volume create holds its type with a shared lock, a change of the type
+#: takes an exclusive one, so a delete waits for the creates in flight and then sees their
+#: volumes, and a create that comes after a delete finds the type gone.
+SHARE, EXCLUSIVE = "share", "exclusive"
+
+
+def _lock(stmt, session, lock):
+    if lock and session.bind.dialect.name != "sqlite":   # SQLite: one writer at a time
+        stmt = stmt.with_for_update(read=lock == SHARE)
     return stmt
 
 
-def _by_id(session, type_id, *, required: bool = True, lock: bool = False):
+def _by_id(session, type_id, *, required: bool = True, lock=None):
     row = None
     if isinstance(type_id, str) and 0 < len(type_id) <= 36:
         row = session.scalars(_lock(sa.select(models.VolumeType).where(
@@ -444,7 +450,7 @@ def _by_id(session, type_id, *, required: bool = True, lock: bool = False):
     return row
 
 
-def _by_name(session, name: str, *, required: bool = True, lock: bool = False):
+def _by_name(session, name: str, *, required: bool = True, lock=None):
     row = session.scalars(_lock(sa.select(models.VolumeType).where(
         models.VolumeType.name == name, models.VolumeType.deleted.is_(False)).order_by(
         models.VolumeType.created_at), session, lock)).first()
