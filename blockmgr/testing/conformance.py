@@ -2,9 +2,10 @@
 
 The suite checks behaviour, not the presence of methods (``blockmgr-manage driver check`` does
 that): idempotent create/delete, size rounding, manage/unmanage keeping data, a failed manage
-giving the object its original name back, point-in-time snapshots, clones, extend, copies that
-stay sparse, capacity reports and consistency-group snapshots. Tests of an
-interface the driver class does not inherit are skipped, never failed.
+giving the object its original name back, point-in-time snapshots, clones, extend, revert to
+a snapshot (skipped for a driver that raises ``Unsupported``), copies that stay sparse,
+capacity reports and consistency-group snapshots. Tests of an interface the driver class
+does not inherit are skipped, never failed.
 
 How to use it
 =============
