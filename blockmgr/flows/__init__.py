@@ -6,7 +6,10 @@ Module layout, always in this order (see ``manage_existing.py``):
 2. ``ACTION = "<kind>:<verb>"``.
 3. Small ``<Verb><Noun>Task(common.FlowTask)`` classes, ONE side effect each, whose
    ``revert`` undoes exactly that side effect (reverting an import unmanages, never deletes).
-4. ``get_flow()``: module-level, no arguments (or JSON keyword arguments), assemble only.
+4. ``lock_names(resource_id, store, rows)`` when the request holds more locks than its
+   resource's own (``common.lock_names_of``): the endpoint and recovery both ask it.
+5. ``get_flow()``: module-level, no arguments (or JSON keyword arguments), assemble only:
+   ``common.declare_flow(ACTION, *tasks, error_status=...)``.
 
 Rules that make crash recovery work (``docs/flows.md``):
 

@@ -15,6 +15,7 @@ import logging
 from typing import Any, Callable
 
 from taskflow import task as tf_task
+from taskflow.patterns import linear_flow
 from taskflow.types import failure as tf_failure
 
 from blockmgr import context as bm_context
@@ -354,3 +355,44 @@ def lock_names_of(flow_module, resource_id: str, store: dict, rows: LockRows) ->
     if rule is None:
         return [resource_id]
     return rule(resource_id, store, rows)
+
+
+# --- flow declarations --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowDeclaration:
+    """What blockmgr knows about a flow beyond its tasks.
+
+    ``action``: ``"<kind>:<verb>"``, recorded in the flow detail's meta and used by logs and
+    metrics. ``error_status``: ``(model, status, from_statuses)``, where the runner puts the
+    resource if the flow cannot be finished now because its logbook is failing (None: the
+    resource stays transitional until recovery finishes the flow).
+    """
+
+    action: str
+    error_status: tuple | None = None
+
+
+#: Flow name -> declaration, filled by :func:`declare_flow` as flows are built. TaskFlow's
+#: flow objects carry only TaskFlow's own attributes.
+_DECLARED: dict[str, FlowDeclaration] = {}
+
+
+def declare_flow(action: str, *tasks, error_status: tuple | None = None) -> linear_flow.Flow:
+    """The linear flow of ``tasks`` for ``action`` (named ``<kind>_<verb>_manager``), with
+    its :class:`FlowDeclaration`."""
+    name = action.replace(":", "_") + "_manager"
+    _DECLARED[name] = FlowDeclaration(action, error_status)
+    return linear_flow.Flow(name).add(*tasks)
+
+
+def flow_declaration(flow) -> FlowDeclaration:
+    """The declaration of ``flow``. A flow not built by :func:`declare_flow` may carry
+    ``blockmgr_action`` and ``blockmgr_error_status`` attributes instead; without them its
+    action is its name and it declares no error status."""
+    found = _DECLARED.get(flow.name)
+    if found is not None:
+        return found
+    return FlowDeclaration(getattr(flow, "blockmgr_action", flow.name),
+                           getattr(flow, "blockmgr_error_status", None))

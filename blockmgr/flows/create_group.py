@@ -74,9 +74,8 @@ class ApplyCreateGroupTask(common.FlowTask):
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractGroupTask(),
         group_tasks.GroupNotifyTask("group", "create", "group_id", "volume", "start"),
         CreateGroupTask(),

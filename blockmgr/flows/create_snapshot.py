@@ -98,9 +98,8 @@ def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractSnapshotTask(),
         common.NotifyStartTask("snapshot", "create", "snapshot_id"),
         CreateSnapshotOnBackendTask(),

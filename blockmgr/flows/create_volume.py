@@ -216,15 +216,14 @@ def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    # Where the runner puts the volume if the flow cannot be finished (logbook down).
-    flow.blockmgr_error_status = (models.Volume, V.ERROR, (V.CREATING,))
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractVolumeRefTask(),
         OnFailureRescheduleTask(),
         ExtractVolumeSpecTask(),
         common.NotifyStartTask("volume", "create", "volume_id"),
         CreateVolumeFromSpecTask(),
         CreateVolumeOnFinishTask("create.end"),
+        # Where the runner puts the volume if the flow cannot be finished (logbook down).
+        error_status=(models.Volume, V.ERROR, (V.CREATING,)),
     )

@@ -133,9 +133,8 @@ class ApplyDeleteGroupTask(common.FlowTask):
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractGroupTask(),
         group_tasks.GroupNotifyTask("group", "delete", "group_id", "volume", "start"),
         MarkMembersDeletingTask(),

@@ -134,9 +134,8 @@ def lock_names(group_snapshot_id: str, store: dict, rows: common.LockRows) -> li
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractGroupSnapshotTask(),
         group_tasks.GroupNotifyTask("group_snapshot", "delete", "group_snapshot_id",
                                     "snapshot", "start"),

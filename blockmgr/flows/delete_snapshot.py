@@ -122,9 +122,8 @@ def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str
 
 def get_flow(unmanage_only: bool = False) -> linear_flow.Flow:
     action = UNMANAGE_ACTION if unmanage_only else ACTION
-    flow = linear_flow.Flow(action.replace(":", "_") + "_manager")
-    flow.blockmgr_action = action
-    return flow.add(
+    return common.declare_flow(
+        action,
         ExtractSnapshotTask(unmanage_only),
         common.NotifyStartTask("snapshot", "delete", "snapshot_id"),
         DeleteSnapshotOnBackendTask(unmanage_only),

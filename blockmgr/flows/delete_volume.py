@@ -268,9 +268,8 @@ def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
 def get_flow(unmanage_only: bool = False) -> linear_flow.Flow:
     action = UNMANAGE_ACTION if unmanage_only else ACTION
     verb = action.partition(":")[2]
-    flow = linear_flow.Flow(action.replace(":", "_") + "_manager")
-    flow.blockmgr_action = action
-    return flow.add(
+    return common.declare_flow(
+        action,
         ExtractVolumeTask(unmanage_only),
         NotifyDeleteStartTask("volume", verb, "volume_id"),
         DeleteVolumeOnBackendTask(unmanage_only),

@@ -132,7 +132,7 @@ class FlowRunner:
             fd = tf_models.FlowDetail(flow.name, uuid=flow_id)
             fd.meta.update(copy.deepcopy(pooled.factory_meta))
             fd.meta.update({"host": self.host, "kind": kind, "resource_id": resource_id,
-                            "action": getattr(flow, "blockmgr_action", flow.name)})
+                            "action": common.flow_declaration(flow).action})
             self.backend.add_flow_detail(self.book, fd)
             engine = self._load(flow, fd, runtime, pooled=pooled,
                                 store_names=frozenset(store) | {"flow_id"}
@@ -162,16 +162,17 @@ class FlowRunner:
         and finished with :meth:`resume` (run on, or reverted, by each task's ``on_crash``),
         as :func:`~blockmgr.volume.recovery.recover` does at start -- so the resource does
         not stay transitional until a restart. If the logbook still fails, the resource is
-        put in the flow's error status (``flow.blockmgr_error_status``, where the flow
-        declares one) and the flow is left to recovery at the next start. The outcome
-        keeps the :class:`~blockmgr.exception.FlowLogbookWriteFailed` unless the resumed
-        flow finished.
+        put in the error status its flow declares
+        (:class:`~blockmgr.flows.common.FlowDeclaration`), if any, and the flow is left to
+        recovery at the next start. The outcome keeps the
+        :class:`~blockmgr.exception.FlowLogbookWriteFailed` unless the resumed flow
+        finished.
         """
         flow_id, error = outcome.flow_id, outcome.failure
         error = next((e for e in _causes(error)
                       if isinstance(e, exception.FlowLogbookWriteFailed)), error)
         LOG.warning("Flow %s (%s of %s): %s; finishing it from the logbook", flow_id,
-                    getattr(flow, "blockmgr_action", flow.name), resource_id, error)
+                    common.flow_declaration(flow).action, resource_id, error)
         try:
             try:
                 with contextlib.closing(self.backend.get_connection()) as conn:
@@ -451,9 +452,9 @@ def _logbook_failed(error: BaseException | None) -> bool:
 
 def _error_out(flow, runtime: common.FlowRuntime, resource_id: str, error) -> None:
     """Move the resource to the error status the flow declares, from the statuses it
-    expects (``flow.blockmgr_error_status = (model, status, from_statuses)``); best effort:
-    the service database may be the one failing."""
-    spec = getattr(flow, "blockmgr_error_status", None)
+    expects (``FlowDeclaration.error_status = (model, status, from_statuses)``); best
+    effort: the service database may be the one failing."""
+    spec = common.flow_declaration(flow).error_status
     if spec is None or runtime is None or runtime.db is None:
         return
     model, status, expected = spec

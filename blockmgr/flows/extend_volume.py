@@ -136,9 +136,8 @@ class ExtendVolumeOnFinishTask(common.FlowTask):
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractVolumeTask(),
         common.NotifyStartTask("volume", "resize", "volume_id"),
         ReserveExtendQuotaTask(),

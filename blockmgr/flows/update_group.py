@@ -161,9 +161,8 @@ def lock_names(group_id: str, store: dict, rows: common.LockRows) -> list[str]:
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractGroupTask(),
         group_tasks.GroupNotifyTask("group", "update", "group_id", "volume", "start"),
         UpdateGroupTask(),

@@ -54,3 +54,17 @@ def test_recovery_holds_what_the_flow_module_declares():
     fd.add(injector)
     assert recovery.lock_names(None, fd) == revert_to_snapshot.lock_names(
         "v", {"snapshot_id": "s"}, ROWS)
+
+
+def test_flows_are_declared_without_attributes_on_taskflow_objects():
+    from blockmgr.flows import delete_volume
+
+    for module, kwargs, action in ((create_volume, {}, create_volume.ACTION),
+                                   (delete_volume, {"unmanage_only": True},
+                                    delete_volume.UNMANAGE_ACTION),
+                                   (update_group, {}, update_group.ACTION)):
+        flow = module.get_flow(**kwargs)
+        assert not [a for a in vars(flow) if a.startswith("blockmgr_")]
+        assert common.flow_declaration(flow).action == action
+    assert common.flow_declaration(create_volume.get_flow()).error_status[1] == "error"
+    assert common.flow_declaration(update_group.get_flow()).error_status is None
