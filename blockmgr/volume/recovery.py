@@ -93,12 +93,28 @@ def _finish_delete(kind: str, unmanage_only: bool = False) -> Callable:
     return handler
 
 
+def _restoring_snapshot(manager, snapshot_id: str) -> None:
+    """A snapshot left ``restoring``: while its volume is still ``reverting`` the volume's
+    revert (its open request, or its flow) finishes both, so the snapshot stays out of reach
+    of a delete meanwhile; otherwise it goes back to ``available``."""
+    with manager.db.writer() as session:
+        volume_id = repository.get(session, models.Snapshot, snapshot_id).volume_id
+        volume = session.get(models.Volume, volume_id)
+        if volume is not None and not volume.deleted and volume.status == V.REVERTING:
+            LOG.info("Snapshot %s stays restoring: volume %s is still reverting to it",
+                     snapshot_id, volume_id)
+            return
+        _settle(session, manager.quota, "snapshot", snapshot_id, S.RESTORING,
+                "left restoring without a revert in progress")
+
+
 ORPHAN_HANDLERS.update({
     ("volume", V.DELETING): _finish_delete("volume"),
     ("volume", V.ERROR_MANAGING_DELETING): _finish_delete("volume"),
     ("volume", V.UNMANAGING): _finish_delete("volume", unmanage_only=True),
     ("snapshot", S.DELETING): _finish_delete("snapshot"),
     ("snapshot", S.UNMANAGING): _finish_delete("snapshot", unmanage_only=True),
+    ("snapshot", S.RESTORING): _restoring_snapshot,
 })
 
 _MODELS = {"volume": models.Volume, "snapshot": models.Snapshot, "group": models.Group,
@@ -305,6 +321,12 @@ def settle_failed(db, quota, kind: str, resource_id: str, request_id: str,
         if current in ORPHAN_STATUS[kind]:
             target = _settle(session, quota, kind, resource_id, current,
                              "request failed: %s" % reason)
+            if kind == "volume" and current == V.REVERTING:
+                # The snapshot the failed revert held is given back with it.
+                for snap in repository.snapshots_of_volume(session, resource_id):
+                    if snap.status == S.RESTORING:
+                        _settle(session, quota, "snapshot", snap.id, S.RESTORING,
+                                "revert of volume %s failed: %s" % (resource_id, reason))
         quota.rollback_owned(request_id, session=session)
     LOG.error("%s %s: request %s settled as failed (%s); status now %s", kind, resource_id,
               request_id, reason, target or "unchanged")

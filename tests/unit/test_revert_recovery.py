@@ -24,6 +24,48 @@ def test_orphaned_revert_statuses_are_settled_at_start(sqlite_database, conf):
     assert get(env, models.Snapshot, sid).status == "available"
 
 
+def test_a_revert_whose_request_is_open_keeps_both_rows_for_it(sqlite_database, conf):
+    """The volume's request is still open (not run yet): recovery leaves the volume
+    ``reverting`` and its snapshot ``restoring`` (so nobody can delete the snapshot
+    meanwhile); running the request then reverts."""
+    from blockmgr.db import requests as db_requests
+    from tests.unit.flows.test_delete_volume import CTX
+
+    env = build_env(sqlite_database, conf)
+    vid = make_volume(env)
+    sid = make_snapshot(env, vid)
+    set_status(env, models.Snapshot, sid, "restoring")
+    set_status(env, models.Volume, vid, "reverting")
+    with env.db.writer() as session:
+        db_requests.add(session, kind="volume", resource_id=vid, action="revert_to_snapshot",
+                        arguments={"volume_id": vid, "snapshot_id": sid},
+                        context=CTX.to_dict(), target=env.host)
+
+    build_env(sqlite_database, conf)        # a restart: recovery
+
+    assert get(env, models.Volume, vid).status == "reverting"
+    assert get(env, models.Snapshot, sid).status == "restoring"
+    env.revert_to_snapshot(CTX, vid, sid)     # the request, run (this driver has the data)
+    assert get(env, models.Volume, vid).status == "available"
+    assert get(env, models.Snapshot, sid).status == "available"
+
+
+def test_a_revert_request_settled_as_failed_gives_the_snapshot_back(sqlite_database, conf):
+    env = build_env(sqlite_database, conf)
+    vid = make_volume(env)
+    sid = make_snapshot(env, vid)
+    other = make_snapshot(env, vid)
+    set_status(env, models.Snapshot, sid, "restoring")
+    set_status(env, models.Volume, vid, "reverting")
+
+    target = recovery.settle_failed(env.db, env.quota, "volume", vid, "req-1", "broker gone")
+
+    assert target == "error"
+    assert "broker gone" in get(env, models.Volume, vid).status_reason
+    assert get(env, models.Snapshot, sid).status == "available"
+    assert get(env, models.Snapshot, other).status == "available"
+
+
 def test_every_transitional_status_has_an_orphan_status():
     from blockmgr import states
 
