@@ -6,8 +6,8 @@ finish (volume ``available``, snapshot ``available`` in one transaction, notify 
 
 The API moved the volume from ``available`` to ``reverting`` and the snapshot from
 ``available`` to ``restoring`` in the transaction that accepted the request; no quota changes
-(the sizes are equal). A snapshot found ``available`` again (recovery settles a ``restoring``
-snapshot whose volume's request had not started yet) is taken back to ``restoring`` here.
+(the sizes are equal). A snapshot found ``available`` again (an operator reset it while the
+request waited) is taken back to ``restoring`` here.
 
 Failure: the volume ends ``error`` with the cause in ``status_reason`` and the snapshot
 ``available`` (the snapshot is never lost), a ``volume.revert.error`` is sent, as in Cinder.
