@@ -426,15 +426,18 @@ class AttachmentService(common.ServiceBase):
         return self._write(work)
 
     def detach(self, ctx, volume_id: str, attachment_id: str | None = None, *,
-               force: bool = False) -> None:
+               force: bool = False, connector: dict | None = None) -> None:
         """``os-detach`` (``force``: ``os-force_detach``, admin): end the attachment
-        (the only one when ``attachment_id`` is not given) as an attachment delete does.
+        (the one connected for ``connector``'s host, or the only one, when
+        ``attachment_id`` is not given) as an attachment delete does.
 
         :raises InvalidVolume: no attachment, or several and none named.
         """
         ctx = common.check_context(ctx)
         if attachment_id is not None:
             common.check_id(attachment_id, "attachment")
+        if connector is not None:
+            connector = _check_connector(connector)
 
         def work(session):
             volume = self._volume(session, ctx, volume_id)
@@ -445,6 +448,9 @@ class AttachmentService(common.ServiceBase):
                     raise exception.AttachmentNotFound(attachment_id=attachment_id)
             else:
                 chosen = [a for a in live if a.attach_status != A.DETACHING]
+                if connector is not None and connector.get("host"):
+                    chosen = [a for a in chosen if (rules.loads(a.connector) or {})
+                              .get("host") == connector["host"]] or chosen
                 if not chosen:
                     raise exception.InvalidVolume(reason="volume %s has no attachment to "
                                                          "detach" % volume.id)

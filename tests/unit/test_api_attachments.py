@@ -471,3 +471,15 @@ def test_group_delete_with_volumes_refuses_a_reserved_member(env):
     with pytest.raises(exception.VolumeAttached):
         env.groups.delete_group(A, gid, delete_volumes=True)
     assert state_of(env.db) == before
+
+
+def test_force_detach_picks_the_attachment_of_the_connectors_host(env):
+    vid = available_volume(env)
+    with env.db.writer() as session:
+        repository.update(session, repository.get(session, models.Volume, vid),
+                          multiattach=True)
+    first = env.attachments.create(A, vid, connector={"host": "h1"})
+    second = env.attachments.create(A, vid, connector={"host": "h2"})
+    env.attachments.detach(ADMIN, vid, force=True, connector={"host": "h2"})
+    assert env.attachments.get(A, second["id"])["attach_status"] == "detaching"
+    assert env.attachments.get(A, first["id"])["attach_status"] == "attaching"

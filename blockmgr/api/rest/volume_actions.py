@@ -180,7 +180,8 @@ def volume_action(request: Request, ctx: deps.Context, state: deps.State, volume
     elif body.detach is not None:
         attachments.detach(ctx, volume_id, body.detach.attachment_id)
     elif body.force_detach is not None:
-        attachments.detach(ctx, volume_id, body.force_detach.attachment_id, force=True)
+        attachments.detach(ctx, volume_id, body.force_detach.attachment_id, force=True,
+                           connector=body.force_detach.connector)
     elif body.reset_status is not None:
         reset = body.reset_status
         state.client.admin.reset_status(ctx, "volume", volume_id, reset.status,
