@@ -24,7 +24,6 @@ from blockmgr.db import repository
 from blockmgr.flows import common
 from blockmgr.flows import group_tasks
 from blockmgr.flows import group_updates
-from blockmgr.interface import objects
 
 ACTION = "group_snapshot:create"
 GS, S = states.GroupSnapshotStatus, states.SnapshotStatus
@@ -64,21 +63,11 @@ class ExtractGroupSnapshotTask(common.FlowTask):
             group_updates.error_out(session, models.Snapshot, members, {S.CREATING}, reason)
 
 
-class CreateGroupSnapshotTask(common.FlowTask):
+class CreateGroupSnapshotTask(group_tasks.GroupSnapshotDriverTask):
     """Call the driver; provides ``driver_result``. Repeated after a crash (the driver
     contract makes creating an existing member snapshot a no-op or a retake)."""
 
-    default_provides = "driver_result"
-
-    def execute(self, runtime, context, group_snapshot_id, members):
-        driver = group_tasks.consistency_driver(runtime, "create group snapshot")
-        with runtime.db.reader() as session:
-            gsnap = objects.GroupSnapshotView.from_model(
-                repository.get(session, models.GroupSnapshot, group_snapshot_id))
-            snaps = [objects.SnapshotView.from_model(repository.get(session, models.Snapshot, s))
-                     for s in members]
-        return group_updates.normalize(
-            RULE, driver.create_cgsnapshot(common.ctx(context), gsnap, snaps))
+    operation, driver_method, rule = "create group snapshot", "create_cgsnapshot", RULE
 
 
 class ApplyCreateGroupSnapshotTask(common.FlowTask):

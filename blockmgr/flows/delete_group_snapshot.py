@@ -25,7 +25,6 @@ from blockmgr.db import repository
 from blockmgr.flows import common
 from blockmgr.flows import group_tasks
 from blockmgr.flows import group_updates
-from blockmgr.interface import objects
 
 ACTION = "group_snapshot:delete"
 GS, S = states.GroupSnapshotStatus, states.SnapshotStatus
@@ -77,20 +76,10 @@ class MarkMembersDeletingTask(common.FlowTask):
                                       expected=DELETABLE)
 
 
-class DeleteGroupSnapshotTask(common.FlowTask):
+class DeleteGroupSnapshotTask(group_tasks.GroupSnapshotDriverTask):
     """Call the driver; provides ``driver_result``. Idempotent by the driver contract."""
 
-    default_provides = "driver_result"
-
-    def execute(self, runtime, context, group_snapshot_id, members):
-        driver = group_tasks.consistency_driver(runtime, "delete group snapshot")
-        with runtime.db.reader() as session:
-            gsnap = objects.GroupSnapshotView.from_model(
-                repository.get(session, models.GroupSnapshot, group_snapshot_id))
-            snaps = [objects.SnapshotView.from_model(repository.get(session, models.Snapshot, s))
-                     for s in members]
-        return group_updates.normalize(
-            RULE, driver.delete_cgsnapshot(common.ctx(context), gsnap, snaps))
+    operation, driver_method, rule = "delete group snapshot", "delete_cgsnapshot", RULE
 
 
 class ApplyDeleteGroupSnapshotTask(common.FlowTask):

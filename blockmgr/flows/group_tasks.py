@@ -7,6 +7,8 @@
 * :func:`return_quota` -- gives usage back inside the caller's transaction, so destroyed rows
   and their quota commit together (a crash can never separate them).
 * :func:`on_backend` -- the "this row lives on this backend" check.
+* :class:`GroupSnapshotDriverTask` -- the driver call of the group snapshot flows (create and
+  delete differ by the driver method and the model-update rule only).
 
 The model-update rules themselves live in :mod:`blockmgr.flows.group_updates`.
 """
@@ -14,8 +16,12 @@ The model-update rules themselves live in :mod:`blockmgr.flows.group_updates`.
 from __future__ import annotations
 
 from blockmgr import exception
+from blockmgr.db import models
+from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.flows import group_updates
 from blockmgr.interface import ConsistencyGroupDriver
+from blockmgr.interface import objects
 
 
 class GroupNotifyTask(common.FlowTask):
@@ -53,6 +59,31 @@ class GroupNotifyTask(common.FlowTask):
         self._send(runtime, context, runtime.notifier.error, "error", kwargs[self.id_arg],
                    members if isinstance(members, list) else [],
                    {"reason": common.failure_reason(flow_failures)})
+
+
+class GroupSnapshotDriverTask(common.FlowTask):
+    """Call the driver's ``driver_method`` (``create_cgsnapshot`` / ``delete_cgsnapshot``)
+    with views of the group snapshot and its ``members``; provides ``driver_result``,
+    normalised by the flow's model-update ``rule`` (:mod:`blockmgr.flows.group_updates`).
+
+    Subclasses set ``operation`` (for the refusal of a driver without consistency groups),
+    ``driver_method`` and ``rule``; each keeps its own class, so its task name is its flow's.
+    """
+
+    default_provides = "driver_result"
+    operation: str = ""
+    driver_method: str = ""
+    rule = None
+
+    def execute(self, runtime, context, group_snapshot_id, members):
+        driver = consistency_driver(runtime, self.operation)
+        with runtime.db.reader() as session:
+            gsnap = objects.GroupSnapshotView.from_model(
+                repository.get(session, models.GroupSnapshot, group_snapshot_id))
+            snaps = [objects.SnapshotView.from_model(repository.get(session, models.Snapshot, s))
+                     for s in members]
+        return group_updates.normalize(
+            self.rule, getattr(driver, self.driver_method)(common.ctx(context), gsnap, snaps))
 
 
 def consistency_driver(runtime, operation: str) -> ConsistencyGroupDriver:
