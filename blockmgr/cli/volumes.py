@@ -117,7 +117,8 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("force-delete", help="delete a volume whatever its status (admin)",
                        description="Delete a volume in any status (os-force_delete, admin "
-                                   "only); an attached volume must be detached first (force-detach).")
+                                   "only); an attached volume must be detached first "
+                                   "(force-detach).")
     p.add_argument("volume_id", metavar="VOLUME", help="name or id")
     common.add_wait(p, "the volume is gone")
     p.set_defaults(handler=force_delete)
