@@ -188,8 +188,10 @@ class VolumeTypeService:
         description = common.check_text(description, "description")
         _check_bool(is_public, "is_public")
         specs = check_specs(extra_specs)
+        self.ensure_default()
 
         def work(session):
+            _serialize_names(session)
             if _by_name(session, name, required=False) is not None:
                 raise exception.VolumeTypeExists(name=name)
             row = models.VolumeType(name=name, description=description, is_public=is_public)
@@ -219,8 +221,12 @@ class VolumeTypeService:
         description = common.check_text(description, "description")
         if is_public is not None:
             _check_bool(is_public, "is_public")
+        if name is not None:
+            self.ensure_default()
 
         def work(session):
+            if name is not None:
+                _serialize_names(session)
             row = _by_id(session, type_id, lock=EXCLUSIVE)
             if name is not None and name != row.name:
                 if row.name == DEFAULT_TYPE_NAME:
@@ -437,6 +443,13 @@ def _lock(stmt, session, lock):
     if lock and session.bind.dialect.name != "sqlite":   # SQLite: one writer at a time
         stmt = stmt.with_for_update(read=lock == SHARE)
     return stmt
+
+
+def _serialize_names(session) -> None:
+    """Names are unique among live types, which no index can say (deleted types keep
+    theirs): a transaction that gives a type a name first locks the default type's row,
+    so two of them never both find a name free."""
+    _by_name(session, DEFAULT_TYPE_NAME, required=False, lock=EXCLUSIVE)
 
 
 def _by_id(session, type_id, *, required: bool = True, lock=None):

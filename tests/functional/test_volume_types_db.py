@@ -65,3 +65,18 @@ def test_deleting_a_type_while_volumes_of_it_are_created(db_stack):  # noqa: F81
         assert (row.deleted and live == 0) or (not row.deleted and live > 0), (
             row.deleted, live, statuses, deleted.text)
         assert live == statuses.count(202)
+
+
+def test_concurrent_creates_of_one_name_make_one_type(db_stack):  # noqa: F811
+    with TestClient(db_stack.app, raise_server_exceptions=False) as http:
+        admin = Api(http, "pA", admin=True)
+
+        def create(_):
+            return admin.post("types", {"volume_type": {"name": "twin"}}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(create, range(8)))
+        assert sorted(statuses) == [200] + [409] * 7, statuses
+        with db_stack.db.reader() as session:
+            assert session.scalar(sa.select(sa.func.count(models.VolumeType.id)).where(
+                models.VolumeType.name == "twin")) == 1
