@@ -152,8 +152,8 @@ class VolumeTypeService:
 
     def resolve(self, session, ctx, volume_type) -> dict:
         """What a volume create gets, read in its transaction: ``volume_type`` None is
-        the default type (created if missing); a string is a type's id or name that ``ctx`` may use. The row is
-        held with a shared lock until the transaction ends.
+        the default type (created if missing); a string is a type's id or name that
+        ``ctx`` may use. The row is held with a shared lock until the transaction ends.
 
         :raises InvalidVolumeType: unknown, deleted, or private without access.
         """
