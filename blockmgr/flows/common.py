@@ -141,6 +141,23 @@ def filter_model_update(update: dict | None, allowed: frozenset, what: str) -> d
 
 # --- notifications --------------------------------------------------------------------------
 
+class OnFinishTask(FlowTask):
+    """Base of a flow's last task: it writes the resource's final status, then sends
+    ``<kind>.<event_suffix>`` (the operation's ``.end`` notification) with
+    :meth:`notify_end`. The suffix is the task's addon, as it always was (task names are
+    unchanged); subclasses set ``kind`` and write ``execute``."""
+
+    #: Notification prefix: ``volume`` or ``snapshot``.
+    kind = ""
+
+    def __init__(self, event_suffix: str):
+        super().__init__(addon=event_suffix)
+        self.event_suffix = event_suffix
+
+    def notify_end(self, runtime, context, payload: dict) -> None:
+        runtime.notifier.info(ctx(context), "%s.%s" % (self.kind, self.event_suffix), payload)
+
+
 class NotifyStartTask(FlowTask):
     """Emits ``<kind>.<action>.start``; on revert emits ``<kind>.<action>.error``.
 

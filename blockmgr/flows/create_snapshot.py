@@ -74,21 +74,19 @@ class CreateSnapshotOnBackendTask(common.FlowTask):
         return update
 
 
-class CreateSnapshotOnFinishTask(common.FlowTask):
+class CreateSnapshotOnFinishTask(common.OnFinishTask):
     """Status ``available``, progress ``100%``, then ``snapshot.create.end``."""
 
-    def __init__(self, event_suffix: str):
-        super().__init__(addon=event_suffix)
-        self.event_suffix = event_suffix
+    kind = "snapshot"
 
     def execute(self, runtime, context, snapshot_id, snapshot_ref):
         common.finish(runtime, models.Snapshot, snapshot_id, S.AVAILABLE,
                       in_progress=S.CREATING, progress="100%", status_reason=None)
-        runtime.notifier.info(common.ctx(context), "snapshot.%s" % self.event_suffix,
-                              {"snapshot_id": snapshot_id,
-                               "volume_id": snapshot_ref["volume_id"],
-                               "volume_size": snapshot_ref["volume_size"],
-                               "host": runtime.host})
+        self.notify_end(runtime, context,
+                        {"snapshot_id": snapshot_id,
+                         "volume_id": snapshot_ref["volume_id"],
+                         "volume_size": snapshot_ref["volume_size"],
+                         "host": runtime.host})
 
 
 def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:

@@ -189,19 +189,17 @@ class CreateVolumeFromSpecTask(common.FlowTask):
         return update
 
 
-class CreateVolumeOnFinishTask(common.FlowTask):
+class CreateVolumeOnFinishTask(common.OnFinishTask):
     """Status ``available`` with ``launched_at``, then ``volume.create.end``."""
 
-    def __init__(self, event_suffix: str):
-        super().__init__(addon=event_suffix)
-        self.event_suffix = event_suffix
+    kind = "volume"
 
     def execute(self, runtime, context, volume_id, volume_spec):
         common.finish(runtime, models.Volume, volume_id, V.AVAILABLE, in_progress=V.CREATING,
                       launched_at=models.utcnow(), status_reason=None)
-        runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
-                              {"volume_id": volume_id, "size": volume_spec["volume_size"],
-                               "host": runtime.host})
+        self.notify_end(runtime, context,
+                        {"volume_id": volume_id, "size": volume_spec["volume_size"],
+                         "host": runtime.host})
 
 
 def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:

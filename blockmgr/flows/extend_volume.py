@@ -111,15 +111,13 @@ class ExtendVolumeOnBackendTask(common.FlowTask):
         runtime.driver.extend_volume(view, new_size)
 
 
-class ExtendVolumeOnFinishTask(common.FlowTask):
+class ExtendVolumeOnFinishTask(common.OnFinishTask):
     """In one transaction: commit the flow's reservations, write the size and the status
     (``in-use`` when attached, else ``available``). Then ``volume.resize.end`` with the new
     size. A repeat after a crash that followed the commit writes nothing: a second extend
     the API accepted meanwhile must keep its status and its size."""
 
-    def __init__(self, event_suffix: str):
-        super().__init__(addon=event_suffix)
-        self.event_suffix = event_suffix
+    kind = "volume"
 
     def execute(self, runtime, context, flow_id, volume_id, new_size, volume_ref):
         target = V.IN_USE if volume_ref["attached"] else V.AVAILABLE
@@ -130,9 +128,9 @@ class ExtendVolumeOnFinishTask(common.FlowTask):
                                  in_progress=V.EXTENDING,
                                  pending=(models.Volume.size < new_size,), size=new_size,
                                  previous_status=None, status_reason=None)
-        runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
-                              {"volume_id": volume_id, "size": new_size,
-                               "previous_size": volume_ref["size"], "host": runtime.host})
+        self.notify_end(runtime, context,
+                        {"volume_id": volume_id, "size": new_size,
+                         "previous_size": volume_ref["size"], "host": runtime.host})
 
 
 def get_flow() -> linear_flow.Flow:

@@ -130,14 +130,12 @@ class RevertOnBackendTask(common.FlowTask):
         runtime.driver.revert_to_snapshot(common.ctx(context), volume, snapshot)
 
 
-class RevertOnFinishTask(common.FlowTask):
+class RevertOnFinishTask(common.OnFinishTask):
     """In one transaction: the volume ``reverting`` -> ``available`` and the snapshot
     ``restoring`` -> ``available`` (each only from its in-progress status, so a repeat after
     a crash writes nothing). Then ``volume.revert.end``."""
 
-    def __init__(self, event_suffix: str):
-        super().__init__(addon=event_suffix)
-        self.event_suffix = event_suffix
+    kind = "volume"
 
     def execute(self, runtime, context, volume_id, snapshot_id, revert_ref):
         with runtime.db.writer() as session:
@@ -145,9 +143,9 @@ class RevertOnFinishTask(common.FlowTask):
                              in_progress=S.RESTORING)
             common.finish_in(session, models.Volume, volume_id, V.AVAILABLE,
                              in_progress=V.REVERTING, status_reason=None)
-        runtime.notifier.info(common.ctx(context), "volume.%s" % self.event_suffix,
-                              {"volume_id": volume_id, "snapshot_id": snapshot_id,
-                               "size": revert_ref["size"], "host": runtime.host})
+        self.notify_end(runtime, context,
+                        {"volume_id": volume_id, "snapshot_id": snapshot_id,
+                         "size": revert_ref["size"], "host": runtime.host})
 
 
 def lock_names(volume_id: str, store: dict, rows: common.LockRows) -> list[str]:
