@@ -56,9 +56,11 @@ class VolumeAPI:
     def _cast(self, ctxt, host, method, **kwargs) -> None:
         self._client(host).cast(ctxt, method, **kwargs)
 
-    def _call(self, ctxt, host, method, **kwargs):
+    def _call(self, ctxt, host, method, _version: str = RPC_API_VERSION, **kwargs):
+        """``_version``: the version a method newer than 1.0 needs (an older server then
+        refuses it instead of failing on an unknown method)."""
         try:
-            return self._client(host).call(ctxt, method, **kwargs)
+            return self._client(host, _version).call(ctxt, method, **kwargs)
         except exception.BlockmgrError as exc:
             raise rpc.local_error(exc) from None
 
@@ -148,13 +150,14 @@ class VolumeAPI:
     def connect_attachment(self, ctxt, host, volume_id, attachment_id, connector) -> dict:
         """(1.2) Export volume ``volume_id`` and connect attachment ``attachment_id`` for
         ``connector``; returns the connection info."""
-        return self._call(ctxt, host, "connect_attachment", volume_id=volume_id,
-                          attachment_id=attachment_id, connector=connector)
+        return self._call(ctxt, host, "connect_attachment", _version="1.2",
+                          volume_id=volume_id, attachment_id=attachment_id,
+                          connector=connector)
 
     def detach_volume(self, ctxt, host, volume_id, attachment_id, force=False):
         """(1.2) End attachment ``attachment_id`` (the API rings it as a ledger request)."""
-        self._cast(ctxt, host, "detach_volume", volume_id=volume_id,
-                   attachment_id=attachment_id, force=force)
+        self._client(host, "1.2").cast(ctxt, "detach_volume", volume_id=volume_id,
+                                       attachment_id=attachment_id, force=force)
 
     def revert_to_snapshot(self, ctxt, host, volume_id, snapshot_id):
         """(1.3) Revert ``volume_id`` to its latest snapshot ``snapshot_id`` (the API rings it
