@@ -69,7 +69,6 @@ from taskflow.engines import helpers as tf_helpers  # noqa: E402
 from taskflow.engines.action_engine import engine as tf_engine  # noqa: E402
 from taskflow.engines.action_engine import runtime as tf_runtime  # noqa: E402
 from taskflow.engines.action_engine import selector as tf_selector  # noqa: E402
-from taskflow.jobs.backends import impl_redis  # noqa: E402
 from taskflow.persistence.backends import impl_sqlalchemy  # noqa: E402
 from taskflow.utils import misc as tf_misc  # noqa: E402
 
@@ -95,11 +94,10 @@ _CLASS_NAMES = (
     (tf_runtime.Runtime, "selector"),
     (tf_runtime.Runtime, "builder"),
     (tf_engine.SerialActionEngine, "storage"),
-    (impl_redis.RedisJobBoard, "_dumps"),
-    (impl_redis.RedisJobBoard, "_loads"),
-    (impl_redis.RedisJobBoard, "OWNED_POSTFIX"),
-    (impl_redis.RedisJobBoard, "LAST_MODIFIED_POSTFIX"),
 )
+#: Private names of TaskFlow's Redis jobboard relied on (checked only by :func:`problems`:
+#: the jobboard and the redis client load only in cluster mode).
+_JOBBOARD_NAMES = ("_dumps", "_loads", "OWNED_POSTFIX", "LAST_MODIFIED_POSTFIX")
 #: Private instance attributes relied on below, per kind of object.
 _INSTANCE_NAMES = {
     "backend": ("_engine", "_owns_engine", "_validated", "_upgrade_lock", "_max_retries"),
@@ -130,7 +128,10 @@ def problems() -> list[str]:
     if not _version_tuple(low) <= _version_tuple(version) < _version_tuple(high):
         found.append("TaskFlow %s is outside the supported range >=%s,<%s"
                      % (version, low, high))
-    for owner, name in _CLASS_NAMES:
+    from taskflow.jobs.backends import impl_redis
+
+    for owner, name in _CLASS_NAMES + tuple((impl_redis.RedisJobBoard, name)
+                                            for name in _JOBBOARD_NAMES):
         if not hasattr(owner, name):
             found.append("%s.%s is gone" % (getattr(owner, "__name__", owner), name))
     for kind, obj in _sample_objects().items():
