@@ -22,7 +22,7 @@ LOG = logging.getLogger("blockmgr.quota")
 
 
 class LimitsMixin:
-    """The limit half of :class:`~blockmgr.quota.QuotaEngine`: overrides, defaults, the
+    """The limit part of :class:`~blockmgr.quota.QuotaEngine`: overrides, defaults, the
     limit-only check, and the usage report."""
 
     def get_limits(self, project_id: str) -> dict[str, int]:

@@ -27,7 +27,7 @@ LOG = logging.getLogger("blockmgr.quota")
 
 
 class ReservationsMixin:
-    """The reservation half of :class:`~blockmgr.quota.QuotaEngine`: reserve, commit and
+    """The reservation part of :class:`~blockmgr.quota.QuotaEngine`: reserve, commit and
     roll back, direct consumption, and the locking of usage rows they all rely on."""
 
     def consume(self, session: Session, project_id: str, **deltas: int) -> None:
