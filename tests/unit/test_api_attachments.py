@@ -483,3 +483,17 @@ def test_force_detach_picks_the_attachment_of_the_connectors_host(env):
     env.attachments.detach(ADMIN, vid, force=True, connector={"host": "h2"})
     assert env.attachments.get(A, second["id"])["attach_status"] == "detaching"
     assert env.attachments.get(A, first["id"])["attach_status"] == "attaching"
+
+
+def test_volume_view_attachments_in_cinders_shape(env):
+    vid = available_volume(env)
+    other = available_volume(env)
+    att = env.attachments.create(A, vid, instance_uuid=INSTANCE, connector=CONNECTOR)
+    env.attachments.attach(A, vid, instance_uuid=INSTANCE, mountpoint="/dev/vdb")
+    found = env.attachments.volume_view_attachments(A, [vid, other])
+    assert found[other] == []
+    (entry,) = found[vid]
+    assert entry["attachment_id"] == att["id"] and entry["server_id"] == INSTANCE
+    assert entry["device"] == "/dev/vdb" and entry["host_name"] == "client1"
+    assert entry["id"] == vid and entry["attached_at"]
+    assert env.attachments.volume_view_attachments(B, [vid]) == {vid: []}
