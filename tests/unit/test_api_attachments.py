@@ -497,3 +497,18 @@ def test_volume_view_attachments_in_cinders_shape(env):
     assert entry["device"] == "/dev/vdb" and entry["host_name"] == "client1"
     assert entry["id"] == vid and entry["attached_at"]
     assert env.attachments.volume_view_attachments(B, [vid]) == {vid: []}
+
+
+def test_reset_says_what_it_cleared_in_the_log(env, caplog):
+    vid = available_volume(env)
+    env.volumes.extend_volume(A, vid, 20)
+    with env.db.reader() as session:
+        request_id = session.scalars(sa.select(models.Request.id).where(
+            models.Request.resource_id == vid,
+            models.Request.action == "extend_volume")).one()
+    with caplog.at_level("WARNING", logger="blockmgr.api.admin_actions"):
+        env.admin.reset_status(ADMIN, "volume", vid, "error")
+    (record,) = [r for r in caplog.records if r.name == "blockmgr.api.admin_actions"]
+    message = record.getMessage()
+    assert "reset from extending to error" in message and request_id in message
+    assert "reservations rolled back: 1" in message
