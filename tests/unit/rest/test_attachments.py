@@ -184,3 +184,23 @@ def test_snapshot_reset_and_force_delete(api, stack):
     assert as_admin.post("snapshots/%s/action" % sid,
                          {"os-force_delete": None}).status_code == 202
     api.wait("snapshots/" + sid, "snapshot", (None,))
+
+
+def test_multiattach_needs_the_type_and_a_backend_that_reports_it(api, stack):
+    """A type asking for multiattach is placed only where the driver reports it (loopback
+    does not: no valid backend); a plain volume takes one attachment only."""
+    as_admin = Api(api.http, api.project, admin=True)
+    response = as_admin.post("types", {"volume_type": {
+        "name": "shared", "extra_specs": {"multiattach": "<is> True"}}})
+    assert response.status_code == 200, response.text
+    response = api.post("volumes", {"volume": {"size": 1, "volume_type": "shared"}})
+    assert response.status_code == 202, response.text
+    vid = response.json()["volume"]["id"]
+    body = api.wait("volumes/" + vid, "volume", ("available", "error"))
+    assert body["status"] == "error" and body["multiattach"] is True
+
+    plain = available(api)
+    first = api.post("attachments", {"attachment": {"volume_uuid": plain}}, headers=V344)
+    assert first.status_code == 200, first.text
+    second = api.post("attachments", {"attachment": {"volume_uuid": plain}}, headers=V344)
+    assert "not multiattach" in fault(second, 400)
