@@ -3,13 +3,26 @@ status without the REST API; the reset clears the resource's open requests."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from oslo_config import cfg
 
 from blockmgr.cmd import manage
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
 from blockmgr.db.session import Database
+
+
+@pytest.fixture(autouse=True)
+def _unregister_the_backend_section():
+    """``manage.main`` registers ``[loop1]`` on the process-global config; later tests
+    running other commands in this process would find its required options unset."""
+    yield
+    cfg.CONF.clear()   # oslo.config unregisters only from an unparsed config
+    group = cfg.CONF._groups.get("loop1")   # oslo.config's registry of groups
+    for info in list((group._opts if group else {}).values()):
+        cfg.CONF.unregister_opt(info["opt"], group="loop1")
 
 
 def _config(tmp_path):
