@@ -65,6 +65,8 @@ class StackMachine(RuleBasedStateMachine):
         conf.set_override("sweep_interval", 0.5, group="requests")
         conf.set_override("retry_delay", 0.1, group="requests")
         self.conf = allinone.embedded_config(conf, self.state_dir)
+        # Volume files, not loop devices, even as root: a run leaves no device behind.
+        self.conf.set_override("loopback_attach", "file", group=allinone.EMBEDDED_BACKEND)
         self.node = allinone.AllInOne(self.conf)
         assert self.node.start(ready_timeout=60)
         self.client = self.node.client
