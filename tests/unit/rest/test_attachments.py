@@ -61,6 +61,11 @@ def test_attachment_lifecycle_and_refusals_while_attached(api, admin_api, stack)
     assert api.get("volumes/" + vid).json()["volume"]["status"] == "in-use"
     listed = api.get("attachments/detail?volume_id=" + vid, headers=V344).json()
     assert [a["status"] for a in listed["attachments"]] == ["attached"]
+    # The volume view names its attachment, as Nova and cinderclient expect.
+    shown = api.get("volumes/" + vid).json()["volume"]["attachments"]
+    assert [(a["attachment_id"], a["server_id"]) for a in shown] == [(att["id"], INSTANCE)]
+    page = api.get("volumes/detail").json()["volumes"]
+    assert [v["attachments"] for v in page if v["id"] == vid] == [shown]
     assert "attached or reserved" in fault(api.delete("volumes/" + vid), 400)
 
     # In-use extend: the loopback driver extends attached volumes (3.42).
