@@ -100,6 +100,22 @@ def finish_detach(session, attachment: models.Attachment) -> str:
     return settle_volume(session, attachment.volume_id, exclude=(attachment.id,))
 
 
+def fail_detach(db, volume_id: str, attachment_id: str, reason: str) -> None:
+    """A detach that cannot finish: its attachment ``error_detaching`` (still connected,
+    detach can be asked again), the volume's status settled from its attachments. Used by
+    the detach flow's revert and when its request is settled as failed."""
+    try:
+        with db.writer() as session:
+            attachment = get_attachment(session, attachment_id, for_update=True)
+            if attachment.attach_status == A.DETACHING:
+                repository.update(session, attachment, attach_status=A.ERROR_DETACHING)
+                settle_volume(session, volume_id)
+    except exception.NotFound:
+        return
+    LOG.error("Detach of attachment %s of volume %s failed: %s", attachment_id, volume_id,
+              reason)
+
+
 def get_attachment(session, attachment_id: str, *, for_update: bool = False,
                    project_id: str | None = None) -> models.Attachment:
     stmt = sa.select(models.Attachment).where(models.Attachment.id == attachment_id,
@@ -276,17 +292,8 @@ class ExtractDetachTask(common.FlowTask):
                     "others_connected": others}
 
     def revert(self, runtime, volume_id, attachment_id, flow_failures=None, **kwargs):
-        reason = common.failure_reason(flow_failures)
-        try:
-            with runtime.db.writer() as session:
-                attachment = get_attachment(session, attachment_id, for_update=True)
-                if attachment.attach_status == A.DETACHING:
-                    repository.update(session, attachment, attach_status=A.ERROR_DETACHING)
-                    settle_volume(session, volume_id)
-        except exception.NotFound:
-            return
-        LOG.error("Detach of attachment %s of volume %s failed: %s", attachment_id,
-                  volume_id, reason)
+        fail_detach(runtime.db, volume_id, attachment_id,
+                    common.failure_reason(flow_failures))
 
 
 class TerminateConnectionTask(common.FlowTask):

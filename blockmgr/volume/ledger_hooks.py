@@ -105,5 +105,12 @@ class BackendRequestHooks(ledger.RequestHooks):
         return status in states.TRANSITIONAL[row.kind]
 
     def settle_failed(self, row, reason: str) -> None:
+        if row.action == "detach_volume" and row.arguments.get("attachment_id"):
+            # ``detaching`` is also a client's own hold (os-begin_detaching), so it is not
+            # a transitional status recovery settles: the detach's attachment is.
+            from blockmgr.flows import attachments
+
+            attachments.fail_detach(self.manager.db, row.resource_id,
+                                    row.arguments["attachment_id"], reason)
         recovery.settle_failed(self.manager.db, self.manager.quota, row.kind,
                                row.resource_id, row.id, reason)

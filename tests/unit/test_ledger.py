@@ -5,6 +5,7 @@ after a crash (blockmgr.volume.ledger_hooks)."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from oslo_db import exception as db_exc
@@ -345,3 +346,34 @@ def test_an_extend_whose_revert_lost_its_connection_is_settled_with_its_reservat
 def _project_of(env, volume_id):
     with env.db.reader() as session:
         return repository.get(session, models.Volume, volume_id).project_id
+
+
+def test_a_detach_settled_as_failed_leaves_its_attachment_error_detaching(manager, db):
+    """A detach request out of attempts: the attachment is ``error_detaching`` (still
+    connected; a detach may be asked again) and the volume ``in-use``, not ``detaching``
+    for ever."""
+    vid = _volume(db, status="available")
+    with db.writer() as session:
+        attachment = repository.create(session, models.Attachment, volume_id=vid,
+                                       project_id="p1", attach_status="attached",
+                                       instance_uuid=str(uuid.uuid4()))
+        aid = attachment.id
+        volume = repository.get(session, models.Volume, vid)
+        repository.update(session, volume, status="in-use", attach_status="attached")
+    with db.writer() as session:
+        repository.update(session, repository.get(session, models.Attachment, aid),
+                          attach_status="detaching")
+        repository.update(session, repository.get(session, models.Volume, vid),
+                          status="detaching", attach_status="detaching")
+    rid = _add(db, vid, action="detach_volume")
+    with db.writer() as session:
+        session.execute(models.Request.__table__.update().where(
+            models.Request.id == rid).values(
+            arguments='{"volume_id": "%s", "attachment_id": "%s", "force": false}'
+            % (vid, aid)))
+    row = _claimed(db, rid)
+    ledger_hooks.BackendRequestHooks(manager).settle_failed(row, "lost connection")
+    with db.reader() as session:
+        assert repository.get(session, models.Attachment, aid).attach_status == \
+            "error_detaching"
+        assert repository.get(session, models.Volume, vid).status == "in-use"
