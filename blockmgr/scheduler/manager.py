@@ -136,6 +136,11 @@ class SchedulerManager:
             request = self._request(spec, size, retry)
             chosen = self._place(request, "volume %s" % volume_id)
         except exception.NoValidBackend as exc:
+            first = (props.get("retry") or {}).get("first_exc")
+            if first:
+                # First, so that a long list of rejections cannot truncate it away.
+                exc = exception.NoValidBackend(reason="the first attempt failed on %s; then: %s"
+                                               % (first, exc.kwargs.get("reason", exc.msg)))
             self._volume_failed(ctx, volume_id, V.ERROR, "create", exc, spec)
             return
         except exception.VolumeNotFound:
@@ -285,6 +290,8 @@ class SchedulerManager:
         if retry.get("exc"):
             tried = retry["backends"][-1] if retry["backends"] else "?"
             LOG.error("Creating volume %s failed on %s: %s", volume_id, tried, retry["exc"])
+            # What went wrong first is what the user needs when every attempt fails.
+            retry.setdefault("first_exc", "%s: %s" % (tried, str(retry["exc"])[:200]))
         props["retry"] = retry
         if retry["num_attempts"] > max_attempts:
             raise exception.NoValidBackend(

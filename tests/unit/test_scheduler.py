@@ -243,6 +243,9 @@ def test_reschedule_excludes_tried_backends_and_stops_after_max_attempts(env):
     env.mgr.create_volume(CTX, vid, {"size": 10}, props)
     assert volume(env.db, vid).status == "error"
     assert "already failed" in volume(env.db, vid).status_reason
+    # the final reason keeps the cause of the first failure
+    assert "the first attempt failed on n1@lvm: Traceback: boom" in volume(
+        env.db, vid).status_reason
     assert len(env.api.sent) == 2
 
 
