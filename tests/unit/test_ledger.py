@@ -377,3 +377,14 @@ def test_a_detach_settled_as_failed_leaves_its_attachment_error_detaching(manage
         assert repository.get(session, models.Attachment, aid).attach_status == \
             "error_detaching"
         assert repository.get(session, models.Volume, vid).status == "in-use"
+
+
+def test_duplicate_creates_refused_by_the_flow_do_not_inflate_allocated_capacity(manager, db):
+    """Three casts of one create (a message without a request id, as an older client
+    sends): the flow refuses the two duplicates; allocated capacity stays 5 GiB, not 15."""
+    vid = _volume(db, size=5)
+    manager.create_volume(CTX, vid)
+    for _ in range(2):
+        with pytest.raises(exception.BlockmgrError):
+            manager.create_volume(CTX, vid)
+    assert sum(manager.capacity.snapshot().values()) == 5
