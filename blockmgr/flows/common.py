@@ -163,19 +163,24 @@ class NotifyStartTask(FlowTask):
 
     The error event is part of the flow so it is also sent when recovery reverts the flow.
     Notification failures never fail the flow (the notifier swallows them).
+    ``error_on_revert=False``: a later-reverting task decides whether the operation failed
+    (a create that is rescheduled has not) and emits the error event itself.
     """
 
     durable_start = False   # reads / notifies only (FlowTask)
 
-    def __init__(self, kind: str, action: str, id_arg: str):
+    def __init__(self, kind: str, action: str, id_arg: str, error_on_revert: bool = True):
         super().__init__(addon=action + ".start", requires=("runtime", "context", id_arg))
         self.kind, self.action, self.id_arg = kind, action, id_arg
+        self.error_on_revert = error_on_revert
 
     def execute(self, runtime, context, **kwargs):
         runtime.notifier.info(ctx(context), "%s.%s.start" % (self.kind, self.action),
                               {self.id_arg: kwargs[self.id_arg], "host": runtime.host})
 
     def revert(self, runtime, context, flow_failures=None, **kwargs):
+        if not self.error_on_revert:
+            return
         runtime.notifier.error(ctx(context), "%s.%s.error" % (self.kind, self.action),
                                {self.id_arg: kwargs[self.id_arg], "host": runtime.host,
                                 "reason": failure_reason(flow_failures)})

@@ -96,6 +96,7 @@ class OnFailureRescheduleTask(common.FlowTask):
                and all(common.failure_reschedulable(f) for f in failures))
         if not can:
             _error_out(runtime, volume_id, reason)
+            _notify_error(runtime, context, volume_id, reason)
             return False
         view = _view(runtime, volume_id)
         with runtime.db.writer() as session:
@@ -108,8 +109,9 @@ class OnFailureRescheduleTask(common.FlowTask):
             runtime.reschedule(common.ctx(context), volume_id, spec, props)
         except Exception as exc:
             common.LOG.exception("Rescheduling volume %s failed", volume_id)
-            _error_out(runtime, volume_id, "%s; reschedule failed: %s" % (reason, exc),
-                       host=view.host)
+            reason = "%s; reschedule failed: %s" % (reason, exc)
+            _error_out(runtime, volume_id, reason, host=view.host)
+            _notify_error(runtime, context, volume_id, reason)
             return False
         try:
             runtime.driver.delete_volume(view)
@@ -117,6 +119,11 @@ class OnFailureRescheduleTask(common.FlowTask):
             common.LOG.warning("Could not delete the partial volume %s after rescheduling",
                                volume_id, exc_info=True)
         return True
+
+
+def _notify_error(runtime, context, volume_id: str, reason: str) -> None:
+    runtime.notifier.error(common.ctx(context), "volume.create.error",
+                           {"volume_id": volume_id, "host": runtime.host, "reason": reason})
 
 
 def _format_failure(failures) -> str:
@@ -219,7 +226,8 @@ def get_flow() -> linear_flow.Flow:
         ExtractVolumeRefTask(),
         OnFailureRescheduleTask(),
         ExtractVolumeSpecTask(),
-        common.NotifyStartTask("volume", "create", "volume_id"),
+        # The error event is OnFailureRescheduleTask's: a rescheduled create has not failed.
+        common.NotifyStartTask("volume", "create", "volume_id", error_on_revert=False),
         CreateVolumeFromSpecTask(),
         CreateVolumeOnFinishTask("create.end"),
         # Where the runner puts the volume if the flow cannot be finished (logbook down).
