@@ -52,6 +52,11 @@ class SnapshotStatus(enum.StrEnum):
     UNMANAGING = "unmanaging"
     #: Its volume is being reverted to it.
     RESTORING = "restoring"
+    #: A manage that failed after the driver may have touched the object the user named
+    #: (blockmgr's; Cinder leaves such a snapshot ``error``). Deleting it only unmanages.
+    ERROR_MANAGING = "error_managing"
+    #: Being deleted after a failed manage: the object is released (unmanaged), never deleted.
+    ERROR_MANAGING_DELETING = "error_managing_deleting"
 
 
 class GroupStatus(enum.StrEnum):
@@ -111,7 +116,9 @@ VOLUME_TRANSITIONS: Mapping[VolumeStatus, frozenset[VolumeStatus]] = {
 }
 
 SNAPSHOT_TRANSITIONS: Mapping[SnapshotStatus, frozenset[SnapshotStatus]] = {
-    S.CREATING: frozenset({S.AVAILABLE, S.ERROR, S.DELETED}),
+    # ``error``: refused before the driver was asked to bind anything (as in Cinder);
+    # ``error_managing``: a manage that failed after the driver may have touched the object.
+    S.CREATING: frozenset({S.AVAILABLE, S.ERROR, S.ERROR_MANAGING, S.DELETED}),
     S.AVAILABLE: frozenset({S.DELETING, S.UNMANAGING, S.ERROR, S.RESTORING}),
     # ``error``: a group snapshot delete whose driver raised (every member ends ``error``).
     S.DELETING: frozenset({S.DELETED, S.ERROR_DELETING, S.AVAILABLE, S.ERROR}),
@@ -120,6 +127,9 @@ SNAPSHOT_TRANSITIONS: Mapping[SnapshotStatus, frozenset[SnapshotStatus]] = {
     S.UNMANAGING: frozenset({S.DELETED, S.ERROR_DELETING, S.AVAILABLE}),
     # A revert keeps its snapshot, whatever the outcome (as in Cinder).
     S.RESTORING: frozenset({S.AVAILABLE}),
+    # Deleting a failed manage releases the object (delete_snapshot flow, unmanage).
+    S.ERROR_MANAGING: frozenset({S.ERROR_MANAGING_DELETING}),
+    S.ERROR_MANAGING_DELETING: frozenset({S.DELETED, S.ERROR_MANAGING}),
     S.DELETED: frozenset(),
 }
 
@@ -216,7 +226,8 @@ MACHINES: Mapping[str, tuple[type[enum.StrEnum], Mapping]] = {
 TRANSITIONAL: Mapping[str, frozenset[str]] = {
     "volume": frozenset({V.CREATING, V.DELETING, V.MANAGING, V.EXTENDING, V.UNMANAGING,
                          V.ERROR_MANAGING_DELETING, V.REVERTING}),
-    "snapshot": frozenset({S.CREATING, S.DELETING, S.UNMANAGING, S.RESTORING}),
+    "snapshot": frozenset({S.CREATING, S.DELETING, S.UNMANAGING, S.RESTORING,
+                           S.ERROR_MANAGING_DELETING}),
     "group": frozenset({G.CREATING, G.UPDATING, G.DELETING}),
     "group_snapshot": frozenset({GS.CREATING, GS.UPDATING, GS.DELETING}),
 }

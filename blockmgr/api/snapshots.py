@@ -13,7 +13,10 @@ from blockmgr.db import repository
 
 V, S = states.VolumeStatus, states.SnapshotStatus
 
-_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING})
+_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING, S.ERROR_MANAGING})
+#: A failed manage's snapshot that a forced delete resets: back to ``error_managing``, so
+#: that the delete still only unmanages the user's object.
+_FAILED_MANAGE = frozenset({S.ERROR_MANAGING, S.ERROR_MANAGING_DELETING})
 
 
 class SnapshotService(common.ServiceBase):
@@ -62,7 +65,9 @@ class SnapshotService(common.ServiceBase):
 
     def delete_snapshot(self, ctx, snapshot_id: str) -> dict:
         """Delete a snapshot (``available``/``error``/``error_deleting``): ``deleting``,
-        then cast its volume's backend, which gives the quota back.
+        then cast its volume's backend, which gives the quota back. A snapshot whose manage
+        failed (``error_managing``) goes to ``error_managing_deleting`` instead: the
+        backend only unmanages its object (the user's), never deletes it.
 
         :raises SnapshotNotFound: unknown or another project's.
         :raises InvalidSnapshot: wrong status, or a member of a group snapshot.
@@ -73,7 +78,9 @@ class SnapshotService(common.ServiceBase):
     def force_delete_snapshot(self, ctx, snapshot_id: str) -> dict:
         """``os-force_delete`` (admin): delete the snapshot whatever its status -- it is
         reset to ``error`` first in the same transaction, which ends its open requests and
-        releases what they reserved (:mod:`blockmgr.api.admin_actions`)."""
+        releases what they reserved (:mod:`blockmgr.api.admin_actions`). A snapshot whose
+        manage failed (``error_managing_deleting``) is reset to ``error_managing`` instead,
+        so that its object is still only unmanaged."""
         ctx = common.check_context(ctx)
         if not ctx.is_admin:
             raise exception.NotAuthorized(reason="only an admin may force a delete")
@@ -94,7 +101,8 @@ class SnapshotService(common.ServiceBase):
             if force and snap.status not in allowed and not snap.group_snapshot_id:
                 from blockmgr.api import admin_actions
 
-                admin_actions.reset_in(session, self.quota, "snapshot", snap.id, S.ERROR,
+                reset = S.ERROR_MANAGING if snap.status in _FAILED_MANAGE else S.ERROR
+                admin_actions.reset_in(session, self.quota, "snapshot", snap.id, reset,
                                        actor="a forced delete by admin %s"
                                        % (ctx.user_id or ctx.project_id))
                 snap = self._get(session, models.Snapshot, snapshot_id, ctx, for_update=True)
@@ -108,7 +116,9 @@ class SnapshotService(common.ServiceBase):
                     % (snap.id, snap.group_snapshot_id))
             volume = repository.get(session, models.Volume, snap.volume_id)
             host = common.volume_backend(volume)
-            repository.transition(session, models.Snapshot, snap.id, new,
+            target = (S.ERROR_MANAGING_DELETING
+                      if new == S.DELETING and snap.status == S.ERROR_MANAGING else new)
+            repository.transition(session, models.Snapshot, snap.id, target,
                                   expected=(snap.status,))
             snap = repository.get(session, models.Snapshot, snap.id)
             return common.row_dict(snap), self._request(

@@ -3,7 +3,13 @@
 extract snapshot -> notify start -> delete (or unmanage) on the backend -> destroy the row and
 return its quota in ONE transaction -> notify end.
 
-The API moved the row to ``deleting`` (``unmanaging``). Events are ``snapshot.delete.*`` for
+The API moved the row to ``deleting`` (``unmanaging``; ``error_managing_deleting`` for a
+snapshot whose manage failed). A snapshot whose manage failed is never deleted on the
+backend: the object it was bound to is the user's, and the failed manage gave it its original
+name back (``restore_managed_snapshot_name``) or released it; if neither could be done, the
+object still carries the snapshot's name, so the flow *unmanages* it instead of deleting it.
+Only the row goes, with the quota it holds (the API's ``snapshots: +1, gigabytes:
++volume_size``; the manage flow rolled its own reservation back). Events are ``snapshot.delete.*`` for
 both, as in Cinder (which has no snapshot unmanage event); the ``.end`` payload says
 ``unmanaged``. Quota: ``snapshots: -1, gigabytes: -volume_size`` (no gigabytes under
 ``[quota] no_snapshot_gb_quota``; nothing for ``use_quota = False``), a negative reservation
@@ -11,7 +17,8 @@ owned by the flow and committed in the transaction that soft-deletes the row, so
 never separate the two.
 
 Failure: :class:`~blockmgr.exception.SnapshotIsBusy` -> back to ``available`` (nothing was
-deleted); anything else -> ``error_deleting``; quota unchanged; ``snapshot.delete.error``.
+deleted); anything else -> ``error_deleting``; a failed manage's delete goes back to
+``error_managing`` whatever failed; quota unchanged; ``snapshot.delete.error``.
 A crash resumes the flow (deleting what is gone succeeds; unmanaging twice is harmless).
 Store: ``context``, ``snapshot_id``, ``flow_id``.
 """
@@ -33,9 +40,23 @@ UNMANAGE_ACTION = "snapshot:unmanage"
 S = states.SnapshotStatus
 
 
+#: Status the flow expects at the start -> status it leaves on failure (busy aside).
+_FAILED = {S.DELETING: S.ERROR_DELETING, S.UNMANAGING: S.ERROR_DELETING,
+           S.ERROR_MANAGING_DELETING: S.ERROR_MANAGING}
+_STARTS = {False: (S.DELETING, S.ERROR_MANAGING_DELETING), True: (S.UNMANAGING,)}
+
+
+def _releases_only(snapshot_ref: dict) -> bool:
+    """Whether the delete of ``snapshot_ref`` must unmanage instead of delete: its manage
+    failed, so its object is the user's."""
+    return snapshot_ref.get("status") == S.ERROR_MANAGING_DELETING
+
+
 class ExtractSnapshotTask(common.FlowTask):
-    """Check the row is ``deleting`` (``unmanaging``); provides ``snapshot_ref``.
-    Revert (whatever failed after it): ``available`` if busy, else ``error_deleting``."""
+    """Check the row is ``deleting`` or ``error_managing_deleting`` (``unmanaging``);
+    provides ``snapshot_ref`` (with the status it started from). Revert (whatever failed
+    after it): ``available`` if busy, else ``error_deleting``; ``error_managing`` for a
+    failed manage's delete, busy or not."""
 
     durable_start = False   # reads / notifies only (FlowTask)
 
@@ -43,42 +64,55 @@ class ExtractSnapshotTask(common.FlowTask):
 
     def __init__(self, unmanage_only: bool):
         super().__init__()
-        self.start = S.UNMANAGING if unmanage_only else S.DELETING
+        self.starts = _STARTS[unmanage_only]
 
     def execute(self, runtime, snapshot_id):
         view = create_snapshot.snapshot_view(runtime, snapshot_id)
-        if view.status != self.start:
+        if view.status not in self.starts:
             raise exception.InvalidSnapshot(
-                reason="snapshot %s is %s, not %s" % (snapshot_id, view.status, self.start))
+                reason="snapshot %s is %s, not %s" % (snapshot_id, view.status,
+                                                      " or ".join(self.starts)))
         return {"id": view.id, "volume_id": view.volume_id, "volume_size": view.volume_size,
-                "project_id": view.project_id}
+                "project_id": view.project_id, "status": str(view.status)}
 
     def revert(self, runtime, snapshot_id, result, flow_failures=None, **kwargs):
         if common.is_failure(result):
             return   # the row was not ours to change
         busy = any(f.check("blockmgr.exception.SnapshotIsBusy")
                    for f in (flow_failures or {}).values())
-        target = S.AVAILABLE if busy else S.ERROR_DELETING
-        try:
-            with runtime.db.writer() as session:
-                repository.transition(session, models.Snapshot, snapshot_id, target,
-                                      expected=(self.start, target),
-                                      status_reason=common.failure_reason(flow_failures))
-        except (exception.SnapshotNotFound, exception.InvalidStatusTransition) as exc:
-            common.LOG.warning("Snapshot %s not moved to %s after its delete failed: %s",
-                               snapshot_id, target, exc)
+        start = result.get("status") if isinstance(result, dict) else None
+        starts = (start,) if start in self.starts else self.starts
+        for start in starts:
+            target = S.AVAILABLE if busy and start != S.ERROR_MANAGING_DELETING \
+                else _FAILED[start]
+            try:
+                with runtime.db.writer() as session:
+                    repository.transition(session, models.Snapshot, snapshot_id, target,
+                                          expected=(start, target),
+                                          status_reason=common.failure_reason(flow_failures))
+                return
+            except exception.InvalidStatusTransition as exc:
+                failed = exc
+                continue   # not in this start status (or never was ours to change)
+            except exception.SnapshotNotFound as exc:
+                failed = exc
+                break
+        common.LOG.warning("Snapshot %s not moved out of %s after its delete failed: %s",
+                           snapshot_id, " or ".join(starts), failed)
 
 
 class DeleteSnapshotOnBackendTask(common.FlowTask):
-    """``driver.delete_snapshot`` (or ``unmanage_snapshot``). Idempotent; nothing to undo."""
+    """``driver.delete_snapshot`` (or ``unmanage_snapshot``). A snapshot whose manage failed
+    (``error_managing_deleting``, as the extract task read it) is unmanaged, never deleted:
+    its object is the user's. Idempotent; nothing to undo."""
 
     def __init__(self, unmanage_only: bool):
         super().__init__()
         self.unmanage_only = unmanage_only
 
-    def execute(self, runtime, snapshot_id):
+    def execute(self, runtime, snapshot_id, snapshot_ref):
         view = create_snapshot.snapshot_view(runtime, snapshot_id)
-        if self.unmanage_only:
+        if self.unmanage_only or _releases_only(snapshot_ref):
             runtime.driver.unmanage_snapshot(view)
         else:
             runtime.driver.delete_snapshot(view)

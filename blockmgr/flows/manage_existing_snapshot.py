@@ -7,11 +7,23 @@ quota reserve -> manage existing -> quota commit (and status ``available``, one 
 
 The API already created the row (``creating``, ``volume_size`` = parent size) and counted
 ``snapshots: +1, gigabytes: +volume_size``; this flow charges only the difference between the
-real size and that. Failure: the snapshot ends ``error``, the reservation is rolled back, the
-manage is undone by giving the object its original name back (``restore_managed_snapshot_name``
-with the reference recorded before the first rename; never a delete), a ``.error`` event is
-sent. A request for a snapshot that is not ``creating`` is refused by the first task, before
-the driver is asked anything, and changes nothing.
+real size and that. Failure: the reservation is rolled back and a ``.error`` event is sent;
+the snapshot ends
+
+* ``error_managing`` once the manage task ran and the driver did not refuse: the driver may
+  have renamed or bound the object the user named, so the manage is undone by giving the
+  object its original name back (``restore_managed_snapshot_name`` with the reference
+  recorded before the first rename; never a delete), or else by releasing it
+  (``unmanage_snapshot``). Deleting an ``error_managing`` snapshot only unmanages it
+  (``delete_snapshot`` flow), so even an object whose name could not be given back is never
+  deleted;
+* ``error`` when the manage failed before the driver was asked to bind anything (a bad size
+  answer, over quota) or the driver refused the reference
+  (:data:`~blockmgr.flows.common.MANAGE_REFUSALS`): nothing was touched, as in Cinder, where
+  every failed snapshot manage ends ``error``.
+
+A request for a snapshot that is not ``creating`` is refused by the first task, before the
+driver is asked anything, and changes nothing.
 Store: ``context``, ``snapshot_id``, ``manage_existing_ref``, ``flow_id``.
 
 The row is read once, by the extract task; later tasks take the driver's view from its
@@ -70,7 +82,8 @@ class ExtractSnapshotRefTask(common.FlowTask):
     ``snapshot_ref``: every :class:`~blockmgr.interface.objects.SnapshotView` field (JSON),
     the only read of the row on the success path. A snapshot in any other status is refused
     with :class:`~blockmgr.exception.InvalidSnapshot` before the driver is asked anything,
-    and nothing is changed. Revert: the snapshot goes to ``error`` (whatever failed later)."""
+    and nothing is changed. Revert: the snapshot goes to ``error``, unless the manage task's
+    revert already moved it to ``error_managing``."""
 
     durable_start = False   # reads / notifies only (FlowTask)
 
@@ -95,7 +108,7 @@ class RecordManageSourceTask(common.FlowTask):
     (``manage_existing_snapshot_source``); provides ``manage_source``. In the logbook before
     :class:`ManageExistingTask` starts, so a revert after a crash mid-rename still knows the
     original name. Reads only (no logbook commit of its own); nothing to revert (the extract
-    task's revert puts the snapshot in ``error``)."""
+    task's revert puts the snapshot in ``error``, the manage task's ``error_managing``)."""
 
     durable_start = False   # reads the backend only (FlowTask)
 
@@ -122,10 +135,12 @@ class PrepareForQuotaReservationTask(common.FlowTask):
 
 class ManageExistingTask(common.FlowTask):
     """Bind the backend snapshot; record the real size and the driver's model update.
-    Provides ``new_status``. Revert: give the object its original name back
-    (``restore_managed_snapshot_name`` with ``manage_source``; never a delete). Interrupted
-    by a crash, it is reverted, not repeated: a half-done rename cannot be told from a bad
-    reference."""
+    Provides ``new_status``. Revert (unless the driver refused the reference): give the
+    object its original name back (``restore_managed_snapshot_name`` with ``manage_source``;
+    never a delete), else release it (``unmanage_snapshot``), then put the API's size back
+    and move the snapshot to ``error_managing`` in one transaction, so that deleting it
+    later only unmanages. Interrupted by a crash, it is reverted, not repeated: a half-done
+    rename cannot be told from a bad reference."""
 
     default_provides = "new_status"
     on_crash = common.REVERT
@@ -141,29 +156,34 @@ class ManageExistingTask(common.FlowTask):
             repository.update(session, row, volume_size=size, **update)
         return S.AVAILABLE.value
 
-    def revert(self, runtime, snapshot_id, snapshot_ref, manage_source, result, **kwargs):
+    def revert(self, runtime, snapshot_id, snapshot_ref, manage_source, result,
+               flow_failures=None, **kwargs):
         if common.manage_was_refused(result):
-            return   # the driver refused: nothing was managed
+            return   # the driver refused: nothing was managed (the snapshot ends error)
         view = None
         try:
             view = _view(runtime, snapshot_id)
             _driver_call(runtime.driver, "restore_managed_snapshot_name", view, manage_source)
-        except Exception:  # best effort: the snapshot is in error either way
+        except Exception:  # best effort: the snapshot ends error_managing either way
             common.LOG.exception(
                 "Could not give the object of snapshot %s its original name %s back while "
                 "reverting its manage; releasing it with unmanage_snapshot instead",
                 snapshot_id, json.dumps(manage_source, sort_keys=True))
-            # A snapshot in error is deleted by the ordinary delete flow: keep the object
-            # from carrying the snapshot's name if the driver can release it at all.
             try:
                 if view is not None:
                     runtime.driver.unmanage_snapshot(view)
             except Exception:
-                common.LOG.exception("Could not unmanage snapshot %s either; its object "
-                                     "may still carry the snapshot's name", snapshot_id)
-        with runtime.db.writer() as session:   # back to the size the API charged
-            repository.update(session, repository.get(session, models.Snapshot, snapshot_id),
-                              volume_size=snapshot_ref["volume_size"])
+                common.LOG.exception(
+                    "Could not unmanage snapshot %s either; its object may still carry the "
+                    "snapshot's name. Deleting the snapshot (error_managing) only unmanages "
+                    "it; rename the object back by hand", snapshot_id)
+        # Back to the size the API charged, and error_managing (not error): a later delete
+        # must release the object, never delete it. Nothing is written if an earlier run of
+        # this revert already moved the snapshot on.
+        with runtime.db.writer() as session:
+            common.finish_in(session, models.Snapshot, snapshot_id, S.ERROR_MANAGING,
+                             in_progress=S.CREATING, volume_size=snapshot_ref["volume_size"],
+                             status_reason=common.failure_reason(flow_failures))
 
 
 class QuotaCommitTask(common.QuotaCommitTask):

@@ -60,7 +60,8 @@ ORPHAN_STATUS = {
                V.REVERTING: V.ERROR},
     # A revert keeps its snapshot whatever happened to the volume (as in Cinder).
     "snapshot": {S.CREATING: S.ERROR, S.DELETING: S.ERROR_DELETING,
-                 S.UNMANAGING: S.ERROR_DELETING, S.RESTORING: S.AVAILABLE},
+                 S.UNMANAGING: S.ERROR_DELETING, S.RESTORING: S.AVAILABLE,
+                 S.ERROR_MANAGING_DELETING: S.ERROR_MANAGING},
     "group": {G.CREATING: G.ERROR, G.UPDATING: G.ERROR, G.DELETING: G.ERROR_DELETING},
     "group_snapshot": {GS.CREATING: GS.ERROR, GS.UPDATING: GS.ERROR,
                        GS.DELETING: GS.ERROR_DELETING},
@@ -114,6 +115,8 @@ ORPHAN_HANDLERS.update({
     ("volume", V.UNMANAGING): _finish_delete("volume", unmanage_only=True),
     ("snapshot", S.DELETING): _finish_delete("snapshot"),
     ("snapshot", S.UNMANAGING): _finish_delete("snapshot", unmanage_only=True),
+    # A failed manage's delete: the delete flow only unmanages (the object is the user's).
+    ("snapshot", S.ERROR_MANAGING_DELETING): _finish_delete("snapshot"),
     ("snapshot", S.RESTORING): _restoring_snapshot,
 })
 
