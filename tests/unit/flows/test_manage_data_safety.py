@@ -109,6 +109,19 @@ def _delete_snapshot(manager, snapshot_id):
     assert manager.delete_snapshot(CTX, snapshot_id) is True
 
 
+def _delete_failed_snapshot_manage(manager, snapshot_id):
+    """What the API does for DELETE of an ``error_managing`` snapshot, then the worker."""
+    assert get(manager, models.Snapshot, snapshot_id).status == "error_managing"
+    set_status(manager, models.Snapshot, snapshot_id, "error_managing_deleting")
+    assert manager.delete_snapshot(CTX, snapshot_id) is True
+    assert get(manager, models.Snapshot, snapshot_id).status == "deleted"
+
+
+def _in_use(manager) -> dict[str, int]:
+    return {r: u["in_use"] for r, u in manager.quota.get_usages(PROJECT).items()
+            if r in ("snapshots", "gigabytes")}
+
+
 # --- LVM: deleting a failed import never destroys the user's LV ------------------------------
 
 @pytest.mark.parametrize("by", ["source-name", "source-id"])
@@ -151,11 +164,43 @@ def test_lvm_failed_snapshot_manage_gives_the_lv_its_name_back_and_delete_keeps_
     sid = _creating_snapshot(lvm, vid)
     with pytest.raises(exception.BlockmgrError, match="database went away"):
         lvm.manage_existing_snapshot(CTX, sid, {"source-name": "mysnap"})
-    assert get(lvm, models.Snapshot, sid).status == "error"
+    assert get(lvm, models.Snapshot, sid).status == "error_managing"
     assert "mysnap" in fake_lvm.lvs and "_snapshot-%s" % sid not in fake_lvm.lvs
-    _delete_snapshot(lvm, sid)
+    _delete_failed_snapshot_manage(lvm, sid)
     assert "mysnap" in fake_lvm.lvs
     assert "lvremove" not in fake_lvm.tools()
+
+
+def test_lvm_delete_of_a_failed_snapshot_manage_whose_rename_back_failed_keeps_the_lv(
+        lvm, fake_lvm, monkeypatch):
+    """``lvrename`` fails while the manage is reverted: the LV keeps the snapshot's name
+    (``unmanage_snapshot`` does nothing on LVM), the snapshot is ``error_managing``, and
+    deleting it only unmanages: the user's LV is neither wiped nor removed; the quota the
+    API charged is given back exactly."""
+    vid = _available_volume(lvm)
+    fake_lvm.add_lv("mysnap", GiB, attr="swi-a-s---", origin="volume-%s" % vid,
+                    origin_size=GiB)
+    sid = _creating_snapshot(lvm, vid)
+
+    def commit_fails_then_lvrename_fails(*args, **kwargs):
+        fake_lvm.fail["lvrename"] = (5, "  Internal error: lvrename failed")
+        raise exception.BlockmgrError("database went away")
+
+    monkeypatch.setattr(manage_existing_snapshot.QuotaCommitTask, "execute",
+                        commit_fails_then_lvrename_fails)
+    before = _in_use(lvm)
+    with pytest.raises(exception.BlockmgrError, match="database went away"):
+        lvm.manage_existing_snapshot(CTX, sid, {"source-name": "mysnap"})
+    row = get(lvm, models.Snapshot, sid)
+    assert row.status == "error_managing" and "database went away" in row.status_reason
+    assert "_snapshot-%s" % sid in fake_lvm.lvs and "mysnap" not in fake_lvm.lvs
+    assert _in_use(lvm) == before                  # the manage's own reservation rolled back
+    del fake_lvm.fail["lvrename"]
+    _delete_failed_snapshot_manage(lvm, sid)
+    assert "_snapshot-%s" % sid in fake_lvm.lvs    # still there, never wiped nor removed
+    assert "lvremove" not in fake_lvm.tools() and "dd" not in fake_lvm.tools()
+    assert _in_use(lvm) == {"snapshots": before["snapshots"] - 1,
+                            "gigabytes": before["gigabytes"] - 1}
 
 
 def test_loopback_failed_snapshot_restore_still_releases_the_file(loop, commit_fails,
@@ -173,8 +218,45 @@ def test_loopback_failed_snapshot_restore_still_releases_the_file(loop, commit_f
         loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
     kept = _files(loop) - {"volume-%s" % vid}
     assert kept == {"volume-%s@snapshot-%s" % (vid, sid)}
-    _delete_snapshot(loop, sid)
+    _delete_failed_snapshot_manage(loop, sid)
     assert _files(loop) - {"volume-%s" % vid} == kept
+
+
+def test_loopback_delete_of_a_failed_snapshot_manage_whose_restore_and_unmanage_failed(
+        loop, commit_fails, monkeypatch):
+    """Neither the name restore nor the unmanage fallback works while the manage is
+    reverted: the file keeps the snapshot's name, the snapshot is ``error_managing``, and
+    deleting it releases the file instead of deleting it; its data survives and the quota
+    the API charged is given back exactly."""
+    def fails(self, *args):
+        raise exception.VolumeBackendAPIException(reason="rename failed")
+
+    driver_cls = type(loop.driver)
+    vid = _available_volume(loop)
+    with open(os.path.join(loop.driver.directory, "legacyS"), "wb") as f:
+        f.truncate(GiB)
+        f.write(b"user data")
+    sid = _creating_snapshot(loop, vid)
+    before = _in_use(loop)
+    with monkeypatch.context() as patch:
+        patch.setattr(driver_cls, "restore_managed_snapshot_name", fails)
+        patch.setattr(driver_cls, "unmanage_snapshot", fails)
+        with pytest.raises(exception.BlockmgrError, match="database went away"):
+            loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    assert get(loop, models.Snapshot, sid).status == "error_managing"
+    (held,) = _files(loop) - {"volume-%s" % vid}   # still under the snapshot's name
+    assert "legacyS" != held
+    assert _in_use(loop) == before
+    deleted = []
+    monkeypatch.setattr(driver_cls, "delete_snapshot",
+                        lambda self, snapshot: deleted.append(snapshot.id))
+    _delete_failed_snapshot_manage(loop, sid)
+    assert deleted == []
+    (left,) = _files(loop) - {"volume-%s" % vid}   # released (renamed), never deleted
+    with open(os.path.join(loop.driver.directory, left), "rb") as f:
+        assert f.read(9) == b"user data"
+    assert _in_use(loop) == {"snapshots": before["snapshots"] - 1,
+                             "gigabytes": before["gigabytes"] - 1}
 
 
 # --- loopback: a failed manage gives the user's file its name back ---------------------------
@@ -205,7 +287,35 @@ def test_loopback_failed_snapshot_manage_gives_the_file_its_name_back(loop, comm
     with pytest.raises(exception.BlockmgrError, match="database went away"):
         loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
     assert _files(loop) == {"volume-%s" % vid, "legacyS"}
-    _delete_snapshot(loop, sid)
+    _delete_failed_snapshot_manage(loop, sid)
+    assert _files(loop) == {"volume-%s" % vid, "legacyS"}
+
+
+def test_snapshot_manage_refused_by_the_driver_ends_error_and_touches_nothing(loop):
+    """A reference the driver refuses (nothing bound) leaves the snapshot ``error``, as in
+    Cinder: an ordinary delete is then safe."""
+    vid = _available_volume(loop)
+    sid = _creating_snapshot(loop, vid)
+    with pytest.raises(exception.ManageExistingInvalidReference):
+        loop.manage_existing_snapshot(CTX, sid, {"source-name": "no-such-file"})
+    assert get(loop, models.Snapshot, sid).status == "error"
+    assert _files(loop) == {"volume-%s" % vid}
+
+
+def test_snapshot_manage_failing_before_the_driver_binds_ends_error(loop, monkeypatch):
+    """The size question fails: the manage task never ran, nothing was renamed, the
+    snapshot is ``error`` and the user's file keeps its name."""
+    def get_size_fails(self, snapshot, ref):
+        raise exception.VolumeBackendAPIException(reason="stat failed")
+
+    monkeypatch.setattr(type(loop.driver), "manage_existing_snapshot_get_size",
+                        get_size_fails)
+    vid = _available_volume(loop)
+    open(os.path.join(loop.driver.directory, "legacyS"), "wb").truncate(GiB)
+    sid = _creating_snapshot(loop, vid)
+    with pytest.raises(exception.VolumeBackendAPIException):
+        loop.manage_existing_snapshot(CTX, sid, {"source-name": "legacyS"})
+    assert get(loop, models.Snapshot, sid).status == "error"
     assert _files(loop) == {"volume-%s" % vid, "legacyS"}
 
 
