@@ -21,7 +21,8 @@ from blockmgr.db import repository
 from blockmgr.flows import create_snapshot, delete_snapshot, delete_volume, extend_volume
 from blockmgr.flows import revert_to_snapshot
 from tests.functional import crash_harness as harness
-from tests.functional.crash_harness import (CTX, PROJECT, crash_databases,  # noqa: F401
+from tests.functional.crash_harness import (CTX, GiB, PROJECT,  # noqa: F401
+                                            crash_databases,
                                             crash_world)
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -36,11 +37,17 @@ CASES_BY_OP = {
     "delete_snapshot": (delete_snapshot.get_flow(), "delete_snapshot", "deleted"),
     "unmanage_snapshot": (delete_snapshot.get_flow(unmanage_only=True),
                           "delete_snapshot", "unmanaged"),
+    # DELETE of a snapshot whose manage failed (error_managing_deleting): the object is
+    # the user's, so the flow releases it, crash or not.
+    "delete_failed_snapshot_manage": (delete_snapshot.get_flow(), "delete_snapshot",
+                                      "unmanaged"),
     "extend_volume": (extend_volume.get_flow(), "extend_volume", "available"),
     "revert_to_snapshot": (revert_to_snapshot.get_flow(), "revert_to_snapshot", "available"),
 }
 #: What the revert case writes to the volume after its snapshot (the snapshot holds zeros).
 REVERTED_AWAY = b"written after the snapshot"
+#: What the user's object holds in the failed-manage delete case (never lost).
+USER_DATA = b"the user's snapshot data"
 FLOWS = {op: flow for op, (flow, _m, _e) in CASES_BY_OP.items()}
 CASES = harness.cases(FLOWS)
 
@@ -75,6 +82,14 @@ def _prepare(manager, op):
         sid = snap.id
     if op == "create_snapshot":
         return [sid], ("snapshot", sid)
+    if op == "delete_failed_snapshot_manage":
+        # A manage whose name restore and unmanage both failed: the user's file still
+        # carries the snapshot's name, with the user's data in it.
+        with open(os.path.join(manager.driver.directory, "snapshot-%s" % sid), "wb") as f:
+            f.truncate(2 * GiB)
+            f.write(USER_DATA)
+        _set(manager, models.Snapshot, sid, "error_managing", "error_managing_deleting")
+        return [sid, False], ("snapshot", sid)
     manager.create_snapshot(CTX, sid)
     if op == "revert_to_snapshot":
         with open(os.path.join(manager.driver.directory, "volume-%s" % vid), "r+b") as f:
@@ -116,6 +131,13 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
         assert "unmanaged-volume-%s" % resource_id in files    # kept, exactly once
     if op == "unmanage_snapshot":
         assert [n for n in files if n.endswith("@snapshot-%s" % resource_id)]
+    if op == "delete_failed_snapshot_manage":
+        [released] = [n for n in files if n.endswith("snapshot-%s" % resource_id)]
+        assert "@" in released                     # released, never deleted
+        with open(os.path.join(restarted.driver.directory, released), "rb") as f:
+            assert f.read(len(USER_DATA)) == USER_DATA
     usage = restarted.quota.get_usages(PROJECT)
+    if op == "delete_failed_snapshot_manage":
+        assert usage["snapshots"]["in_use"] == 0 and usage["gigabytes"]["in_use"] == 2
     assert usage["volumes"]["in_use"] == (0 if kind == "volume" and expected != "available"
                                           else 1)
