@@ -8,13 +8,15 @@ snapshot whose manage failed). A snapshot whose manage failed is never deleted o
 backend: the object it was bound to is the user's, and the failed manage gave it its original
 name back (``restore_managed_snapshot_name``) or released it; if neither could be done, the
 object still carries the snapshot's name, so the flow *unmanages* it instead of deleting it.
-Only the row goes, with the quota it holds (the API's ``snapshots: +1, gigabytes:
-+volume_size``; the manage flow rolled its own reservation back). Events are ``snapshot.delete.*`` for
-both, as in Cinder (which has no snapshot unmanage event); the ``.end`` payload says
-``unmanaged``. Quota: ``snapshots: -1, gigabytes: -volume_size`` (no gigabytes under
+
+Events are ``snapshot.delete.*`` for all three, as in Cinder (which has no snapshot unmanage
+event); the ``.end`` payload says ``unmanaged`` (true also for a failed manage's delete: the
+object was released). Quota: ``snapshots: -1, gigabytes: -volume_size`` (no gigabytes under
 ``[quota] no_snapshot_gb_quota``; nothing for ``use_quota = False``), a negative reservation
 owned by the flow and committed in the transaction that soft-deletes the row, so a crash can
-never separate the two.
+never separate the two. A failed manage's snapshot holds exactly that too: the API charged
+it when the manage was requested, and the manage flow rolled its own reservation back and
+put ``volume_size`` back to what the API charged.
 
 Failure: :class:`~blockmgr.exception.SnapshotIsBusy` -> back to ``available`` (nothing was
 deleted); anything else -> ``error_deleting``; a failed manage's delete goes back to
@@ -146,7 +148,9 @@ class DestroySnapshotTask(common.FlowTask):
                               {"snapshot_id": snapshot_id,
                                "volume_id": snapshot_ref["volume_id"],
                                "volume_size": snapshot_ref["volume_size"],
-                               "unmanaged": self.unmanage_only, "host": runtime.host})
+                               "unmanaged": (self.unmanage_only
+                                             or _releases_only(snapshot_ref)),
+                               "host": runtime.host})
 
 
 def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str]:

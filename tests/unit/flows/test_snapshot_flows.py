@@ -9,7 +9,8 @@ from blockmgr import exception
 from blockmgr.db import models
 from tests.unit.flows.test_delete_volume import env  # noqa: F401 (the fixture)
 from tests.unit.flows.test_delete_volume import (CTX, assert_settled, error_events, get,
-                                                 in_use, make_snapshot, make_volume)
+                                                 in_use, make_snapshot, make_volume,
+                                                 set_status)
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -169,6 +170,63 @@ def test_unmanage_snapshot_failure_leaves_error_deleting(env):
     assert_settled(env)
 
 
+# --- delete of a snapshot whose manage failed -------------------------------------------------
+
+def failed_manage_snapshot(env, size, status="error_managing_deleting"):
+    """A snapshot whose manage failed (its object still carries the snapshot's name), with
+    the quota the API charged, in ``status``."""
+    vid = make_volume(env, size=size)
+    sid = make_snapshot(env, vid, status="creating")
+    set_status(env, models.Snapshot, sid, "error_managing")
+    if status != "error_managing":
+        set_status(env, models.Snapshot, sid, status)
+    return sid
+
+
+def test_delete_of_a_failed_manage_unmanages_and_returns_the_quota(env):
+    sid = failed_manage_snapshot(env, size=2)
+    assert in_use(env)["snapshots"] == 1 and in_use(env)["gigabytes"] == 4
+    env.notifier.events.clear()
+    assert env.delete_snapshot(CTX, sid) is True
+    row = get(env, models.Snapshot, sid)
+    assert (row.deleted, row.status) == (True, "deleted")
+    assert "snapshot-%s" % sid in env.driver.snapshots          # the user's, kept
+    assert env.driver.calls_to("delete_snapshot") == []
+    assert len(env.driver.calls_to("unmanage_snapshot")) == 1
+    assert in_use(env)["snapshots"] == 0 and in_use(env)["gigabytes"] == 2
+    assert env.notifier.types() == ["snapshot.delete.start", "snapshot.delete.end"]
+    assert env.notifier.events[-1][2]["unmanaged"] is True
+    assert_settled(env)
+
+
+@pytest.mark.parametrize("error", [exception.VolumeBackendAPIException(reason="x"),
+                                   exception.SnapshotIsBusy(snapshot_name="s")])
+def test_delete_of_a_failed_manage_that_fails_goes_back_to_error_managing(env, error):
+    """Busy or not: ``available`` would make the user's object deletable as ours."""
+    sid = failed_manage_snapshot(env, size=1)
+    env.driver.inject_failure("unmanage_snapshot", error)
+    before = in_use(env)
+    if isinstance(error, exception.SnapshotIsBusy):
+        assert env.delete_snapshot(CTX, sid) is False
+    else:
+        with pytest.raises(type(error)):
+            env.delete_snapshot(CTX, sid)
+    row = get(env, models.Snapshot, sid)
+    assert row.status == "error_managing" and type(error).__name__ in row.status_reason
+    assert in_use(env) == before
+    assert env.driver.calls_to("delete_snapshot") == []
+    assert_settled(env)
+
+
+def test_plain_delete_flow_refuses_an_error_managing_snapshot(env):
+    """The API must move it to error_managing_deleting first; a stray request is refused."""
+    sid = failed_manage_snapshot(env, size=1, status="error_managing")
+    with pytest.raises(exception.InvalidSnapshot):
+        env.delete_snapshot(CTX, sid)
+    assert get(env, models.Snapshot, sid).status == "error_managing"
+    assert env.driver.calls_to("delete_snapshot") == []
+
+
 # --- recovery -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("status", ["deleting", "unmanaging"])
@@ -179,6 +237,17 @@ def test_init_host_finishes_orphaned_snapshot_deletes(env, status):
     assert ("snapshot", sid, "handled") in report.orphans
     assert get(env, models.Snapshot, sid).status == "deleted"
     assert ("snapshot-%s" % sid in env.driver.snapshots) == (status == "unmanaging")
+    assert_settled(env)
+
+
+def test_init_host_finishes_an_orphaned_delete_of_a_failed_manage_by_unmanaging(env):
+    sid = failed_manage_snapshot(env, size=2)
+    report = env.init_host()
+    assert ("snapshot", sid, "handled") in report.orphans
+    assert get(env, models.Snapshot, sid).status == "deleted"
+    assert "snapshot-%s" % sid in env.driver.snapshots
+    assert env.driver.calls_to("delete_snapshot") == []
+    assert in_use(env)["snapshots"] == 0 and in_use(env)["gigabytes"] == 2
     assert_settled(env)
 
 
