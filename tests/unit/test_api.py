@@ -427,6 +427,46 @@ def test_snapshot_create_delete_unmanage(env):
                                 {"snapshot_id": sid, "unmanage_only": True})
 
 
+def _failed_snapshot_manage(env, vid):
+    sid = env.snapshots.manage_existing_snapshot(A, vid, {"source-name": "s"})["id"]
+    with env.db.writer() as session:
+        repository.transition(session, models.Snapshot, sid, "error_managing")
+    return sid
+
+
+def test_failed_snapshot_manage_deletes_as_error_managing_deleting(env):
+    """Its object is the user's: the worker must only unmanage it."""
+    vid = available_volume(env, 4)
+    sid = _failed_snapshot_manage(env, vid)
+    assert env.snapshots.delete_snapshot(A, sid)["status"] == "error_managing_deleting"
+    assert env.vol.sent[-1] == ("delete_snapshot", HOST,
+                                {"snapshot_id": sid, "unmanage_only": False})
+    with pytest.raises(exception.InvalidSnapshot):     # in flight: not again
+        env.snapshots.delete_snapshot(A, sid)
+    with pytest.raises(exception.InvalidSnapshot):     # unmanage is for available ones
+        env.snapshots.unmanage_snapshot(A, _failed_snapshot_manage(env, vid))
+
+
+@pytest.mark.parametrize("status", ["error_managing", "error_managing_deleting"])
+def test_forced_delete_of_a_failed_snapshot_manage_still_only_unmanages(env, status):
+    vid = available_volume(env, 4)
+    sid = _failed_snapshot_manage(env, vid)
+    if status == "error_managing_deleting":
+        env.snapshots.delete_snapshot(A, sid)
+    row = env.snapshots.force_delete_snapshot(ADMIN, sid)
+    assert row["status"] == "error_managing_deleting"
+
+
+def test_snapshot_takes_the_volume_type_of_its_volume(env):
+    vid = available_volume(env, 4)
+    with env.db.writer() as session:
+        repository.update(session, repository.get(session, models.Volume, vid),
+                          volume_type_id="t" * 36)
+    assert env.snapshots.create_snapshot(A, vid)["volume_type_id"] == "t" * 36
+    assert env.snapshots.manage_existing_snapshot(
+        A, vid, {"source-name": "s"})["volume_type_id"] == "t" * 36
+
+
 def test_snapshot_of_in_use_volume_needs_force(env):
     vid = available_volume(env)
     place(env, vid, status="in-use")
