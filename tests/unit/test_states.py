@@ -195,3 +195,15 @@ def test_repository_transition_refuses_illegal_pairs_and_writes_nothing(sqlite_d
         with sqlite_database.reader() as session:
             assert repository.get(session, MODELS[kind], row_id,
                                   read_deleted=True).user_id is None
+
+
+def test_a_failed_snapshot_manage_can_only_be_released():
+    """``error_managing`` never reaches ``deleting`` (whose flow deletes the backend object):
+    its object is the user's, so the only way on is ``error_managing_deleting``."""
+    assert states.allowed_sources("snapshot", "error_managing") == frozenset(
+        {"creating", "error_managing", "error_managing_deleting"})
+    assert not states.can_transition("snapshot", "error_managing", "deleting")
+    assert not states.can_transition("snapshot", "error_managing", "error")
+    assert states.can_transition("snapshot", "error_managing", "error_managing_deleting")
+    assert "error_managing_deleting" in states.TRANSITIONAL["snapshot"]
+    assert "error_managing" in states.RESETTABLE["snapshot"]
