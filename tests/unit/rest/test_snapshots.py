@@ -123,3 +123,46 @@ def _fill(body, vid):
     if isinstance(body, dict):
         return {k: _fill(v, vid) for k, v in body.items()}
     return vid if body == "{vid}" else body
+
+
+def test_a_failed_snapshot_manage_shows_error_managing_and_delete_keeps_the_file(
+        api, stack, monkeypatch):
+    """The manage fails after the rename and neither the name restore nor the unmanage
+    fallback works: the snapshot shows ``error_managing`` with its reason, DELETE answers
+    202 (``error_managing_deleting``), and the user's file is released, never deleted."""
+    from blockmgr import exception
+    from blockmgr.drivers.loopback.driver import LoopbackDriver
+    from blockmgr.flows import manage_existing_snapshot
+
+    def fails(*args, **kwargs):
+        raise exception.VolumeBackendAPIException(reason="rename failed")
+
+    def commit_fails(*args, **kwargs):
+        raise exception.BlockmgrError("database went away")
+
+    vid = available(api, size=1)
+    directory = os.path.join(str(stack.conf.state_path), "volumes", "loopback")
+    with open(os.path.join(directory, "volume-%s@legacy" % vid), "wb") as f:
+        f.truncate(1024 ** 3)
+        f.write(b"user data")
+    admin = Api(api.http, "pA", admin=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(manage_existing_snapshot.QuotaCommitTask, "execute", commit_fails)
+        patch.setattr(LoopbackDriver, "restore_managed_snapshot_name", fails)
+        patch.setattr(LoopbackDriver, "unmanage_snapshot", fails)
+        response = admin.post("os-snapshot-manage", {"snapshot": {
+            "volume_id": vid, "ref": {"source-name": "volume-%s@legacy" % vid}}})
+        assert response.status_code == 202, response.text
+        sid = response.json()["snapshot"]["id"]
+        failed = api.wait("snapshots/" + sid, "snapshot", DONE + ("error_managing",))
+    assert failed["status"] == "error_managing"
+    assert "database went away" in failed["status_reason"]
+    assert "snapshot-%s" % sid in os.listdir(directory)     # still under the snapshot's name
+    assert api.get("snapshots?status=error_managing").json()["snapshots"][0]["id"] == sid
+
+    response = api.delete("snapshots/" + sid)
+    assert response.status_code == 202, response.text
+    assert api.wait("snapshots/" + sid, "snapshot", (None,)) == {}
+    (released,) = [n for n in os.listdir(directory) if n.endswith("snapshot-" + sid)]
+    with open(os.path.join(directory, released), "rb") as f:
+        assert f.read(9) == b"user data"
