@@ -181,7 +181,7 @@ def test_manage_existing_snapshot_commit_failure_restores_the_charged_size(env, 
         env.manage_existing_snapshot(CTX, sid, ref)
     monkeypatch.undo()
     row = _get(env, models.Snapshot, sid)
-    assert (row.status, row.volume_size) == ("error", 5)
+    assert (row.status, row.volume_size) == ("error_managing", 5)
     assert len(env.driver.calls_to("restore_managed_snapshot_name")) == 1
     assert "snap-import" in env.driver.snapshots
     assert env.driver.calls_to("delete_snapshot") == []
