@@ -177,12 +177,14 @@ class ManageExistingTask(common.FlowTask):
                     "Could not unmanage snapshot %s either; its object may still carry the "
                     "snapshot's name. Deleting the snapshot (error_managing) only unmanages "
                     "it; rename the object back by hand", snapshot_id)
-        # Back to the size the API charged, and error_managing (not error): a later delete
-        # must release the object, never delete it. Nothing is written if an earlier run of
-        # this revert already moved the snapshot on.
+        # Back to the size the API charged and, in the same transaction, error_managing (not
+        # error): a later delete must release the object, never delete it. The status is
+        # left alone if an earlier run of this revert already moved the snapshot on.
         with runtime.db.writer() as session:
+            repository.update(session, repository.get(session, models.Snapshot, snapshot_id),
+                              volume_size=snapshot_ref["volume_size"])
             common.finish_in(session, models.Snapshot, snapshot_id, S.ERROR_MANAGING,
-                             in_progress=S.CREATING, volume_size=snapshot_ref["volume_size"],
+                             in_progress=S.CREATING,
                              status_reason=common.failure_reason(flow_failures))
 
 
