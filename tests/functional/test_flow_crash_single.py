@@ -22,8 +22,7 @@ from blockmgr.flows import create_snapshot, delete_snapshot, delete_volume, exte
 from blockmgr.flows import revert_to_snapshot
 from tests.functional import crash_harness as harness
 from tests.functional.crash_harness import (CTX, GiB, PROJECT,  # noqa: F401
-                                            crash_databases,
-                                            crash_world)
+                                            crash_databases, crash_world)
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
 
