@@ -165,11 +165,20 @@ def list_manageable_snapshots_detail(request: Request, ctx: deps.AdminContext,
     return _listing(request, ctx, state, page, host, True, True)
 
 
+def _require_manageable_path_version(request: Request) -> None:
+    """``POST /manageable_volumes`` and ``/manageable_snapshots`` are Cinder's 3.8 paths of
+    ``/os-volume-manage`` and ``/os-snapshot-manage`` (openstacksdk uses them)."""
+    if "/manageable_" in request.scope.get("path", ""):
+        group_views.require_version(MANAGEABLE_VERSION, "Managing at this path")(request)
+
+
 @router.post("/os-volume-manage", status_code=202, summary="Manage an existing volume")
+@router.post("/manageable_volumes", status_code=202, include_in_schema=False)
 def manage_volume(request: Request, ctx: deps.AdminContext, state: deps.State,
                   body: ManageVolumeRequest):
     """The new volume belongs to the URL's project and is ``managing`` until its worker
     has adopted the object (then ``available``, or ``error_managing`` with the reason)."""
+    _require_manageable_path_version(request)
     spec = body.volume
     zones.check_zone(state, spec.availability_zone)
     row = state.client.volumes.manage_existing(
@@ -179,8 +188,10 @@ def manage_volume(request: Request, ctx: deps.AdminContext, state: deps.State,
 
 
 @router.post("/os-snapshot-manage", status_code=202, summary="Manage an existing snapshot")
+@router.post("/manageable_snapshots", status_code=202, include_in_schema=False)
 def manage_snapshot(request: Request, ctx: deps.AdminContext, state: deps.State,
                     body: ManageSnapshotRequest):
+    _require_manageable_path_version(request)
     spec = body.snapshot
     row = state.client.snapshots.manage_existing_snapshot(
         ctx, spec.volume_id, dict(spec.ref), name=spec.name, description=spec.description)
