@@ -19,6 +19,7 @@ _VOLUME_NAME_RE = re.compile(r"^volume-([0-9a-fA-F-]{36})$")
 _DELETABLE = frozenset({V.AVAILABLE, V.ERROR, V.ERROR_DELETING, V.ERROR_EXTENDING,
                         V.ERROR_UNMANAGING, V.ERROR_MANAGING})
 _NO_HOST_DELETABLE = frozenset({V.CREATING, V.ERROR, V.ERROR_MANAGING})
+_FAILED_OR_RUNNING_MANAGE = frozenset({V.MANAGING, V.ERROR_MANAGING_DELETING})
 _EXTENDABLE = frozenset({V.AVAILABLE, V.IN_USE})
 _SNAPSHOT_DELETABLE = frozenset({S.AVAILABLE, S.ERROR, S.ERROR_DELETING})
 MANAGEABLE_SORT_KEYS = ("size", "reference")
@@ -147,7 +148,8 @@ class VolumeService(common.ServiceBase):
 
     def force_delete_volume(self, ctx, volume_id: str) -> dict:
         """``os-force_delete`` (admin): delete the volume whatever its status -- it is reset
-        to ``error`` first in the same transaction, which ends its open requests and
+        to ``error`` first in the same transaction (``error_managing`` for an import, so
+        that the user's object is only released), which ends its open requests and
         releases what they reserved (:mod:`blockmgr.api.admin_actions`). A volume a
         consumer holds is still refused (``os-force_detach`` first), and so is one with
         snapshots or in a group."""
@@ -179,7 +181,11 @@ class VolumeService(common.ServiceBase):
                 _check_not_held(session, volume)
                 from blockmgr.api import admin_actions
 
-                admin_actions.reset_in(session, self.quota, "volume", volume.id, V.ERROR,
+                # An import (failed or under way) may hold the user's object: it is reset to
+                # error_managing, so that its delete only releases the object.
+                reset = (V.ERROR_MANAGING if volume.status in _FAILED_OR_RUNNING_MANAGE
+                         else V.ERROR)
+                admin_actions.reset_in(session, self.quota, "volume", volume.id, reset,
                                        actor="a forced delete by admin %s"
                                        % (ctx.user_id or ctx.project_id))
                 volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)
@@ -552,9 +558,13 @@ def _listing_args(host, marker, limit, offset, sort_keys, sort_dirs) -> tuple:
 
 
 #: What volume listings may be filtered and sorted by (public name -> column;
-#: ``display_name`` is the spelling python-cinderclient sends for ``name``).
+#: ``display_name`` is the spelling python-cinderclient sends for ``name``). Text filters
+#: also take the like form ``name~``; ``bootable`` and ``consumes_quota`` are booleans;
+#: ``created_at`` / ``updated_at`` take ``op:time`` comparisons (:mod:`.listing`).
 VOLUME_FILTERS = {"name": "display_name", "status": "status",
-                  "availability_zone": "availability_zone", "group_id": "group_id"}
+                  "availability_zone": "availability_zone", "group_id": "group_id",
+                  "bootable": "bootable", "consumes_quota": "use_quota",
+                  "created_at": "created_at", "updated_at": "updated_at"}
 VOLUME_SORT_KEYS = {"id": "id", "name": "display_name", "display_name": "display_name",
                     "description": "display_description", "status": "status",
                     "size": "size", "availability_zone": "availability_zone",

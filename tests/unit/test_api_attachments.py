@@ -512,3 +512,17 @@ def test_reset_says_what_it_cleared_in_the_log(env, caplog):
     message = record.getMessage()
     assert "reset from extending to error" in message and request_id in message
     assert "reservations rolled back: 1" in message
+
+
+def test_force_delete_of_an_import_only_releases_the_users_object(env):
+    """A forced delete of a volume whose import failed (or is under way) must not turn it
+    into a plain ``error`` volume: its delete would destroy the object the user imported."""
+    for status in ("error_managing_deleting", "managing"):
+        vid = env.volumes.manage_existing(A, "n1@lvm", {"source-name": "lv-" + status})["id"]
+        if status == "error_managing_deleting":
+            for step in ("error_managing", "error_managing_deleting"):
+                with env.db.writer() as session:
+                    repository.update(session, repository.get(session, models.Volume, vid),
+                                      status=step)
+        row = env.volumes.force_delete_volume(ADMIN, vid)
+        assert row["status"] == "error_managing_deleting", (status, row)
