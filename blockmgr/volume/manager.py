@@ -177,8 +177,8 @@ class VolumeManager:
         return snapshot_id
 
     def delete_snapshot(self, context, snapshot_id: str, unmanage_only: bool = False) -> bool:
-        """Delete (``unmanage_only``: unmanage) snapshot ``snapshot_id`` (status ``deleting``
-        or ``unmanaging``). True once it is gone (also if it already was); False if the
+        """Delete (``unmanage_only``: unmanage) snapshot ``snapshot_id`` (status ``deleting``,
+        ``unmanaging``, or ``error_managing_deleting``: a failed import, only unmanaged). True once it is gone (also if it already was); False if the
         driver said it is busy: it is ``available`` again, nothing deleted."""
         try:
             self._own_snapshot(snapshot_id)
