@@ -203,7 +203,8 @@ class SnapshotService(common.ServiceBase):
 
 
 #: What snapshot listings may be filtered and sorted by (public name -> column).
-SNAPSHOT_FILTERS = {"name": "display_name", "status": "status", "volume_id": "volume_id"}
+SNAPSHOT_FILTERS = {"name": "display_name", "status": "status", "volume_id": "volume_id",
+                    "consumes_quota": "use_quota"}
 SNAPSHOT_SORT_KEYS = {"id": "id", "name": "display_name", "display_name": "display_name",
                       "description": "display_description", "status": "status",
                       "size": "volume_size", "volume_id": "volume_id",

@@ -8,6 +8,7 @@ checked against the same transition table the models enforce.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Sequence, TypeVar
 
 import sqlalchemy as sa
@@ -354,6 +355,31 @@ def _sort_expression(model, name: str):
     return getattr(model, name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Match:
+    """A filter condition of :func:`list_page` other than equality: ``op`` is ``like`` (a
+    case-insensitive substring; ``%`` and ``_`` in ``value`` match themselves) or a
+    comparison ``eq``, ``neq``, ``gt``, ``gte``, ``lt``, ``lte``."""
+    op: str
+    value: object
+
+    OPERATORS = ("like", "eq", "neq", "gt", "gte", "lt", "lte")
+
+    def __post_init__(self):
+        if self.op not in self.OPERATORS:
+            raise exception.InvalidInput(reason="unknown filter operator %r; operators are: %s"
+                                                % (self.op, ", ".join(self.OPERATORS)))
+
+    def clause(self, column):
+        if self.op == "like":
+            escaped = (str(self.value).replace("!", "!!").replace("%", "!%")
+                       .replace("_", "!_"))
+            return column.ilike("%" + escaped + "%", escape="!")
+        return {"eq": column.__eq__, "neq": column.__ne__, "gt": column.__gt__,
+                "gte": column.__ge__, "lt": column.__lt__,
+                "lte": column.__le__}[self.op](self.value)
+
+
 def list_page(session: Session, model: type[M], *, project_id: str | None,
               filters: dict | None = None, order: Sequence[tuple[str, str]] = (),
               marker_id: str | None = None, offset: int = 0,
@@ -362,7 +388,8 @@ def list_page(session: Session, model: type[M], *, project_id: str | None,
     appended as the tie-breaker) and starting after the row ``marker_id`` (keyset paging, so
     a page does not shift when rows are added before it), then skipping ``offset`` rows.
 
-    ``project_id`` None means every project. ``filters`` are equality matches on columns.
+    ``project_id`` None means every project. ``filters`` map columns to a value (equality),
+    a :class:`Match` or a list of them (all must hold).
     The marker must be a live row in the same project scope; the caller checks that first
     (:func:`get`), so this function reports a vanished marker as the model's NotFound.
     """
@@ -370,7 +397,10 @@ def list_page(session: Session, model: type[M], *, project_id: str | None,
     if project_id is not None:
         stmt = stmt.where(model.project_id == project_id)
     for key, value in (filters or {}).items():
-        stmt = stmt.where(getattr(model, key) == value)
+        column = getattr(model, key)
+        for condition in (value if isinstance(value, list) else [value]):
+            stmt = stmt.where(condition.clause(column) if isinstance(condition, Match)
+                              else column == condition)
     keys = list(order)
     if "id" not in [name for name, _d in keys]:
         keys.append(("id", keys[-1][1] if keys else "asc"))

@@ -131,6 +131,22 @@ def query_filters(request: Request, filters: dict[str, str], what: str,
     return out
 
 
+def versioned_filters(request: Request, filters: dict[str, str],
+                      introduced: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """``filters`` less those whose microversion (``introduced``: query name -> version)
+    is above the request's; naming one of those is a ``400`` saying which version to send.
+    """
+    version = request.state.api_version
+    for key in request.query_params.keys():
+        needed = introduced.get(key)
+        if key in filters and needed is not None and version < needed:
+            raise exception.InvalidInput(
+                reason="the %s filter needs microversion %d.%d or later (send "
+                       "OpenStack-API-Version: volume %d.%d)" % (key, *needed, *needed))
+    return {k: v for k, v in filters.items()
+            if introduced.get(k) is None or version >= introduced[k]}
+
+
 def as_bool(value: str | None, what: str) -> bool:
     """A boolean query parameter as Cinder reads it (``1``/``true``/``yes``/``on`` ...)."""
     if value is None:

@@ -25,7 +25,12 @@ from blockmgr.api.rest import volumes
 router = APIRouter(tags=["snapshots"])
 
 FILTERS = {"name": "name", "display_name": "name", "status": "status",
-           "volume_id": "volume_id", "project_id": "project_id"}
+           "volume_id": "volume_id", "project_id": "project_id",
+           "name~": "name~", "display_name~": "name~", "status~": "status~",
+           "consumes_quota": "consumes_quota"}
+#: Filters that need a microversion: like-filters 3.34, ``consumes_quota`` 3.65.
+FILTER_VERSIONS = {**{k: volumes.LIKE_FILTER_VERSION for k in FILTERS if k.endswith("~")},
+                   "consumes_quota": volumes.CONSUMES_QUOTA_VERSION}
 _LIST_PARAMS = frozenset({"all_tenants"})
 ACTIONS = ("os-unmanage", "os-reset_status", "os-force_delete")
 #: From 3.66 an in-use volume is snapshotted without ``force`` (and ``force: false`` is a
@@ -86,7 +91,8 @@ def snapshot_id_of(snapshot_id: str) -> str:
 
 def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | None):
     counting = request.state.api_version >= volumes.WITH_COUNT_VERSION
-    filters = fields.query_filters(request, FILTERS, "snapshots",
+    accepted = fields.versioned_filters(request, FILTERS, FILTER_VERSIONS)
+    filters = fields.query_filters(request, accepted, "snapshots",
                                    _LIST_PARAMS | ({"with_count"} if counting else set()))
     all_projects = fields.as_bool(all_tenants, "all_tenants") and ctx.is_admin
     rows = state.client.snapshots.list_snapshots(

@@ -31,13 +31,30 @@ from blockmgr.db import models
 
 router = APIRouter(tags=["volumes"])
 
-#: Query name -> library filter (``display_name`` is the v1 spelling clients still send).
+#: Query name -> library filter (``display_name`` is the v1 spelling clients still send;
+#: ``X~`` is a like-filter: a case-insensitive substring).
 FILTERS = {"name": "name", "display_name": "name", "status": "status",
            "availability_zone": "availability_zone", "group_id": "group_id",
-           "project_id": "project_id"}
+           "project_id": "project_id", "bootable": "bootable",
+           "name~": "name~", "display_name~": "name~", "status~": "status~",
+           "availability_zone~": "availability_zone~",
+           "created_at": "created_at", "updated_at": "updated_at",
+           "consumes_quota": "consumes_quota"}
 _LIST_PARAMS = frozenset({"all_tenants"})
 #: ``group_id`` became a volume list filter.
 GROUP_FILTER_VERSION = (3, 10)
+#: Like-filters (``name~=...``).
+LIKE_FILTER_VERSION = (3, 34)
+#: ``created_at`` / ``updated_at`` comparisons (``gt:``, ``gte:``, ``lt:``, ``lte:``, ...).
+TIME_FILTER_VERSION = (3, 60)
+#: The ``consumes_quota`` filter.
+CONSUMES_QUOTA_VERSION = (3, 65)
+#: Filters that need a microversion (query name -> version); the others are at every one
+#: (``bootable`` is parsed strictly at every version, as Cinder from 3.2).
+FILTER_VERSIONS = {"group_id": GROUP_FILTER_VERSION,
+                   **{k: LIKE_FILTER_VERSION for k in FILTERS if k.endswith("~")},
+                   "created_at": TIME_FILTER_VERSION, "updated_at": TIME_FILTER_VERSION,
+                   "consumes_quota": CONSUMES_QUOTA_VERSION}
 #: ``GET /volumes/summary``; its ``metadata`` key from 3.36.
 SUMMARY_VERSION = (3, 12)
 SUMMARY_METADATA_VERSION = (3, 36)
@@ -109,13 +126,7 @@ def volume_id_of(volume_id: str) -> str:
 
 
 def _list(request: Request, ctx, state, page, detail: bool, all_tenants: str | None):
-    accepted = FILTERS
-    if request.state.api_version < GROUP_FILTER_VERSION:
-        accepted = {k: v for k, v in FILTERS.items() if k != "group_id"}
-        if "group_id" in request.query_params:
-            raise exception.InvalidInput(reason="the group_id filter needs microversion "
-                                                "3.10 or later (send OpenStack-API-Version: "
-                                                "volume 3.10)")
+    accepted = fields.versioned_filters(request, FILTERS, FILTER_VERSIONS)
     counting = request.state.api_version >= WITH_COUNT_VERSION
     filters = fields.query_filters(request, accepted, "volumes",
                                    _LIST_PARAMS | ({"with_count"} if counting else set()))
