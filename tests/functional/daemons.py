@@ -289,3 +289,39 @@ class Cluster:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_api(cluster: "Cluster", tmp_path: Path, *, extra: str = "",
+              env: dict | None = None) -> tuple["DaemonProcess", str]:
+    """``blockmgr-api`` on the cluster's client config (plus ``extra`` lines) on a free
+    port, started and answering version discovery; returns it and its base URL."""
+    import httpx
+
+    port = free_port()
+    config = tmp_path / "api.conf"
+    config.write_text(cluster.client_config.read_text().replace(
+        str(tmp_path / "client.log"), str(tmp_path / "api.log"))
+        + "\n[api]\nbind_port = %d\n" % port + extra)
+    api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log", env=env)
+    cluster.processes["api"] = api.start()
+    url = "http://127.0.0.1:%d" % port
+
+    def answers():
+        if not api.alive:
+            return True
+        try:
+            # Version discovery answers 300 Multiple Choices, as Cinder's does.
+            return httpx.get(url + "/", timeout=2).status_code == 300
+        except httpx.TransportError:
+            return False
+
+    assert wait_for(answers, 60, 0.1) and api.alive, api.log_text()
+    return api, url

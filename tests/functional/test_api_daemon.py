@@ -8,7 +8,6 @@ through the broker to daemons in other processes.
 from __future__ import annotations
 
 import signal
-import socket
 
 import httpx
 import pytest
@@ -17,6 +16,8 @@ from tests.conftest import require_service
 from tests.functional.daemons import Cluster
 from tests.functional.daemons import DaemonProcess
 from tests.functional.daemons import private_vhost
+from tests.functional.daemons import free_port
+from tests.functional.daemons import start_api
 from tests.functional.daemons import wait_for
 
 pytestmark = [pytest.mark.functional]
@@ -25,37 +26,13 @@ PROJECT = "p-api"
 HEADERS = {"X-User-Id": "u-api", "X-Project-Id": PROJECT}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("db_backend", ["mysql"])
 def test_blockmgr_api_over_rabbitmq_and_mariadb(db_url, tmp_path):
     require_service("rabbitmq")
     with private_vhost() as vhost, Cluster(tmp_path, db_url, hosts={"a": {}},
                                            rabbit_url=vhost) as cluster:
         cluster.start()
-        port = _free_port()
-        config = tmp_path / "api.conf"
-        config.write_text(cluster.client_config.read_text().replace(
-            str(tmp_path / "client.log"), str(tmp_path / "api.log"))
-            + "\n[api]\nbind_port = %d\n" % port)
-        api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log")
-        cluster.processes["api"] = api.start()
-        url = "http://127.0.0.1:%d" % port
-
-        def answers():
-            if not api.alive:
-                return True
-            try:
-                # Version discovery answers 300 Multiple Choices, as Cinder's does.
-                return httpx.get(url + "/", timeout=2).status_code == 300
-            except httpx.TransportError:
-                return False
-
-        assert wait_for(answers, 60, 0.1) and api.alive, api.log_text()
+        api, url = start_api(cluster, tmp_path)
         with httpx.Client(base_url="%s/v3/%s" % (url, PROJECT), headers=HEADERS,
                           timeout=30) as http:
             response = http.post("/volumes", json={"volume": {"size": 1, "name": "d"}})
@@ -82,7 +59,7 @@ def test_blockmgr_api_refuses_a_database_without_schema(db_url, tmp_path):
     config = tmp_path / "api.conf"
     config.write_text("[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/\n"
                       "log_file = %s\n[database]\nconnection = %s\n[api]\nbind_port = %d\n"
-                      % (tmp_path / "api.log", db_url, _free_port()))
+                      % (tmp_path / "api.log", db_url, free_port()))
     api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log").start()
     try:
         assert api.proc.wait(60) == 1

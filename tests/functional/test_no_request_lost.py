@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
-import socket
 import time
 
 import httpx
@@ -29,8 +28,8 @@ from blockmgr.db import requests as db_requests
 from blockmgr.flows import faults
 from tests.conftest import require_service
 from tests.functional.daemons import Cluster
-from tests.functional.daemons import DaemonProcess
 from tests.functional.daemons import private_vhost
+from tests.functional.daemons import start_api
 from tests.functional.daemons import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.slow]
@@ -40,32 +39,10 @@ HEADERS = {"X-User-Id": "u-ledger", "X-Project-Id": PROJECT}
 CREATES = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_api(cluster: Cluster, tmp_path, env: dict | None = None) -> str:
-    port = _free_port()
-    config = tmp_path / "api.conf"
-    config.write_text(cluster.client_config.read_text().replace(
-        str(tmp_path / "client.log"), str(tmp_path / "api.log"))
-        + "\n[api]\nbind_port = %d\n" % port
-        + "\n[quota]\nvolumes = -1\ngigabytes = -1\n")
-    api = DaemonProcess("blockmgr-api", config, tmp_path / "api.log", env=env)
-    cluster.processes["api"] = api.start()
-    url = "http://127.0.0.1:%d" % port
-
-    def answers():
-        if not api.alive:
-            return True
-        try:
-            return httpx.get(url + "/", timeout=2).status_code == 300
-        except httpx.TransportError:
-            return False
-
-    assert wait_for(answers, 60, 0.1) and api.alive, api.log_text()
+    """The API with unlimited quota; returns its base URL for the test project."""
+    _api, url = start_api(cluster, tmp_path, env=env,
+                          extra="\n[quota]\nvolumes = -1\ngigabytes = -1\n")
     return "%s/v3/%s" % (url, PROJECT)
 
 
