@@ -14,9 +14,9 @@ engine:
    the death until member B's conductor has finished every flow, and that time minus the
    claim TTL (the takeover latency proper: expiry detection + resume).
 
-Never a timed test: figures go to docs/cluster.md.
+Never a timed test: figures go to docs/benchmarks.md ("Cluster mode").
 
-    /work/venv/bin/python bench/bench_cluster.py [--flows 200] [--takeover 10] [--ttl 3]
+    .venv/bin/python bench/bench_cluster.py [--flows 200] [--takeover 10] [--ttl 3]
 """
 
 from __future__ import annotations

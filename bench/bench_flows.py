@@ -6,7 +6,7 @@ time the worker process(es) spent per flow, and DB commits per flow (SQLAlchemy 
 events on every engine involved: the service database and the flow logbooks).
 Never a timed test: figures go to docs/benchmarks.md.
 
-    /work/venv/bin/python bench/bench_flows.py [--flows 300] [--workers 1 2] [--repeat 3]
+    .venv/bin/python bench/bench_flows.py [--flows 300] [--workers 1 2] [--repeat 3]
 
 ``--workers N`` runs N worker processes at once, each a ``VolumeManager`` of its own backend
 (``bench@noop1``, ``bench@noop2``, ...: one process per backend, as a multi-backend deployment

@@ -23,7 +23,7 @@ Printed: seconds from process start to *serving* (the daemon's own "ready" log l
 CPU time (user + system) and peak RSS at that moment. Add ``--keep`` to keep the tmp
 directory (config, logs).
 
-    /work/venv/bin/python bench/bench_recovery.py [--flows 1000] [--db sqlite|mysql|postgresql]
+    .venv/bin/python bench/bench_recovery.py [--flows 1000] [--db sqlite|mysql|postgresql]
         [--mix] [--workers N]
 
 ``--workers`` sets ``[flows] recovery_workers`` of the restarted daemon (default: unset, the
