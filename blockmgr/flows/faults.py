@@ -86,10 +86,18 @@ LEDGER_POINTS = ("ledger.recorded", "ledger.claimed")
 
 
 def crash_point(name: str) -> None:
-    """Exit the process here if ``BLOCKMGR_FAULT_INJECT`` is ``after:<name>`` (one
-    environment lookup when unarmed)."""
+    """Exit the process here if ``BLOCKMGR_FAULT_INJECT`` is ``after:<name>``, or names a
+    file that holds it now (one environment lookup when unarmed)."""
     spec = os.environ.get(ENV_VAR)
-    if spec and spec == "after:" + name:
+    if not spec:
+        return
+    if spec.startswith(FILE + ":"):
+        try:
+            with open(spec[len(FILE) + 1:]) as armed:
+                spec = armed.read().strip()
+        except OSError:
+            return
+    if spec == "after:" + name:
         os._exit(EXIT_CODE)
 
 

@@ -90,6 +90,9 @@ def injection_points() -> list[tuple[str, str]]:
             if qualified not in seen:
                 seen.add(qualified)
                 points.append((op, qualified))
+    # The request ledger's boundary inside the worker: a request claimed, its flow not yet
+    # written (the worker's other boundary, after the API's commit, is in the API process).
+    points.append(("create_volume", "after:ledger.claimed"))
     return points
 
 
