@@ -159,8 +159,9 @@ class VolumeService(common.ServiceBase):
         return self.delete_volume(ctx, volume_id, _force=True)
 
     def delete_volume(self, ctx, volume_id: str, *, cascade: bool = False,
-                      _force: bool = False) -> dict:
-        """Delete a volume (``cascade``: with its snapshots).
+                      force: bool = False, _force: bool = False) -> dict:
+        """Delete a volume (``cascade``: with its snapshots; ``force``, admin only: whatever
+        its status, as :meth:`force_delete_volume`).
 
         A volume that was never placed (no host) is removed at once and its quota given
         back in the same transaction. Otherwise it goes to ``deleting``
@@ -168,12 +169,18 @@ class VolumeService(common.ServiceBase):
         with ``cascade``, and its backend is cast.
 
         :raises VolumeNotFound: unknown or another project's.
+        :raises NotAuthorized: ``force`` from a caller that is not an admin.
         :raises VolumeAttached, InvalidVolume: attached, in a group, has snapshots (without
             ``cascade``) or in a status that cannot be deleted.
         """
         ctx = common.check_context(ctx)
         if not isinstance(cascade, bool):
             raise exception.InvalidInput(reason="cascade must be a boolean")
+        if not isinstance(force, bool):
+            raise exception.InvalidInput(reason="force must be a boolean")
+        if force and not ctx.is_admin:
+            raise exception.NotAuthorized(reason="only an admin may force a delete")
+        _force = _force or force
 
         def work(session):
             volume = self._get(session, models.Volume, volume_id, ctx, for_update=True)

@@ -226,15 +226,15 @@ def delete_volume(request: Request, ctx: deps.Context, state: deps.State, volume
                   cascade: str | None = Query(None, max_length=8),
                   force: str | None = Query(None, max_length=8)):
     """``cascade=true`` deletes its snapshots too. ``202``: the volume is ``deleting``.
-    ``force`` (3.23) is refused: blockmgr has no forced delete."""
+    ``force=true`` (3.23, admin only) deletes it whatever its status, as the
+    ``os-force_delete`` action does (a volume a consumer holds is still refused)."""
+    forced = False
     if force is not None:
         if request.state.api_version < FORCE_DELETE_VERSION:
-            raise exception.InvalidInput(reason="force needs microversion 3.23 or later")
-        if fields.as_bool(force, "force"):
-            raise exception.InvalidInput(reason="forced delete (force=true) is not "
-                                                "supported by blockmgr; delete the volume "
-                                                "once it is available or in an error "
-                                                "status")
+            raise exception.InvalidInput(reason="force needs microversion 3.23 or later "
+                                                "(send OpenStack-API-Version: volume 3.23)")
+        forced = fields.as_bool(force, "force")
     state.client.volumes.delete_volume(ctx, volume_id_of(volume_id),
-                                       cascade=fields.as_bool(cascade, "cascade"))
+                                       cascade=fields.as_bool(cascade, "cascade"),
+                                       force=forced)
     return Response(status_code=202)

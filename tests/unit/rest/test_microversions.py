@@ -154,13 +154,26 @@ def test_services_cluster_from_3_7_and_backend_state_from_3_49(admin_api):
     assert service("3.49")["backend_state"] == "up"
 
 
-def test_force_delete_is_refused_not_ignored(api):
+def test_delete_with_force_from_3_23_is_an_admins_forced_delete(api, stack):
+    import sqlalchemy as sa
+
+    from blockmgr.db import models
+
     vid = volume(api)["id"]
-    response = at(api, "3.23").delete("volumes/%s?force=true" % vid)
-    assert response.status_code == 400
-    assert "forced delete" in response.json()["badRequest"]["message"]
-    assert at(api, "3.22").delete("volumes/%s?force=true" % vid).status_code == 400
-    assert api.get("volumes/" + vid).json()["volume"]["status"] == "available"
+    api.wait("volumes/" + vid, "volume", ("available", "error"))
+    with stack.db.writer() as session:   # stuck in a status no ordinary delete takes
+        session.execute(sa.update(models.Volume).where(models.Volume.id == vid).values(
+            status="extending"))
+    refused = at(api, "3.22").delete("volumes/%s?force=true" % vid)
+    assert refused.status_code == 400 and "3.23" in refused.json()["badRequest"]["message"]
+    assert at(api, "3.23").delete("volumes/%s?force=true" % vid).status_code == 403
+    assert at(api, "3.23").delete("volumes/%s?force=false" % vid).status_code == 400
+    assert at(api, "3.23").delete("volumes/%s?force=maybe" % vid).status_code == 400
+    assert api.get("volumes/" + vid).json()["volume"]["status"] == "extending"
+    admin = Api(api.http, api.project, admin=True)
+    response = at(admin, "3.23").delete("volumes/%s?force=true" % vid)
+    assert response.status_code == 202, response.text
+    assert api.wait("volumes/" + vid, "volume", (None, "error_deleting")) == {}
 
 
 @pytest.mark.parametrize("path", [
