@@ -111,3 +111,20 @@ def delete_group_snapshot(ctx: deps.Context, state: deps.State,
     """Delete an ``available`` or ``error`` group snapshot with its member snapshots."""
     state.client.groups.delete_group_snapshot(ctx, _snapshot_id(group_snapshot_id))
     return Response(status_code=202)
+
+
+class GroupSnapshotActionBody(views.Body):
+    """``POST /group_snapshots/{id}/action``: ``reset_status`` (admin, 3.19)."""
+    reset_status: views.ResetStatus
+
+
+@router.post("/group_snapshots/{group_snapshot_id}/action", status_code=202,
+             response_class=Response, summary="Reset a group snapshot's status (action)")
+def group_snapshot_action(request: Request, ctx: deps.Context, state: deps.State,
+                          group_snapshot_id: GroupSnapshotId,
+                          body: GroupSnapshotActionBody):
+    """``{"reset_status": {"status": S}}`` (admin, 3.19): put the group snapshot in status
+    ``S``."""
+    views.reset_status(request, ctx, state, "group_snapshot",
+                       _snapshot_id(group_snapshot_id), body.reset_status)
+    return Response(status_code=202)

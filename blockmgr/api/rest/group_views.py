@@ -27,6 +27,9 @@ GROUPS_VERSION = (3, 13)
 GROUP_SNAPSHOTS_VERSION = (3, 14)
 #: Groups and group snapshots show their ``project_id``.
 PROJECT_ID_VERSION = (3, 58)
+#: The admin ``reset_status`` actions: group snapshots from 3.19, groups from 3.20.
+GROUP_SNAPSHOT_RESET_VERSION = (3, 19)
+GROUP_RESET_VERSION = (3, 20)
 
 
 class VersionTooLow(exception.NotFound):
@@ -75,6 +78,23 @@ class Body(fields.Body):
     :class:`blockmgr.api.rest.fields.Body`), types are not coerced (a number is not a
     string)."""
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ResetStatus(Body):
+    """``{"reset_status": {"status": S}}`` (admin): the status to put the group or group
+    snapshot in; the client library says which statuses a reset may choose."""
+    status: Text
+
+
+def reset_status(request: Request, ctx, state, kind: str, resource_id: str,
+                 spec: ResetStatus) -> None:
+    """The admin reset of a group or a group snapshot (``kind``), below its microversion a
+    ``404`` naming it."""
+    minimum, what = ((GROUP_RESET_VERSION, "Resetting a group's status") if kind == "group"
+                     else (GROUP_SNAPSHOT_RESET_VERSION,
+                           "Resetting a group snapshot's status"))
+    require_version(minimum, what)(request)
+    state.client.admin.reset_status(ctx, kind, resource_id, spec.status)
 
 
 # --- views ------------------------------------------------------------------------------------

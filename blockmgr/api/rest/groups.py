@@ -69,8 +69,15 @@ class GroupDelete(views.Body):
 
 
 class GroupActionBody(views.Body):
-    """``POST /groups/{id}/action``: the one action we serve is ``delete``."""
-    delete: GroupDelete
+    """``POST /groups/{id}/action``: ``delete``, or ``reset_status`` (admin, 3.20)."""
+    delete: GroupDelete | None = None
+    reset_status: views.ResetStatus | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self):
+        if (self.delete is None) == (self.reset_status is None):
+            raise ValueError("give exactly one action: delete or reset_status")
+        return self
 
 
 class CreateFromSource(views.Body):
@@ -191,11 +198,16 @@ def update_group(ctx: deps.Context, state: deps.State, group_id: GroupId,
 
 
 @router.post("/groups/{group_id}/action", status_code=202, response_class=Response,
-             summary="Delete a group (action)")
-def group_action(ctx: deps.Context, state: deps.State, group_id: GroupId,
+             summary="Delete a group, or reset its status (action)")
+def group_action(request: Request, ctx: deps.Context, state: deps.State, group_id: GroupId,
                  body: GroupActionBody):
     """``{"delete": {"delete-volumes": bool}}``: delete the group, with its volumes when
-    ``delete-volumes`` is true (else the group must be empty)."""
+    ``delete-volumes`` is true (else the group must be empty). ``{"reset_status":
+    {"status": S}}`` (admin, 3.20): put the group in status ``S``."""
+    if body.reset_status is not None:
+        views.reset_status(request, ctx, state, "group", _group_id(group_id),
+                           body.reset_status)
+        return Response(status_code=202)
     state.client.groups.delete_group(ctx, _group_id(group_id),
                                      delete_volumes=body.delete.delete_volumes)
     return Response(status_code=202)

@@ -158,7 +158,9 @@ BAD_INPUT = [
      400),
     ("put", "groups/" + UNKNOWN, {"group": {"name": "x"}}, 404),
     ("put", "groups/not-a-uuid", {"group": {"name": "x"}}, 404),
-    ("post", "groups/{gid}/action", {"reset_status": {"status": "error"}}, 400),
+    ("post", "groups/{gid}/action", {"reset_status": {"status": "error"}}, 404),  # < 3.20
+    ("post", "groups/{gid}/action", {"reset_status": None}, 400),
+    ("post", "groups/{gid}/action", {"replication": {}}, 400),
     ("post", "groups/{gid}/action", {"delete": {"delete-volumes": "maybe"}}, 400),
     ("post", "groups/{gid}/action", {"delete": {"cascade": True}}, 400),
     ("post", "groups/{gid}/action", {"delete": {}, "extra": {}}, 400),
