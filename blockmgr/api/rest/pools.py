@@ -10,12 +10,15 @@ logged), as Cinder leaves out a backend whose report is stale.
 Shape (Cinder's): ``{"pools": [{"name": "host@backend#pool"}]}``; with ``detail=true`` each
 pool has ``capabilities``: the backend's report merged with the pool's own entries. From
 microversion 3.28 other query parameters filter pools: ``name`` matches the pool's name,
-any other parameter the capability of that name (compared as text).
+any other parameter the capability of that name (compared as text). From 3.35
+``volume_type`` (a type's name or id) keeps the pools the scheduler's capabilities filter
+would let a volume of that type on (its ``volume_backend_name`` and capability specs).
 """
 
 from __future__ import annotations
 
 import logging
+import types
 
 from fastapi import APIRouter
 from fastapi import Query
@@ -25,6 +28,7 @@ from blockmgr import exception
 from blockmgr import services as bm_services
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
+from blockmgr.scheduler import filters as sched_filters
 
 LOG = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ router = APIRouter(tags=["pools"])
 
 #: Filters on the pool listing.
 FILTERS_VERSION = (3, 28)
+#: ``volume_type=NAME|ID``: the pools a volume of that type may be placed on.
+VOLUME_TYPE_VERSION = (3, 35)
 
 
 def _live_backends(state: deps.RestState) -> list[str]:
@@ -72,6 +78,24 @@ def _matches(pool: dict, filters: dict[str, str]) -> bool:
     return True
 
 
+def _type_specs(ctx, state: deps.RestState, type_ref: str) -> dict[str, str]:
+    """The extra specs of the volume type ``type_ref`` (a name or an id).
+
+    :raises VolumeTypeNotFound: no such type (``404``)."""
+    found = fields.control_character(type_ref)
+    if found:
+        raise exception.InvalidInput(reason="filter volume_type contains a %s" % found)
+    return dict(state.client.volume_types.get_type(ctx, type_ref).get("extra_specs") or {})
+
+
+def _fits(pool: dict, extra_specs: dict[str, str]) -> bool:
+    """Whether the scheduler's capabilities filter lets a volume of a type with
+    ``extra_specs`` on ``pool`` (``volume_backend_name`` and capability specs)."""
+    placement = types.SimpleNamespace(extra_specs=extra_specs)
+    return sched_filters.capabilities(
+        types.SimpleNamespace(capabilities=pool["capabilities"]), placement) is None
+
+
 @router.get("/scheduler-stats/get_pools", summary="List backend pools and their capacity "
                                                   "(admin)")
 def get_pools(request: Request, ctx: deps.AdminContext, state: deps.State,
@@ -88,12 +112,17 @@ def get_pools(request: Request, ctx: deps.AdminContext, state: deps.State,
                                                 "or later" % key[:64])
         if len(values) != 1:
             raise exception.InvalidInput(reason="filter %s is given more than once" % key)
-        if key == "volume_type":
-            raise exception.InvalidInput(reason="blockmgr has no volume types to filter "
-                                                "pools by (volume_type, microversion 3.35)")
+        if key == "volume_type" and request.state.api_version < VOLUME_TYPE_VERSION:
+            raise exception.InvalidInput(reason="filtering pools by volume_type needs "
+                                                "microversion 3.35 or later (send "
+                                                "OpenStack-API-Version: volume 3.35)")
         filters[key] = values[0]
     show_details = fields.as_bool(detail, "detail")
-    found = [p for p in pools_of(ctx, state) if _matches(p, filters)]
+    wanted = None
+    if "volume_type" in filters:
+        wanted = _type_specs(ctx, state, filters.pop("volume_type"))
+    found = [p for p in pools_of(ctx, state) if _matches(p, filters)
+             and (wanted is None or _fits(p, wanted))]
     if not show_details:
         found = [{"name": p["name"]} for p in found]
     return {"pools": found}

@@ -47,9 +47,39 @@ def test_pool_filters_from_3_28(http):
                .json()["pools"]) == 1
     assert new.get("scheduler-stats/get_pools?volume_backend_name=other").json()[
         "pools"] == []
-    refused = Api(http, "admin", admin=True, version="3.35").get(
-        "scheduler-stats/get_pools?volume_type=gold")
-    assert refused.status_code == 400 and "volume types" in refused.text
+
+
+def test_pools_by_volume_type_from_3_35(http):
+    admin = Api(http, "admin", admin=True, version="3.35")
+    (pool,) = admin.get("scheduler-stats/get_pools").json()["pools"]
+    for name, specs in (("here", {"volume_backend_name": "loopback"}),
+                        ("elsewhere", {"volume_backend_name": "lvm"}),
+                        ("thin", {"capabilities:thin_provisioning_support": "<is> True"}),
+                        ("huge", {"capabilities:total_capacity_gb": ">= 1000000000"})):
+        response = admin.post("types", {"volume_type": {"name": name, "extra_specs": specs}})
+        assert response.status_code == 200, response.text
+
+    def pools(query):
+        response = admin.get("scheduler-stats/get_pools?" + query)
+        assert response.status_code == 200, response.text
+        return response.json()["pools"]
+
+    assert pools("volume_type=__DEFAULT__") == [pool]
+    assert pools("volume_type=here") == [pool]
+    assert pools("volume_type=thin") == [pool]
+    assert pools("volume_type=elsewhere") == []
+    assert pools("volume_type=huge") == []
+    type_id = admin.get("types/here").json()["volume_type"]["id"]
+    assert pools("volume_type=" + type_id) == [pool]
+    assert pools("volume_type=here&name=nope") == []
+    (detailed,) = pools("volume_type=here&detail=true")
+    assert detailed["name"] == pool["name"] and detailed["capabilities"]
+    unknown = admin.get("scheduler-stats/get_pools?volume_type=nope")
+    assert unknown.status_code == 404, unknown.text
+    assert admin.get("scheduler-stats/get_pools?volume_type=%00").status_code == 400
+    refused = Api(http, "admin", admin=True, version="3.34").get(
+        "scheduler-stats/get_pools?volume_type=here")
+    assert refused.status_code == 400 and "3.35" in refused.text
 
 
 def test_a_backend_that_fails_to_report_is_left_out(admin_api, stack, monkeypatch):
