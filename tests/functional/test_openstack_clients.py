@@ -253,3 +253,24 @@ def test_openstackclient_volume_commands(server):
     osc(server, "volume", "type", "delete", "silver")
     assert [t["Name"] for t in osc(server, "volume", "type", "list", "-f", "json")] == [
         "__DEFAULT__"]
+
+
+def test_openstacksdk_groups_and_their_reset(server):
+    bs = sdk(server)
+    group = bs.create_group(name="sdk-group", group_type="any", volume_types=["__DEFAULT__"])
+    group = bs.wait_for_status(group, "available", failures=["error"], wait=30, interval=0.1)
+    vol = bs.create_volume(size=1, group_id=group.id)
+    bs.wait_for_status(vol, "available", failures=["error"], wait=30, interval=0.1)
+    gsnap = bs.create_group_snapshot(group_id=group.id, name="sdk-gsnap")
+    gsnap = bs.wait_for_status(gsnap, "available", failures=["error"], wait=30,
+                               interval=0.1)
+    bs.reset_group_snapshot_status(gsnap, "error")
+    assert bs.get_group_snapshot(gsnap.id).status == "error"
+    bs.reset_group_status(group, "error")
+    assert bs.get_group(group.id).status == "error"
+    bs.reset_group_status(group, "available")
+    bs.delete_group_snapshot(gsnap)
+    wait_gone(bs.get_group_snapshot, gsnap.id)
+    bs.delete_group(group, delete_volumes=True)
+    wait_gone(bs.get_group, group.id)
+    assert list(bs.volumes()) == []
