@@ -44,8 +44,12 @@ def is_current(engine: sa.engine.Engine) -> bool:
         return False
     try:
         with engine.connect() as conn:
+            # Asked first: a SELECT on a missing table would make oslo.db log a traceback
+            # on a first start or a first ``db sync`` (nothing is wrong then).
+            if not sa.inspect(conn).has_table(VERSION_TABLE):
+                return False
             recorded = {row[0] for row in conn.execute(
                 sa.text("SELECT version_num FROM %s" % VERSION_TABLE))}
-    except Exception:   # no table yet (SQLAlchemy's or oslo.db's wrapped error): migrate
+    except Exception:   # unreadable (SQLAlchemy's or oslo.db's wrapped error): migrate
         return False
     return recorded == set(heads)
