@@ -291,7 +291,9 @@ class SchedulerManager:
             tried = retry["backends"][-1] if retry["backends"] else "?"
             LOG.error("Creating volume %s failed on %s: %s", volume_id, tried, retry["exc"])
             # What went wrong first is what the user needs when every attempt fails.
-            retry.setdefault("first_exc", "%s: %s" % (tried, str(retry["exc"])[:200]))
+            # ``exc`` is a formatted traceback: its last line is the error itself.
+            cause = (str(retry["exc"]).strip().splitlines() or [""])[-1]
+            retry.setdefault("first_exc", "%s: %s" % (tried, cause[:160]))
         props["retry"] = retry
         if retry["num_attempts"] > max_attempts:
             raise exception.NoValidBackend(
