@@ -410,11 +410,9 @@ def declare_flow(action: str, *tasks, error_status: tuple | None = None) -> line
 
 
 def flow_declaration(flow) -> FlowDeclaration:
-    """The declaration of ``flow``. A flow not built by :func:`declare_flow` may carry
-    ``blockmgr_action`` and ``blockmgr_error_status`` attributes instead; without them its
-    action is its name and it declares no error status."""
+    """The declaration of ``flow``; a flow not built by :func:`declare_flow` (a test's)
+    has its name as action and declares no error status."""
     found = _DECLARED.get(flow.name)
     if found is not None:
         return found
-    return FlowDeclaration(getattr(flow, "blockmgr_action", flow.name),
-                           getattr(flow, "blockmgr_error_status", None))
+    return FlowDeclaration(flow.name, None)

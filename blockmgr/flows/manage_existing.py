@@ -259,11 +259,8 @@ class ManageExistingOnFinishTask(common.FlowTask):
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    # Where the runner puts the volume if the flow cannot be finished (logbook down).
-    flow.blockmgr_error_status = (models.Volume, V.ERROR_MANAGING, (V.MANAGING,))
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractVolumeRefTask(),
         common.NotifyStartTask("volume", "manage_existing", "volume_id"),
         RecordManageSourceTask(),
@@ -272,4 +269,6 @@ def get_flow() -> linear_flow.Flow:
         ManageExistingTask(),
         QuotaCommitTask(),
         ManageExistingOnFinishTask("manage_existing.end"),
+        # Where the runner puts the volume if the flow cannot be finished (logbook down).
+        error_status=(models.Volume, V.ERROR_MANAGING, (V.MANAGING,)),
     )

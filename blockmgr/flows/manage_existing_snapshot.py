@@ -229,9 +229,8 @@ def lock_names(snapshot_id: str, store: dict, rows: common.LockRows) -> list[str
 
 
 def get_flow() -> linear_flow.Flow:
-    flow = linear_flow.Flow(ACTION.replace(":", "_") + "_manager")
-    flow.blockmgr_action = ACTION
-    return flow.add(
+    return common.declare_flow(
+        ACTION,
         ExtractSnapshotRefTask(),
         common.NotifyStartTask("snapshot", "manage_existing_snapshot", "snapshot_id"),
         RecordManageSourceTask(),
