@@ -11,9 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import settings
 
-from blockmgr import allinone
-from blockmgr import conf as bm_conf
-from tests.conftest import create_database
+from tests.functional.stacks import all_in_one_on
 from tests.unit.rest import test_fuzz
 
 #: Examples per operation and generation mode on a database server.
@@ -24,24 +22,8 @@ MAX_EXAMPLES = 4
 def db_stack(db_backend, tmp_path):
     if db_backend == "sqlite":
         pytest.skip("SQLite is fuzzed by tests/unit/rest/test_fuzz.py")
-    url, drop = create_database(db_backend, tmp_path)
-    conf = bm_conf.new_config(args=[])
-    conf.set_override("state_path", str(tmp_path))
-    conf.set_override("host", "node1")
-    conf.set_override("transport_url", allinone.private_transport_url())
-    conf.set_override("report_interval", 1)
-    conf.set_override("startup_wait", 0, group="scheduler")
-    conf.set_override("connection", url, group="database")
-    allinone.embedded_config(conf)
-    node = allinone.AllInOne(conf)
-    assert node.start(ready_timeout=30), "the loopback backend did not come up"
-    try:
+    with all_in_one_on(db_backend, tmp_path) as node:
         yield node
-    finally:
-        node.stop(grace=5)
-        node.db.dispose()
-        conf.reset()
-        drop()
 
 
 def test_no_server_error_on_a_database_server(db_stack, monkeypatch):

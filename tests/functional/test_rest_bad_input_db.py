@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from blockmgr import allinone
-from blockmgr import conf as bm_conf
-from tests.conftest import create_database
+from tests.functional.stacks import all_in_one_on
 from tests.unit.rest.conftest import Api
 
 HOST = "node1@loopback"
@@ -18,24 +16,8 @@ HOST = "node1@loopback"
 
 @pytest.fixture(params=["postgresql", "mysql"])
 def db_stack(request, tmp_path):
-    url, drop = create_database(request.param, tmp_path)
-    conf = bm_conf.new_config(args=[])
-    conf.set_override("state_path", str(tmp_path))
-    conf.set_override("host", "node1")
-    conf.set_override("transport_url", allinone.private_transport_url())
-    conf.set_override("report_interval", 1)
-    conf.set_override("startup_wait", 0, group="scheduler")
-    conf.set_override("connection", url, group="database")
-    allinone.embedded_config(conf)
-    node = allinone.AllInOne(conf)
-    assert node.start(ready_timeout=30), "the loopback backend did not come up"
-    try:
+    with all_in_one_on(request.param, tmp_path) as node:
         yield node
-    finally:
-        node.stop(grace=5)
-        node.db.dispose()
-        conf.reset()
-        drop()
 
 
 def test_nul_and_huge_paging_values_are_400_not_500(db_stack):
