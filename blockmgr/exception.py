@@ -280,6 +280,26 @@ class CommandExecutionError(DriverError):
     msg_fmt = ("Command %(cmd)s failed with exit code %(exit_code)s: %(stderr)s")
 
 
+class DriverContractError(DriverError):
+    """A driver class breaks the contract of an interface it inherits: a method of a
+    capability it declares is missing or has an incompatible signature. Raised when the
+    driver loads, so the backend stays down with this reason instead of failing on the first
+    request that needs the method; ``blockmgr-manage driver check`` lists every problem."""
+
+    msg_fmt = ("Driver %(driver)s cannot be loaded: %(reason)s. Run 'blockmgr-manage driver "
+               "check %(driver)s' for the full report.")
+    reschedulable = False
+
+
+class InvalidDriverStats(DriverError):
+    """``get_volume_stats`` returned a report the schedulers cannot use (a required key
+    missing, a value of the wrong type or out of range); the report is not published."""
+
+    msg_fmt = ("Driver %(driver)s returned an invalid stats report: %(key)s %(reason)s "
+               "(see blockmgr.interface.stats.VolumeStats).")
+    reschedulable = False
+
+
 class NoValidBackend(BlockmgrError):
     msg_fmt = "No valid backend was found: %(reason)s"
     code = 400
