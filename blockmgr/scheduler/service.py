@@ -24,7 +24,6 @@ reservations), served by ``blockmgr-scheduler`` when ``[metrics] enabled``.
 from __future__ import annotations
 
 import logging
-import threading
 
 from blockmgr import context as bm_context
 from blockmgr import ledger as bm_ledger
@@ -75,9 +74,9 @@ class SchedulerService:
                                        hooks=SchedulerRequestHooks(db, quota))
         self.manager.ledger = self.ledger
         self.server = rpc.get_server(transport, rpc.SCHEDULER_TOPIC, conf.host, [self.manager])
-        self._stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name="scheduler-heartbeat",
-                                           daemon=True)
+        self._heartbeat = periodic.PeriodicTimer(
+            "scheduler-heartbeat", conf.report_interval, self._beat,
+            initial_delay=conf.report_interval)
         self._service_id: int | None = None
 
     def start(self) -> None:
@@ -108,7 +107,7 @@ class SchedulerService:
         LOG.info("Scheduler %s serving topic %s", self.conf.host, rpc.SCHEDULER_TOPIC)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._heartbeat.stop(timeout=5)
         self.sweep.stop()
         if self._reconcile_timer is not None:
             self._reconcile_timer.stop(timeout=5)
@@ -131,14 +130,11 @@ class SchedulerService:
             self.db, self.quota, lambda: reservations.liveness(self.persistence))]
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.conf.report_interval):
-            try:
-                with self.db.writer() as session:
-                    services.heartbeat(session, self._service_id)
-                # also watch the workers' heartbeats while idle (liveness.py: suspects)
-                self.manager.live.get(fresh=True)
-            except Exception:
-                LOG.exception("Scheduler heartbeat failed")
+        """One heartbeat (every ``report_interval`` s; a failure is logged by the timer)."""
+        with self.db.writer() as session:
+            services.heartbeat(session, self._service_id)
+        # also watch the workers' heartbeats while idle (liveness.py: suspects)
+        self.manager.live.get(fresh=True)
 
 
 class SchedulerRequestHooks(bm_ledger.RequestHooks):
