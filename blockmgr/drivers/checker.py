@@ -11,6 +11,12 @@ implements an interface here only when it
    default; extra parameters only after them and only with defaults (or ``*args`` /
    ``**kwargs``); ``**kwargs`` where the interface has it; no ``async def`` for a plain method.
 
+The optional methods an interface implements itself (``revert_to_snapshot``,
+``manage_existing_source``...) are not required, but a class that overrides one is held to
+the same signature rules: the manager calls it as the interface documents.
+
+The loader runs the same check on every driver it loads (:mod:`blockmgr.drivers.contracts`).
+
 Behaviour is what :mod:`blockmgr.testing.conformance` checks; this module only needs the class.
 """
 
@@ -20,7 +26,6 @@ import dataclasses
 import inspect
 
 from blockmgr import exception
-from blockmgr.drivers import loader
 from blockmgr.interface import ALL_INTERFACES, DriverBase, VolumeDriver
 
 _P = inspect.Parameter
@@ -76,6 +81,8 @@ def resolve(name_or_path: str):
     :raises ConfigurationError: unknown name (the message lists the known ones) or a dotted
         path that does not import.
     """
+    from blockmgr.drivers import loader   # not at import: the loader uses this module
+
     return loader.find_driver_class(name_or_path, section="driver check")
 
 
@@ -115,7 +122,25 @@ def check_interface(cls, iface) -> InterfaceResult:
                                      else getattr(iface, name), member)
         if problem:
             result.mismatched[name] = problem
+    for name in _optional_methods(iface):
+        owner, member = _lookup(cls, name)
+        if owner is None or owner in iface.__mro__:
+            continue   # not overridden: the interface's own default
+        if not inspect.isfunction(member):
+            result.mismatched[name] = ("overrides the interface's method with %s; it must be "
+                                       "a plain method" % _describe(member))
+            continue
+        problem = compare_signatures(vars(iface)[name], member)
+        if problem:
+            result.mismatched[name] = problem
     return result
+
+
+def _optional_methods(iface) -> list[str]:
+    """Public methods ``iface`` defines with a default implementation."""
+    return sorted(name for name, member in vars(iface).items()
+                  if not name.startswith("_") and inspect.isfunction(member)
+                  and not getattr(member, "__isabstractmethod__", False))
 
 
 def _lookup(cls, name):

@@ -3,6 +3,11 @@
 A backend section names its driver by entry-point name (``loopback``, ``lvm``, or one a
 third-party package installs) or by dotted class path. Only the driver a backend enables is
 imported. An unknown name fails at start with the list of known names.
+
+:func:`load_driver_class` is what a backend uses: it also checks the class against every
+interface it declares (:func:`blockmgr.drivers.contracts.verify_driver_class`), so a driver
+lacking a method of a capability it claims fails at load, never at its first request.
+:func:`find_driver_class` only resolves the name (option registration, ``driver check``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from stevedore import exception as sd_exception
 from stevedore import extension
 
 from blockmgr import exception
+from blockmgr.drivers import contracts
+from blockmgr.interface.capabilities import DriverCapabilities
 
 NAMESPACE = "blockmgr.volume.drivers"
 
@@ -45,6 +52,18 @@ def find_driver_class(name: str, section: str = "backend"):
         section=section, option="volume_driver",
         reason="unknown driver %r; known drivers: %s"
         % (name, ", ".join(known_driver_names()) or "(none installed)"))
+
+
+def load_driver_class(name: str, section: str = "backend") -> tuple[type, DriverCapabilities]:
+    """The driver class for ``name`` (as :func:`find_driver_class`), checked, with the
+    capabilities it implements (recorded for the manager, :func:`contracts.capabilities_of`).
+
+    :raises ConfigurationError: unknown name or a dotted path that does not import.
+    :raises DriverContractError: the class breaks an interface it declares (the message
+        lists every missing method and incompatible signature).
+    """
+    cls = find_driver_class(name, section=section)
+    return cls, contracts.verify_driver_class(cls)
 
 
 def known_driver_classes():

@@ -10,12 +10,15 @@ from __future__ import annotations
 import abc
 
 from blockmgr.interface.base import DriverBase
+from blockmgr.interface.objects import SnapshotView
+from blockmgr.interface.updates import ExistingRef, ManageableSnapshotEntry, SnapshotModelUpdate
 
 
 class SnapshotManagementDriver(DriverBase):
 
     @abc.abstractmethod
-    def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
+    def manage_existing_snapshot(self, snapshot: SnapshotView,
+                                 existing_ref: ExistingRef) -> SnapshotModelUpdate | None:
         """Bind the backend snapshot to ``snapshot`` (rename to ``snapshot.name`` or record
         a pointer in the returned model update). Data is never changed.
 
@@ -28,18 +31,20 @@ class SnapshotManagementDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+    def manage_existing_snapshot_get_size(self, snapshot: SnapshotView,
+                                          existing_ref: ExistingRef) -> int:
         """Size of the referenced snapshot in GiB, rounded UP (an ``int``). Changes nothing.
 
         :raises ManageExistingInvalidReference: bad or unknown reference.
         """
 
     @abc.abstractmethod
-    def unmanage_snapshot(self, snapshot) -> None:
+    def unmanage_snapshot(self, snapshot: SnapshotView) -> None:
         """Forget the snapshot. Never deletes the backend object: afterwards it is listed by
         ``get_manageable_snapshots`` as safe to manage and can be managed again."""
 
-    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+    def manage_existing_snapshot_source(self, snapshot: SnapshotView,
+                                        existing_ref: ExistingRef) -> ExistingRef:
         """Like :meth:`VolumeManagementDriver.manage_existing_source`, for a snapshot: the
         reference naming the object before it is bound (default: a copy of
         ``existing_ref``). Changes nothing.
@@ -48,7 +53,8 @@ class SnapshotManagementDriver(DriverBase):
         """
         return dict(existing_ref) if isinstance(existing_ref, dict) else existing_ref
 
-    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+    def restore_managed_snapshot_name(self, snapshot: SnapshotView,
+                                      source_ref: ExistingRef) -> None:
         """Like :meth:`VolumeManagementDriver.restore_managed_name`, for a snapshot: undo
         :meth:`manage_existing_snapshot` after the manage failed by giving the object the
         name ``source_ref`` records. Idempotent, never deletes. The default calls
@@ -59,8 +65,10 @@ class SnapshotManagementDriver(DriverBase):
         self.unmanage_snapshot(snapshot)
 
     @abc.abstractmethod
-    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
-                                 sort_dirs) -> list[dict]:
+    def get_manageable_snapshots(self, cinder_snapshots: list[SnapshotView],
+                                 marker: dict | None, limit: int | None, offset: int | None,
+                                 sort_keys: list[str] | None,
+                                 sort_dirs: list[str] | None) -> list[ManageableSnapshotEntry]:
         """Like ``get_manageable_volumes`` (same entry fields, ownership rule via
         ``cinder_snapshots``, sorting and paging); entries add ``source_reference``, the
         reference dict of the parent volume (e.g. ``{'source-name': 'volume-<id>'}``)."""

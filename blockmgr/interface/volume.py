@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING, Any
 
 from blockmgr import exception
 from blockmgr.interface.base import DriverBase
+from blockmgr.interface.objects import SnapshotView, VolumeView
+from blockmgr.interface.stats import VolumeStats
+from blockmgr.interface.updates import (ConnectionInfo, Connector, SnapshotModelUpdate,
+                                        VolumeModelUpdate)
+
+if TYPE_CHECKING:
+    from blockmgr.context import RequestContext
 
 
 class VolumeDriver(DriverBase):
@@ -16,9 +24,10 @@ class VolumeDriver(DriverBase):
     ``snapshot.name`` (``snapshot-<id>``) are the backend names drivers traditionally use, and
     ``provider_location`` / ``provider_id`` carry whatever a previous model update recorded.
 
-    Model updates: methods documented as returning ``dict | None`` return the columns the
-    manager should write on the resource (e.g. ``{'provider_location': ...}``) or None for
-    nothing. Drivers never touch the database.
+    Model updates: methods returning :class:`~blockmgr.interface.updates.VolumeModelUpdate`
+    / ``SnapshotModelUpdate`` (or None) give the columns the manager should write on the
+    resource (e.g. ``{'provider_location': ...}``); other keys are logged and dropped.
+    Drivers never touch the database.
 
     Errors: drivers raise :mod:`blockmgr.exception` errors: ``VolumeBackendAPIException`` /
     ``VolumeDriverException`` (or ``CommandExecutionError``) for backend failures,
@@ -38,7 +47,7 @@ class VolumeDriver(DriverBase):
     online_extend_support: bool = False
 
     @abc.abstractmethod
-    def do_setup(self, context) -> None:
+    def do_setup(self, context: RequestContext | None) -> None:
         """Prepare the backend (connect, create directories, check tools).
 
         Called once at service start, before anything else.
@@ -57,8 +66,8 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def get_volume_stats(self, refresh: bool = False) -> dict:
-        """Capacity report.
+    def get_volume_stats(self, refresh: bool = False) -> VolumeStats:
+        """Capacity report (:class:`~blockmgr.interface.stats.VolumeStats`).
 
         Top level: ``volume_backend_name``, ``vendor_name``, ``driver_version``,
         ``storage_protocol`` and a non-empty ``pools`` list whose entries carry ``pool_name``,
@@ -69,12 +78,13 @@ class VolumeDriver(DriverBase):
         ``thick_provisioning_support``.
 
         :param refresh: True: measure now. False: a cached report is fine; must be cheap.
-        :returns: the report dict.
+        :returns: the report; the worker checks it at each refresh and publishes nothing
+            (the backend keeps its previous report) when a key is missing or wrong.
         :raises VolumeBackendAPIException: the backend cannot be queried (refresh only).
         """
 
     @abc.abstractmethod
-    def create_volume(self, volume) -> dict | None:
+    def create_volume(self, volume: VolumeView) -> VolumeModelUpdate | None:
         """Allocate ``volume.size`` GiB for ``volume``, reading as zeros. No export.
 
         Idempotent: if the object already exists with the requested size, succeed.
@@ -85,7 +95,7 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def delete_volume(self, volume) -> None:
+    def delete_volume(self, volume: VolumeView) -> None:
         """Delete the volume's backend object and its data.
 
         Idempotent: succeeds if the object is already gone (or never existed).
@@ -96,7 +106,7 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def create_snapshot(self, snapshot) -> dict | None:
+    def create_snapshot(self, snapshot: SnapshotView) -> SnapshotModelUpdate | None:
         """Take a point-in-time copy of volume ``snapshot.volume_name`` (later writes to the
         volume never show in the snapshot).
 
@@ -108,7 +118,7 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def delete_snapshot(self, snapshot) -> None:
+    def delete_snapshot(self, snapshot: SnapshotView) -> None:
         """Delete a snapshot. Idempotent: succeeds if already gone.
 
         :param snapshot: SnapshotView.
@@ -116,7 +126,8 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
+    def create_volume_from_snapshot(self, volume: VolumeView,
+                                    snapshot: SnapshotView) -> VolumeModelUpdate | None:
         """Create ``volume`` holding the snapshot's data, grown to ``volume.size`` (the new
         space reads as zeros). The new volume is independent of the snapshot's later fate.
 
@@ -127,7 +138,8 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def create_cloned_volume(self, volume, src_vref) -> dict | None:
+    def create_cloned_volume(self, volume: VolumeView,
+                             src_vref: VolumeView) -> VolumeModelUpdate | None:
         """Create ``volume`` as a copy of volume ``src_vref``, grown to ``volume.size``.
         Later writes to either volume do not show in the other.
 
@@ -138,7 +150,7 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def extend_volume(self, volume, new_size: int) -> None:
+    def extend_volume(self, volume: VolumeView, new_size: int) -> None:
         """Grow the volume to ``new_size`` GiB, keeping its data; the new space reads as zeros.
 
         Idempotent: a volume already of ``new_size`` is success.
@@ -149,7 +161,8 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def create_export(self, context, volume, connector) -> dict | None:
+    def create_export(self, context: RequestContext, volume: VolumeView,
+                      connector: Connector) -> VolumeModelUpdate | None:
         """Make the volume reachable for ``connector``.
 
         :param context: RequestContext.
@@ -159,18 +172,19 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def ensure_export(self, context, volume) -> dict | None:
+    def ensure_export(self, context: RequestContext,
+                      volume: VolumeView) -> VolumeModelUpdate | None:
         """Re-create an export after a restart (for volumes in use). Idempotent.
 
         :returns: model update or None.
         """
 
     @abc.abstractmethod
-    def remove_export(self, context, volume) -> None:
+    def remove_export(self, context: RequestContext, volume: VolumeView) -> None:
         """Tear the export down. Idempotent: succeeds if there is none."""
 
     @abc.abstractmethod
-    def initialize_connection(self, volume, connector) -> dict:
+    def initialize_connection(self, volume: VolumeView, connector: Connector) -> ConnectionInfo:
         """Attach ``volume`` for ``connector``.
 
         :returns: ``{'driver_volume_type': str, 'data': dict}``, the connection info an
@@ -180,13 +194,15 @@ class VolumeDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def terminate_connection(self, volume, connector, **kwargs) -> None:
+    def terminate_connection(self, volume: VolumeView, connector: Connector | None,
+                             **kwargs: Any) -> None:
         """Undo ``initialize_connection`` for ``connector`` (None: every connector).
 
         Idempotent: succeeds if there is no connection.
         """
 
-    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+    def revert_to_snapshot(self, context: RequestContext, volume: VolumeView,
+                           snapshot: SnapshotView) -> None:
         """Make the volume's data the snapshot's again (volume action ``revert``). The
         snapshot stays, with its data, and may be reverted to again.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 
 from blockmgr.interface.base import DriverBase
+from blockmgr.interface.objects import VolumeView
+from blockmgr.interface.updates import ExistingRef, ManageableEntry, VolumeModelUpdate
 
 
 class VolumeManagementDriver(DriverBase):
@@ -18,7 +20,8 @@ class VolumeManagementDriver(DriverBase):
     """
 
     @abc.abstractmethod
-    def manage_existing(self, volume, existing_ref) -> dict | None:
+    def manage_existing(self, volume: VolumeView,
+                        existing_ref: ExistingRef) -> VolumeModelUpdate | None:
         """Bind the backend object to ``volume``: rename it to ``volume.name`` (then the old
         reference no longer resolves) or record a pointer (``provider_id`` /
         ``provider_location``) in the returned model update. Data is never changed.
@@ -31,7 +34,7 @@ class VolumeManagementDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def manage_existing_get_size(self, volume, existing_ref) -> int:
+    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
         """Size of the referenced object in GiB, rounded UP to a whole GiB (1 GiB + 1 byte
         -> 2). Changes nothing.
 
@@ -40,13 +43,14 @@ class VolumeManagementDriver(DriverBase):
         """
 
     @abc.abstractmethod
-    def unmanage(self, volume) -> None:
+    def unmanage(self, volume: VolumeView) -> None:
         """Forget the volume. Never deletes or changes its data: afterwards the object is
         listed by ``get_manageable_volumes`` as safe to manage (when ``volume`` is no longer
         among ``cinder_volumes``) and can be managed again.
         """
 
-    def manage_existing_source(self, volume, existing_ref) -> dict:
+    def manage_existing_source(self, volume: VolumeView,
+                               existing_ref: ExistingRef) -> ExistingRef:
         """The reference that names the object ``existing_ref`` points at *before* it is
         bound, in the form :meth:`restore_managed_name` takes back (a JSON-serialisable
         dict). The manager records it in the flow's logbook before it calls
@@ -62,7 +66,7 @@ class VolumeManagementDriver(DriverBase):
         """
         return dict(existing_ref) if isinstance(existing_ref, dict) else existing_ref
 
-    def restore_managed_name(self, volume, source_ref) -> None:
+    def restore_managed_name(self, volume: VolumeView, source_ref: ExistingRef) -> None:
         """Undo :meth:`manage_existing` after the manage failed: give the object bound to
         ``volume`` the name ``source_ref`` records (what :meth:`manage_existing_source`
         returned before the manage), so the user finds it where it was.
@@ -83,8 +87,10 @@ class VolumeManagementDriver(DriverBase):
         self.unmanage(volume)
 
     @abc.abstractmethod
-    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
-                               sort_dirs) -> list[dict]:
+    def get_manageable_volumes(self, cinder_volumes: list[VolumeView], marker: dict | None,
+                               limit: int | None, offset: int | None,
+                               sort_keys: list[str] | None,
+                               sort_dirs: list[str] | None) -> list[ManageableEntry]:
         """Backend objects that could be managed, each ``{'reference': {'source-name': ...},
         'size': int (GiB, rounded up), 'safe_to_manage': bool, 'reason_not_safe': str | None,
         'cinder_id': str | None, 'extra_info': ...}``.

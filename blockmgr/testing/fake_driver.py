@@ -19,16 +19,25 @@ import dataclasses
 import functools
 import itertools
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from oslo_config import cfg
 
 from blockmgr import exception
+from blockmgr.drivers import manageable
 from blockmgr.interface import (ConsistencyGroupDriver, SnapshotManagementDriver, VolumeDriver,
                                 VolumeManagementDriver)
-from blockmgr.interface import manageable
-from blockmgr.interface.objects import SnapshotView
+from blockmgr.interface.objects import GroupSnapshotView, GroupView, SnapshotView, VolumeView
+from blockmgr.interface.stats import VolumeStats
+from blockmgr.interface.updates import (ConnectionInfo, Connector, ExistingRef,
+                                        GroupMembershipResult, GroupModelUpdate,
+                                        GroupSnapshotResult, GroupVolumesResult, ManageableEntry,
+                                        ManageableSnapshotEntry, SnapshotModelUpdate,
+                                        VolumeModelUpdate)
 from blockmgr.testing.sparse import CHUNK, SparseBytes
+
+if TYPE_CHECKING:
+    from blockmgr.context import RequestContext
 
 GiB = manageable.GiB
 
@@ -172,7 +181,7 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
             raise exception.InvalidInput(reason="%r already exists on the fake backend" % name)
 
     # --- helpers ------------------------------------------------------------------------------
-    def _location(self, name: str) -> dict:
+    def _location(self, name: str) -> VolumeModelUpdate:
         return {"provider_location": "fake://%s/%s" % (self.backend_name, name)}
 
     def _provisioned_gb(self) -> int:
@@ -198,7 +207,7 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         except KeyError:
             raise exception.SnapshotNotFound(snapshot_id=view.id) from None
 
-    def _new_volume(self, volume, store: SparseBytes) -> dict:
+    def _new_volume(self, volume: VolumeView, store: SparseBytes) -> VolumeModelUpdate:
         if volume.name in self.volumes:
             if self.volumes[volume.name].size == volume.size * GiB:
                 return self._location(volume.name)      # re-run after a crash: done already
@@ -226,7 +235,7 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
 
     # --- VolumeDriver -------------------------------------------------------------------------
     @_operation
-    def do_setup(self, context) -> None:
+    def do_setup(self, context: RequestContext | None) -> None:
         self.initialized = True
 
     @_operation
@@ -236,7 +245,7 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
                                                  reason="do_setup was not called")
 
     @_operation
-    def get_volume_stats(self, refresh: bool = False) -> dict:
+    def get_volume_stats(self, refresh: bool = False) -> VolumeStats:
         provisioned = self._provisioned_gb()
         return {
             "volume_backend_name": self.backend_name, "vendor_name": "blockmgr",
@@ -254,11 +263,11 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         }
 
     @_operation
-    def create_volume(self, volume) -> dict | None:
+    def create_volume(self, volume: VolumeView) -> VolumeModelUpdate | None:
         return self._new_volume(volume, SparseBytes(0))
 
     @_operation
-    def delete_volume(self, volume) -> None:
+    def delete_volume(self, volume: VolumeView) -> None:
         if volume.name not in self.volumes:
             return
         dependents = [n for n, s in self.snapshots.items() if s.volume_name == volume.name]
@@ -268,7 +277,7 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         self.connections.pop(volume.name, None)
 
     @_operation
-    def create_snapshot(self, snapshot) -> dict | None:
+    def create_snapshot(self, snapshot: SnapshotView) -> SnapshotModelUpdate | None:
         if snapshot.name not in self.snapshots:
             source = self.volumes.get(snapshot.volume_name)
             if source is None:
@@ -277,23 +286,25 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return self._location(snapshot.name)
 
     @_operation
-    def delete_snapshot(self, snapshot) -> None:
+    def delete_snapshot(self, snapshot: SnapshotView) -> None:
         self.snapshots.pop(snapshot.name, None)
 
     @_operation
-    def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
+    def create_volume_from_snapshot(self, volume: VolumeView,
+                                    snapshot: SnapshotView) -> VolumeModelUpdate | None:
         if volume.name in self.volumes:
             return self._new_volume(volume, SparseBytes(0))
         return self._new_volume(volume, self._snapshot(snapshot).data.copy())
 
     @_operation
-    def create_cloned_volume(self, volume, src_vref) -> dict | None:
+    def create_cloned_volume(self, volume: VolumeView,
+                             src_vref: VolumeView) -> VolumeModelUpdate | None:
         if volume.name in self.volumes:
             return self._new_volume(volume, SparseBytes(0))
         return self._new_volume(volume, self._volume(src_vref).copy())
 
     @_operation
-    def extend_volume(self, volume, new_size: int) -> None:
+    def extend_volume(self, volume: VolumeView, new_size: int) -> None:
         store = self._volume(volume)
         if new_size * GiB < store.size:
             raise exception.InvalidVolume(reason="cannot shrink %s from %d to %d bytes" % (
@@ -302,7 +313,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         store.resize(new_size * GiB)
 
     @_operation
-    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+    def revert_to_snapshot(self, context: RequestContext, volume: VolumeView,
+                           snapshot: SnapshotView) -> None:
         store = self._volume(volume)
         source = self._snapshot(snapshot)
         if source.volume_name != volume.name:
@@ -311,28 +323,31 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         self.volumes[volume.name] = source.data.copy(store.size)
 
     @_operation
-    def create_export(self, context, volume, connector) -> dict | None:
+    def create_export(self, context: RequestContext, volume: VolumeView,
+                      connector: Connector) -> VolumeModelUpdate | None:
         self._volume(volume)
         return None
 
     @_operation
-    def ensure_export(self, context, volume) -> dict | None:
+    def ensure_export(self, context: RequestContext,
+                      volume: VolumeView) -> VolumeModelUpdate | None:
         self._volume(volume)
         return None
 
     @_operation
-    def remove_export(self, context, volume) -> None:
+    def remove_export(self, context: RequestContext, volume: VolumeView) -> None:
         return None
 
     @_operation
-    def initialize_connection(self, volume, connector) -> dict:
+    def initialize_connection(self, volume: VolumeView, connector: Connector) -> ConnectionInfo:
         self._volume(volume)
         self.connections.setdefault(volume.name, []).append(connector)
         return {"driver_volume_type": "fake",
                 "data": {"backend": self.backend_name, "volume_name": volume.name}}
 
     @_operation
-    def terminate_connection(self, volume, connector, **kwargs) -> None:
+    def terminate_connection(self, volume: VolumeView, connector: Connector | None,
+                             **kwargs) -> None:
         attached = self.connections.get(volume.name, [])
         if connector is None:
             attached.clear()
@@ -341,7 +356,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
 
     # --- VolumeManagementDriver ---------------------------------------------------------------
     @_operation
-    def manage_existing(self, volume, existing_ref) -> dict | None:
+    def manage_existing(self, volume: VolumeView,
+                        existing_ref: ExistingRef) -> VolumeModelUpdate | None:
         name = self._resolve(self.volumes, existing_ref, "volume")
         if name != volume.name:
             if volume.name in self.volumes:
@@ -353,20 +369,21 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return self._location(volume.name)
 
     @_operation
-    def manage_existing_get_size(self, volume, existing_ref) -> int:
+    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
         name = self._resolve(self.volumes, existing_ref, "volume")
         return manageable.size_in_gib_rounded_up(self.volumes[name].size)
 
     @_operation
-    def manage_existing_source(self, volume, existing_ref) -> dict:
+    def manage_existing_source(self, volume: VolumeView,
+                               existing_ref: ExistingRef) -> ExistingRef:
         return {"source-name": self._resolve(self.volumes, existing_ref, "volume")}
 
     @_operation
-    def unmanage(self, volume) -> None:
+    def unmanage(self, volume: VolumeView) -> None:
         return None
 
     @_operation
-    def restore_managed_name(self, volume, source_ref) -> None:
+    def restore_managed_name(self, volume: VolumeView, source_ref: ExistingRef) -> None:
         _key, original = manageable.parse_reference(source_ref, ("source-name",))
         if volume.name == original or volume.name not in self.volumes:
             return
@@ -380,8 +397,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
                 snap.volume_name = original
 
     @_operation
-    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
-                               sort_dirs) -> list[dict]:
+    def get_manageable_volumes(self, cinder_volumes: list[VolumeView], marker, limit, offset,
+                               sort_keys, sort_dirs) -> list[ManageableEntry]:
         owners = {v.name: v.id for v in cinder_volumes or []}
         entries = [manageable.manageable_entry(
             {"source-name": name}, manageable.size_in_gib_rounded_up(store.size),
@@ -392,7 +409,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
 
     # --- SnapshotManagementDriver -------------------------------------------------------------
     @_operation
-    def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
+    def manage_existing_snapshot(self, snapshot: SnapshotView,
+                                 existing_ref: ExistingRef) -> SnapshotModelUpdate | None:
         name = self._resolve(self.snapshots, existing_ref, "snapshot")
         parent = self.snapshots[name].volume_name
         if parent != snapshot.volume_name:
@@ -407,20 +425,23 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return self._location(snapshot.name)
 
     @_operation
-    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+    def manage_existing_snapshot_get_size(self, snapshot: SnapshotView,
+                                          existing_ref: ExistingRef) -> int:
         name = self._resolve(self.snapshots, existing_ref, "snapshot")
         return manageable.size_in_gib_rounded_up(self.snapshots[name].data.size)
 
     @_operation
-    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+    def manage_existing_snapshot_source(self, snapshot: SnapshotView,
+                                        existing_ref: ExistingRef) -> ExistingRef:
         return {"source-name": self._resolve(self.snapshots, existing_ref, "snapshot")}
 
     @_operation
-    def unmanage_snapshot(self, snapshot) -> None:
+    def unmanage_snapshot(self, snapshot: SnapshotView) -> None:
         return None
 
     @_operation
-    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+    def restore_managed_snapshot_name(self, snapshot: SnapshotView,
+                                      source_ref: ExistingRef) -> None:
         _key, original = manageable.parse_reference(source_ref, ("source-name",))
         if snapshot.name == original or snapshot.name not in self.snapshots:
             return
@@ -431,8 +452,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         self.snapshots[original] = self.snapshots.pop(snapshot.name)
 
     @_operation
-    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
-                                 sort_dirs) -> list[dict]:
+    def get_manageable_snapshots(self, cinder_snapshots: list[SnapshotView], marker, limit,
+                                 offset, sort_keys, sort_dirs) -> list[ManageableSnapshotEntry]:
         owners = {s.name: s.id for s in cinder_snapshots or []}
         entries = [manageable.manageable_entry(
             {"source-name": name}, manageable.size_in_gib_rounded_up(snap.data.size),
@@ -444,12 +465,14 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
 
     # --- ConsistencyGroupDriver ---------------------------------------------------------------
     @_operation
-    def create_consistencygroup(self, context, group) -> dict | None:
+    def create_consistencygroup(self, context: RequestContext,
+                                group: GroupView) -> GroupModelUpdate | None:
         self.groups.add(group.id)
         return {"status": "available"}
 
     @_operation
-    def delete_consistencygroup(self, context, group, volumes):
+    def delete_consistencygroup(self, context: RequestContext, group: GroupView,
+                                volumes: list[VolumeView]) -> GroupVolumesResult:
         updates = []
         for volume in volumes:
             try:
@@ -462,13 +485,17 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return {"status": "error_deleting" if failed else "deleted"}, updates
 
     @_operation
-    def update_consistencygroup(self, context, group, add_volumes=None, remove_volumes=None):
+    def update_consistencygroup(self, context: RequestContext, group: GroupView,
+                                add_volumes: list[VolumeView] | None = None,
+                                remove_volumes: list[VolumeView] | None = None
+                                ) -> GroupMembershipResult:
         for volume in add_volumes or []:
             self._volume(volume)
         return None, None, None
 
     @_operation
-    def create_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def create_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         # One pass under the driver lock: no write can land between two member snapshots,
         # so the set is crash-consistent across members.
         updates = []
@@ -478,7 +505,8 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return {"status": "available"}, updates
 
     @_operation
-    def delete_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def delete_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         updates = []
         for snap in snapshots:
             self.delete_snapshot(snap)
@@ -486,8 +514,13 @@ class FakeDriver(VolumeDriver, VolumeManagementDriver, SnapshotManagementDriver,
         return {"status": "deleted"}, updates
 
     @_operation
-    def create_consistencygroup_from_src(self, context, group, volumes, cgsnapshot=None,
-                                         snapshots=None, source_cg=None, source_vols=None):
+    def create_consistencygroup_from_src(self, context: RequestContext, group: GroupView,
+                                         volumes: list[VolumeView],
+                                         cgsnapshot: GroupSnapshotView | None = None,
+                                         snapshots: list[SnapshotView] | None = None,
+                                         source_cg: GroupView | None = None,
+                                         source_vols: list[VolumeView] | None = None
+                                         ) -> GroupVolumesResult:
         if (cgsnapshot is None) == (source_cg is None):
             raise exception.InvalidInput(reason="give exactly one source: a cgsnapshot or a "
                                                 "source group")

@@ -3,7 +3,7 @@
 import pytest
 
 from blockmgr import exception
-from blockmgr.interface import manageable
+from blockmgr.drivers import manageable
 
 GiB = manageable.GiB
 

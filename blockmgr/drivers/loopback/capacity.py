@@ -14,6 +14,7 @@ import os
 import stat
 
 from blockmgr.drivers.loopback import layout
+from blockmgr.interface.stats import VolumeStats
 
 VENDOR_NAME = "blockmgr"
 STORAGE_PROTOCOL = "local"
@@ -46,9 +47,10 @@ def _is_regular(st: os.stat_result) -> bool:
 
 def build_report(figures: dict, *, backend_name: str, pool_name: str, driver_version: str,
                  reserved_percentage: int, max_over_subscription_ratio: float,
-                 location_info: str, reflink: bool) -> dict:
-    """The stats dict (cinder-reference §3.5 fields that apply to a local file backend)."""
-    pool = {
+                 location_info: str, reflink: bool) -> VolumeStats:
+    """The stats report (cinder-reference §3.5 fields that apply to a local file backend)
+    plus the loopback-specific capabilities ``reflink`` and ``allocated_bytes_on_disk``."""
+    pool = {   # a PoolStats plus the loopback-specific keys below
         "pool_name": pool_name,
         "total_capacity_gb": _gib(figures["total_bytes"]),
         "free_capacity_gb": _gib(figures["free_bytes"]),

@@ -25,6 +25,7 @@ import logging
 import os
 import stat
 import threading
+from typing import TYPE_CHECKING
 
 from blockmgr import exception
 from blockmgr.drivers.command import CommandRunner
@@ -39,6 +40,14 @@ from blockmgr.interface import ConsistencyGroupDriver
 from blockmgr.interface import SnapshotManagementDriver
 from blockmgr.interface import VolumeDriver
 from blockmgr.interface import VolumeManagementDriver
+from blockmgr.interface.objects import GroupSnapshotView, GroupView, SnapshotView, VolumeView
+from blockmgr.interface.stats import VolumeStats
+from blockmgr.interface.updates import (ConnectionInfo, Connector, GroupMembershipResult,
+                                        GroupModelUpdate, GroupSnapshotResult, GroupVolumesResult,
+                                        SnapshotModelUpdate, VolumeModelUpdate)
+
+if TYPE_CHECKING:
+    from blockmgr.context import RequestContext
 
 LOG = logging.getLogger(__name__)
 
@@ -69,7 +78,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         self._use_reflink = False
         self._reflink_note = "not probed: do_setup has not run"
         self._set_up = False
-        self._stats: dict | None = None
+        self._stats: VolumeStats | None = None
         self._stats_lock = threading.Lock()
 
     @classmethod
@@ -107,7 +116,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         # (standalone use of the driver) may not carry them.
         return getattr(self.configuration, name, default)
 
-    def do_setup(self, context) -> None:
+    def do_setup(self, context: RequestContext | None) -> None:
         """Create the directory, drop temp files a crash left, decide on reflink."""
         try:
             self._directory.ensure_exists()
@@ -158,7 +167,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- capacity -------------------------------------------------------------------------
 
-    def get_volume_stats(self, refresh: bool = False) -> dict:
+    def get_volume_stats(self, refresh: bool = False) -> VolumeStats:
         """Cached report; ``refresh=True`` measures again (one statvfs + one stat per file)."""
         with self._stats_lock:
             if refresh or self._stats is None:
@@ -256,7 +265,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- volumes --------------------------------------------------------------------------
 
-    def create_volume(self, volume) -> dict | None:
+    def create_volume(self, volume: VolumeView) -> VolumeModelUpdate | None:
         size_bytes = volume.size * GiB
         if self._already_there(volume.name, size_bytes):
             return None
@@ -267,7 +276,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                 raise
         return None
 
-    def delete_volume(self, volume) -> None:
+    def delete_volume(self, volume: VolumeView) -> None:
         """Deletes the file; succeeds if it is gone. Snapshots are independent files and stay.
 
         :raises VolumeIsBusy: the file is attached to a loop device.
@@ -281,7 +290,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         if not self._directory.remove(volume.name):
             LOG.info("Volume file %s was already gone", path)
 
-    def create_snapshot(self, snapshot) -> dict | None:
+    def create_snapshot(self, snapshot: SnapshotView) -> SnapshotModelUpdate | None:
         """Copy (reflink or sparse) the volume file to ``snapshot-<id>``. Idempotent: an
         existing snapshot file is the earlier, complete point in time and is kept."""
         source = self._path(snapshot.volume_name)
@@ -292,20 +301,22 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         self._copy_one(source, snapshot.name, size)
         return None
 
-    def delete_snapshot(self, snapshot) -> None:
+    def delete_snapshot(self, snapshot: SnapshotView) -> None:
         """Deletes the snapshot file; succeeds if gone. Nothing ever depends on a snapshot
         file (volumes made from it are independent copies), so never SnapshotIsBusy."""
         if not self._directory.remove(snapshot.name):
             LOG.info("Snapshot file %s was already gone", self._path(snapshot.name))
 
-    def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
+    def create_volume_from_snapshot(self, volume: VolumeView,
+                                    snapshot: SnapshotView) -> VolumeModelUpdate | None:
         source_size = self._source_size(snapshot.name,
                                          exception.SnapshotNotFound(snapshot_id=snapshot.id))
         self._copy_one(self._path(snapshot.name), volume.name,
                        self._target_size(volume, source_size, "snapshot %s" % snapshot.id))
         return None
 
-    def create_cloned_volume(self, volume, src_vref) -> dict | None:
+    def create_cloned_volume(self, volume: VolumeView,
+                             src_vref: VolumeView) -> VolumeModelUpdate | None:
         source_size = self._source_size(src_vref.name,
                                         exception.VolumeNotFound(volume_id=src_vref.id))
         self._copy_one(self._path(src_vref.name), volume.name,
@@ -321,7 +332,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                 % (volume.id, volume.size, what, source_size))
         return target
 
-    def extend_volume(self, volume, new_size: int) -> None:
+    def extend_volume(self, volume: VolumeView, new_size: int) -> None:
         """Grow the file (a hole at the end) and tell attached loop devices. Never shrinks;
         extending to the current size is a no-op (a resumed extend)."""
         size = self._source_size(volume.name, exception.VolumeNotFound(volume_id=volume.id))
@@ -335,7 +346,8 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         if self._loop.refresh_size(self._path(volume.name)):
             LOG.info("Attached loop devices of %s now see %d GiB", volume.name, new_size)
 
-    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+    def revert_to_snapshot(self, context: RequestContext, volume: VolumeView,
+                           snapshot: SnapshotView) -> None:
         """Replace the volume file by a copy of the snapshot file (reflink when the
         filesystem shares blocks, else a sparse copy), grown to the volume's size: the copy
         is made under a temp name and renamed over the volume in one step, so the volume's
@@ -369,15 +381,17 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- export and attach ----------------------------------------------------------------
 
-    def create_export(self, context, volume, connector) -> dict | None:
+    def create_export(self, context: RequestContext, volume: VolumeView,
+                      connector: Connector) -> VolumeModelUpdate | None:
         """Nothing to export: the volume is consumed on this host."""
         return None
 
-    def ensure_export(self, context, volume) -> dict | None:
+    def ensure_export(self, context: RequestContext,
+                      volume: VolumeView) -> VolumeModelUpdate | None:
         """Nothing to re-create: loop devices survive a service restart."""
         return None
 
-    def remove_export(self, context, volume) -> None:
+    def remove_export(self, context: RequestContext, volume: VolumeView) -> None:
         """Detach loop devices of the volume that are still attached (a consumer that never
         called terminate_connection); does nothing when there are none."""
         if self.configuration.loopback_attach == options.ATTACH_LOOP_DEVICE:
@@ -386,7 +400,7 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                 LOG.info("remove_export detached %s from %s", ", ".join(detached),
                          volume.name)
 
-    def initialize_connection(self, volume, connector) -> dict:
+    def initialize_connection(self, volume: VolumeView, connector: Connector) -> ConnectionInfo:
         """``{'driver_volume_type': 'local', 'data': {'device_path', 'file_path'}}`` (the
         shape os-brick's LOCAL connector consumes). ``device_path`` is a loop device (an
         existing attachment of the file is reused), or the file itself when
@@ -415,18 +429,23 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         return {"driver_volume_type": "local",
                 "data": {"device_path": device, "file_path": path}}
 
-    def terminate_connection(self, volume, connector, **kwargs) -> None:
+    def terminate_connection(self, volume: VolumeView, connector: Connector | None,
+                             **kwargs) -> None:
         """Detach the volume's loop devices (all of them; there is one per file). Idempotent."""
         if self.configuration.loopback_attach == options.ATTACH_LOOP_DEVICE:
             self._loop.detach_all(self._path(volume.name))
 
     # --- consistency groups ---------------------------------------------------------------
 
-    def create_consistencygroup(self, context, group) -> dict | None:
+    def create_consistencygroup(self, context: RequestContext,
+                                group: GroupView) -> GroupModelUpdate | None:
         """A group is a database notion here: nothing to create on disk."""
         return {"status": "available"}
 
-    def update_consistencygroup(self, context, group, add_volumes=None, remove_volumes=None):
+    def update_consistencygroup(self, context: RequestContext, group: GroupView,
+                                add_volumes: list[VolumeView] | None = None,
+                                remove_volumes: list[VolumeView] | None = None
+                                ) -> GroupMembershipResult:
         """Membership is recorded by the manager; added volumes must live on this backend.
 
         :raises InvalidVolume: an added volume has no file here.
@@ -440,7 +459,8 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                                      _field(group, "id")))
         return None, None, None
 
-    def delete_consistencygroup(self, context, group, volumes):
+    def delete_consistencygroup(self, context: RequestContext, group: GroupView,
+                                volumes: list[VolumeView]) -> GroupVolumesResult:
         """Delete every member's file. Per-volume entries: ``deleted``; ``available`` for an
         attached (busy) volume, which makes the group ``error``; ``error_deleting`` for any
         other failure, which makes the group ``error_deleting``."""
@@ -462,7 +482,8 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                 model_status = "error_deleting"
         return {"status": model_status}, updates
 
-    def create_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def create_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         """Snapshot every member in one pass (see the module docstring for the consistency
         this gives). All or nothing: on failure no member snapshot is left and it raises."""
         jobs = []
@@ -476,7 +497,8 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
         return ({"status": "available"},
                 [{"id": snapshot.id, "status": "available"} for snapshot in snapshots or []])
 
-    def delete_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def delete_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         model_status = "deleted"
         updates = []
         for snapshot in snapshots or []:
@@ -490,8 +512,13 @@ class LoopbackDriver(LoopbackManagement, VolumeDriver, VolumeManagementDriver,
                 model_status = "error_deleting"
         return {"status": model_status}, updates
 
-    def create_consistencygroup_from_src(self, context, group, volumes, cgsnapshot=None,
-                                         snapshots=None, source_cg=None, source_vols=None):
+    def create_consistencygroup_from_src(self, context: RequestContext, group: GroupView,
+                                         volumes: list[VolumeView],
+                                         cgsnapshot: GroupSnapshotView | None = None,
+                                         snapshots: list[SnapshotView] | None = None,
+                                         source_cg: GroupView | None = None,
+                                         source_vols: list[VolumeView] | None = None
+                                         ) -> GroupVolumesResult:
         """Create every volume from its source (member snapshot or source volume) in one
         pass. Sources are matched to volumes by ``snapshot_id``/``source_volid`` when the
         volumes carry them, else by position. All or nothing; raises on failure.

@@ -15,7 +15,10 @@ import stat
 
 from blockmgr import exception
 from blockmgr.drivers.loopback import layout
-from blockmgr.interface import manageable
+from blockmgr.drivers import manageable
+from blockmgr.interface.objects import SnapshotView, VolumeView
+from blockmgr.interface.updates import (ExistingRef, ManageableEntry, ManageableSnapshotEntry,
+                                        SnapshotModelUpdate, VolumeModelUpdate)
 
 #: The driver's logger: one name for everything the loopback driver logs.
 LOG = logging.getLogger("blockmgr.drivers.loopback.driver")
@@ -129,7 +132,8 @@ class LoopbackManagement:
 
     # --- volume management ----------------------------------------------------------------
 
-    def manage_existing(self, volume, existing_ref) -> dict | None:
+    def manage_existing(self, volume: VolumeView,
+                        existing_ref: ExistingRef) -> VolumeModelUpdate | None:
         """Rename the file ``source-name`` to ``volume.name``. The file keeps its size; the
         volume's size is that rounded up to whole GiB (see manage_existing_get_size)."""
         source = self._reference_name(existing_ref)
@@ -139,26 +143,26 @@ class LoopbackManagement:
         self._adopt(source, volume.name)
         return None
 
-    def manage_existing_get_size(self, volume, existing_ref) -> int:
+    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
         source = self._reference_name(existing_ref)
         if self._resumed_manage(source, volume.name):
             return manageable.size_in_gib_rounded_up(self._existing_size(volume.name))
         return manageable.size_in_gib_rounded_up(self._foreign_file_size(source, existing_ref))
 
-    def unmanage(self, volume) -> None:
+    def unmanage(self, volume: VolumeView) -> None:
         """Rename ``volume-<id>`` to ``unmanaged-volume-<id>``: data untouched, manageable."""
         new_name = self._release(volume.name, layout.UNMANAGED_PREFIX + volume.name)
         if new_name:
             LOG.info("Unmanaged %s: the file is now %s", volume.name, self._path(new_name))
 
-    def restore_managed_name(self, volume, source_ref) -> None:
+    def restore_managed_name(self, volume: VolumeView, source_ref: ExistingRef) -> None:
         """Rename ``volume-<id>`` back to the ``source-name`` the manage started from
         (``unmanaged-volume-<id>`` if that name was taken meanwhile). Idempotent."""
         original = self._reference_name(source_ref)
         self._give_back(volume.name, original, lambda: self.unmanage(volume))
 
-    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
-                               sort_dirs) -> list[dict]:
+    def get_manageable_volumes(self, cinder_volumes: list[VolumeView], marker, limit, offset,
+                               sort_keys, sort_dirs) -> list[ManageableEntry]:
         """Foreign files (not ``volume-*``/``snapshot-*`` of this backend, not snapshot-like
         ``a@b``). ``volume-*`` files that no volume of this backend owns are listed as not
         safe (rename them first)."""
@@ -179,7 +183,7 @@ class LoopbackManagement:
         entries.sort(key=manageable.identifier)  # ties keep a stable, name order
         return manageable.sort_and_page(entries, marker, limit, offset, sort_keys, sort_dirs)
 
-    def _listing_entry(self, name: str, devices: list[dict]) -> dict:
+    def _listing_entry(self, name: str, devices: list[dict]) -> ManageableEntry:
         st = self._directory.stat(name)
         reason = None
         size = 0
@@ -209,7 +213,8 @@ class LoopbackManagement:
                 reason="%r is a snapshot of %r, not of volume %s (%s)"
                 % (name, parent, snapshot.volume_id, snapshot.volume_name))
 
-    def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
+    def manage_existing_snapshot(self, snapshot: SnapshotView,
+                                 existing_ref: ExistingRef) -> SnapshotModelUpdate | None:
         """Rename the file ``source-name`` to ``snapshot.name``. A snapshot-like name
         ``<parent>@<x>`` must have the snapshot's volume as parent; any other foreign file
         is accepted as a snapshot of that volume."""
@@ -221,14 +226,15 @@ class LoopbackManagement:
         self._adopt(source, snapshot.name)
         return None
 
-    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+    def manage_existing_snapshot_get_size(self, snapshot: SnapshotView,
+                                          existing_ref: ExistingRef) -> int:
         source = self._reference_name(existing_ref)
         if self._resumed_manage(source, snapshot.name):
             return manageable.size_in_gib_rounded_up(self._existing_size(snapshot.name))
         self._check_snapshot_parent(snapshot, source, existing_ref)
         return manageable.size_in_gib_rounded_up(self._foreign_file_size(source, existing_ref))
 
-    def unmanage_snapshot(self, snapshot) -> None:
+    def unmanage_snapshot(self, snapshot: SnapshotView) -> None:
         """Rename ``snapshot-<id>`` to ``<volume name>@snapshot-<id>``: data untouched, and
         listed by get_manageable_snapshots with its parent."""
         new_name = self._release(snapshot.name, "%s%s%s" % (
@@ -236,14 +242,15 @@ class LoopbackManagement:
         if new_name:
             LOG.info("Unmanaged %s: the file is now %s", snapshot.name, self._path(new_name))
 
-    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+    def restore_managed_snapshot_name(self, snapshot: SnapshotView,
+                                      source_ref: ExistingRef) -> None:
         """Rename ``snapshot-<id>`` back to the ``source-name`` the manage started from
         (``<volume name>@snapshot-<id>`` if that name was taken meanwhile). Idempotent."""
         original = self._reference_name(source_ref)
         self._give_back(snapshot.name, original, lambda: self.unmanage_snapshot(snapshot))
 
-    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
-                                 sort_dirs) -> list[dict]:
+    def get_manageable_snapshots(self, cinder_snapshots: list[SnapshotView], marker, limit,
+                                 offset, sort_keys, sort_dirs) -> list[ManageableSnapshotEntry]:
         """Snapshot-like foreign files ``<parent>@<x>``; ``source_reference`` names the
         parent. Safe only when the parent is a volume file (``volume-*``) present here."""
         owned = {field(s, "name") for s in (cinder_snapshots or [])}

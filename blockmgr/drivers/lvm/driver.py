@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 import os
+from typing import TYPE_CHECKING
 
 from blockmgr import exception
 from blockmgr.drivers.command import CommandRunner
@@ -29,6 +30,14 @@ from blockmgr.drivers.lvm.lvm import GiB, LogicalVolume, LVMCommands
 from blockmgr.drivers.lvm.manage import LVMManagement
 from blockmgr.interface import (ConsistencyGroupDriver, SnapshotManagementDriver, VolumeDriver,
                                 VolumeManagementDriver)
+from blockmgr.interface.objects import GroupSnapshotView, GroupView, SnapshotView, VolumeView
+from blockmgr.interface.stats import PoolStats, VolumeStats
+from blockmgr.interface.updates import (ConnectionInfo, Connector, GroupMembershipResult,
+                                        GroupModelUpdate, GroupSnapshotResult, GroupVolumesResult,
+                                        SnapshotModelUpdate, VolumeModelUpdate)
+
+if TYPE_CHECKING:
+    from blockmgr.context import RequestContext
 
 LOG = logging.getLogger(__name__)
 
@@ -55,7 +64,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
         self.pool_name = "%s-pool" % conf.volume_group
         self.lvm = LVMCommands(conf.volume_group, self.runner, driverloaded=self.driverloaded,
                                lvm_system_dir=self._lvm_system_dir())
-        self._stats: dict | None = None
+        self._stats: VolumeStats | None = None
 
     @classmethod
     def list_opts(cls):
@@ -74,7 +83,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                        % path)
         return os.path.dirname(os.path.abspath(path))
 
-    def do_setup(self, context) -> None:
+    def do_setup(self, context: RequestContext | None) -> None:
         """Check the VG and, for thin, create the pool from 95% of the VG's free space."""
         path = self.configuration.lvm_conf_file
         if path and not os.path.isfile(path):
@@ -124,14 +133,14 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- stats ----------------------------------------------------------------------------
 
-    def get_volume_stats(self, refresh: bool = False) -> dict:
+    def get_volume_stats(self, refresh: bool = False) -> VolumeStats:
         """Capacity from ``vgs`` (thick) or ``vgs`` + ``lvs`` (thin), cached until the next
         ``refresh=True``: a request never costs an lvm2 call."""
         if refresh or self._stats is None:
             self._stats = self._build_stats()
         return copy.deepcopy(self._stats)
 
-    def _build_stats(self) -> dict:
+    def _build_stats(self) -> VolumeStats:
         try:
             vg = self._require_vg()
         except exception.ConfigurationError as exc:   # the VG vanished after setup
@@ -155,7 +164,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
             provisioned = vg.size_bytes - vg.free_bytes
             total_volumes = vg.lv_count
         backend_name = conf.volume_backend_name or self.backend_name
-        pool_stats = {
+        pool_stats: PoolStats = {
             "pool_name": backend_name,
             "total_capacity_gb": _gib(total),
             "free_capacity_gb": min(_gib(free), _gib(total)),
@@ -190,7 +199,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
         else:
             self.lvm.create_thick(name, size_gib)
 
-    def create_volume(self, volume) -> dict | None:
+    def create_volume(self, volume: VolumeView) -> VolumeModelUpdate | None:
         """``lvcreate``; a retry that finds the LV already there with the size succeeds."""
         name = self._own_name(volume.name)
         with self.lvm.locked():
@@ -205,7 +214,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                 ) from None
         return None
 
-    def delete_volume(self, volume) -> None:
+    def delete_volume(self, volume: VolumeView) -> None:
         """Remove the LV; absent is success. A thick origin of snapshots is busy (lvremove
         would take its snapshots with it). Thin snapshots are independent LVs and survive
         the removal of their origin, so a thin volume is never busy."""
@@ -243,7 +252,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                 what="backend %s (lvm_driverloaded = false: without device-mapper no LV can "
                      "be activated, so no data can be read or written)" % self.backend_name)
 
-    def extend_volume(self, volume, new_size: int) -> None:
+    def extend_volume(self, volume: VolumeView, new_size: int) -> None:
         """``lvextend``; a thick origin of snapshots is deactivated around it (lvm2 resizes
         snapshot origins only while inactive)."""
         name = self._own_name(volume.name)
@@ -273,7 +282,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- snapshots ------------------------------------------------------------------------
 
-    def create_snapshot(self, snapshot) -> dict | None:
+    def create_snapshot(self, snapshot: SnapshotView) -> SnapshotModelUpdate | None:
         """Thin origin: thin snapshot. Thick origin: COW snapshot as large as the origin, so
         it can never overflow and become invalid. Idempotent."""
         origin = self._own_name(snapshot.volume_name)
@@ -293,7 +302,7 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
             self._backend_call(self.lvm.create_snapshot, snap, origin, size)
         return None
 
-    def delete_snapshot(self, snapshot) -> None:
+    def delete_snapshot(self, snapshot: SnapshotView) -> None:
         """Remove the snapshot LV; absent is success. Never busy: volumes made from a snapshot
         are copies (thick) or independent thin LVs."""
         snap = names.snapshot_lv_name(snapshot)
@@ -301,7 +310,8 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
             if snap in self._lvs():
                 self._backend_call(self.lvm.remove, snap)
 
-    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+    def revert_to_snapshot(self, context: RequestContext, volume: VolumeView,
+                           snapshot: SnapshotView) -> None:
         """``lvconvert --merge`` of the snapshot LV into the volume's LV (thick COW or thin
         snapshot), then the snapshot is taken again under its name, as lvm2 consumes a
         merged snapshot.
@@ -354,14 +364,16 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
             self._backend_call(self.lvm.create_snapshot, snap, origin, size)
             self._backend_call(self.lvm.delete_tag, origin, tag)
 
-    def create_volume_from_snapshot(self, volume, snapshot) -> dict | None:
+    def create_volume_from_snapshot(self, volume: VolumeView,
+                                    snapshot: SnapshotView) -> VolumeModelUpdate | None:
         """Thin snapshot: a thin snapshot of it, grown to ``volume.size``. Thick snapshot: a new
         LV and a dd copy (needs device-mapper)."""
         snap = names.snapshot_lv_name(snapshot)
         source = self._require_lv(snap, "snapshot %s" % snapshot.id)
         return self._create_copy(volume, source)
 
-    def create_cloned_volume(self, volume, src_vref) -> dict | None:
+    def create_cloned_volume(self, volume: VolumeView,
+                             src_vref: VolumeView) -> VolumeModelUpdate | None:
         """Thin source: a thin snapshot of it. Thick source: copy from a temporary COW snapshot
         (a consistent point in time even if the source is in use), always removed after."""
         src_name = self._own_name(src_vref.name)
@@ -381,7 +393,8 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
             with self.lvm.locked():
                 self._backend_call(self.lvm.remove, temp)
 
-    def _create_copy(self, volume, source: LogicalVolume) -> dict | None:
+    def _create_copy(self, volume: VolumeView,
+                     source: LogicalVolume) -> VolumeModelUpdate | None:
         name = self._own_name(volume.name)
         if volume.size * GiB < source.data_size_bytes:
             raise exception.InvalidInput(
@@ -416,34 +429,39 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
 
     # --- exports --------------------------------------------------------------------------
 
-    def create_export(self, context, volume, connector) -> dict | None:
+    def create_export(self, context: RequestContext, volume: VolumeView,
+                      connector: Connector) -> VolumeModelUpdate | None:
         """Activate the LV; the device node is the export (no target is set up)."""
         self._require_data_access("attach")
         self._backend_call(self.lvm.set_active, self._own_name(volume.name), True)
         return None
 
-    def ensure_export(self, context, volume) -> dict | None:
+    def ensure_export(self, context: RequestContext,
+                      volume: VolumeView) -> VolumeModelUpdate | None:
         return self.create_export(context, volume, None)
 
-    def remove_export(self, context, volume) -> None:
+    def remove_export(self, context: RequestContext, volume: VolumeView) -> None:
         """Nothing to tear down: the LV stays active, as it was created."""
         return None
 
-    def initialize_connection(self, volume, connector) -> dict:
+    def initialize_connection(self, volume: VolumeView, connector: Connector) -> ConnectionInfo:
         self._require_data_access("attach")
         return {"driver_volume_type": "local",
                 "data": {"device_path": self.lvm.device_path(self._own_name(volume.name))}}
 
-    def terminate_connection(self, volume, connector, **kwargs) -> None:
+    def terminate_connection(self, volume: VolumeView, connector: Connector | None,
+                             **kwargs) -> None:
         """A local device path holds no per-connector state."""
         return None
 
     # --- manage existing ------------------------------------------------------------------
 
-    def create_consistencygroup(self, context, group) -> dict | None:
+    def create_consistencygroup(self, context: RequestContext,
+                                group: GroupView) -> GroupModelUpdate | None:
         return {"status": "available"}
 
-    def delete_consistencygroup(self, context, group, volumes):
+    def delete_consistencygroup(self, context: RequestContext, group: GroupView,
+                                volumes: list[VolumeView]) -> GroupVolumesResult:
         updates, failed = [], False
         for volume in volumes:
             try:
@@ -454,11 +472,15 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                 updates.append({"id": volume.id, "status": "error_deleting"})
         return {"status": "error_deleting" if failed else "deleted"}, updates
 
-    def update_consistencygroup(self, context, group, add_volumes=None, remove_volumes=None):
+    def update_consistencygroup(self, context: RequestContext, group: GroupView,
+                                add_volumes: list[VolumeView] | None = None,
+                                remove_volumes: list[VolumeView] | None = None
+                                ) -> GroupMembershipResult:
         """Membership lives in the database only; LVM has nothing to change."""
         return None, None, None
 
-    def create_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def create_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         """All members in one pass; on any failure the ones already taken are removed."""
         done = []
         with self.lvm.locked():
@@ -473,7 +495,8 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                         [{"id": s.id, "status": "error"} for s in snapshots])
         return {"status": "available"}, [{"id": s.id, "status": "available"} for s in snapshots]
 
-    def delete_cgsnapshot(self, context, cgsnapshot, snapshots):
+    def delete_cgsnapshot(self, context: RequestContext, cgsnapshot: GroupSnapshotView,
+                          snapshots: list[SnapshotView]) -> GroupSnapshotResult:
         updates, failed = [], False
         for snapshot in snapshots:
             try:
@@ -484,8 +507,13 @@ class LVMDriver(LVMManagement, VolumeDriver, VolumeManagementDriver,
                 updates.append({"id": snapshot.id, "status": "error_deleting"})
         return {"status": "error_deleting" if failed else "deleted"}, updates
 
-    def create_consistencygroup_from_src(self, context, group, volumes, cgsnapshot=None,
-                                         snapshots=None, source_cg=None, source_vols=None):
+    def create_consistencygroup_from_src(self, context: RequestContext, group: GroupView,
+                                         volumes: list[VolumeView],
+                                         cgsnapshot: GroupSnapshotView | None = None,
+                                         snapshots: list[SnapshotView] | None = None,
+                                         source_cg: GroupView | None = None,
+                                         source_vols: list[VolumeView] | None = None
+                                         ) -> GroupVolumesResult:
         """Each volume from its snapshot (``volume.snapshot_id``) or source volume
         (``volume.source_volid``); on failure the volumes already made are deleted."""
         if cgsnapshot is not None and snapshots:

@@ -12,6 +12,9 @@ from blockmgr import exception
 from blockmgr.drivers.lvm import manageable
 from blockmgr.drivers.lvm import names
 from blockmgr.drivers.lvm.lvm import LogicalVolume
+from blockmgr.interface.objects import SnapshotView, VolumeView
+from blockmgr.interface.updates import (ExistingRef, ManageableEntry, ManageableSnapshotEntry,
+                                        SnapshotModelUpdate, VolumeModelUpdate)
 
 _REF_KEYS = ("source-name", "source-id")
 
@@ -64,7 +67,8 @@ class LVMManagement:
                 reason="source-name and source-id name different LVs")
         return found
 
-    def manage_existing(self, volume, existing_ref) -> dict | None:
+    def manage_existing(self, volume: VolumeView,
+                        existing_ref: ExistingRef) -> VolumeModelUpdate | None:
         """Rename the LV to ``volume.name``. A retry after the rename succeeds.
 
         The driver cannot see the database, so it cannot tell an unmanaged ``volume-<uuid>``
@@ -92,17 +96,18 @@ class LVMManagement:
             self._backend_call(self.lvm.rename, lv.name, target)
         return None
 
-    def manage_existing_get_size(self, volume, existing_ref) -> int:
+    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
         self._check_ref(existing_ref)
         return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
 
-    def manage_existing_source(self, volume, existing_ref) -> dict:
+    def manage_existing_source(self, volume: VolumeView,
+                               existing_ref: ExistingRef) -> ExistingRef:
         """``{'source-name': <the LV's current name>}``: a ``source-id`` reference is
         resolved, since after the rename nothing else records the LV's original name."""
         self._check_ref(existing_ref)
         return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
 
-    def unmanage(self, volume) -> None:
+    def unmanage(self, volume: VolumeView) -> None:
         """Nothing to do: the LV keeps its name and data; blockmgr just forgets it."""
         return None
 
@@ -135,19 +140,20 @@ class LVMManagement:
         raise exception.VolumeBackendAPIException(
             reason="no free LV name like %s in volume group %s" % (base, self.lvm.vg_name))
 
-    def restore_managed_name(self, volume, source_ref) -> None:
+    def restore_managed_name(self, volume: VolumeView, source_ref: ExistingRef) -> None:
         """Rename ``volume-<id>`` back to the LV name the manage started from."""
         self._rename_back(self._own_name(volume.name), source_ref, "volume %s" % volume.id)
 
-    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
-                               sort_dirs) -> list[dict]:
+    def get_manageable_volumes(self, cinder_volumes: list[VolumeView], marker, limit, offset,
+                               sort_keys, sort_dirs) -> list[ManageableEntry]:
         manageable.paginate([], None, None, None, sort_keys, sort_dirs)  # validate first
         entries = manageable.volume_entries(list(self._lvs().values()), cinder_volumes)
         return manageable.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
 
     # --- snapshot management --------------------------------------------------------------
 
-    def manage_existing_snapshot(self, snapshot, existing_ref) -> dict | None:
+    def manage_existing_snapshot(self, snapshot: SnapshotView,
+                                 existing_ref: ExistingRef) -> SnapshotModelUpdate | None:
         """Rename a snapshot LV of the snapshot's volume to ``_snapshot-<id>``. Unlike
         Cinder, the LV must really be a snapshot of ``snapshot.volume_name``."""
         self._check_ref(existing_ref)
@@ -174,27 +180,30 @@ class LVMManagement:
             self._backend_call(self.lvm.rename, lv.name, target)
         return None
 
-    def manage_existing_snapshot_get_size(self, snapshot, existing_ref) -> int:
+    def manage_existing_snapshot_get_size(self, snapshot: SnapshotView,
+                                          existing_ref: ExistingRef) -> int:
         self._check_ref(existing_ref)
         return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
 
-    def manage_existing_snapshot_source(self, snapshot, existing_ref) -> dict:
+    def manage_existing_snapshot_source(self, snapshot: SnapshotView,
+                                        existing_ref: ExistingRef) -> ExistingRef:
         """``{'source-name': <the snapshot LV's current name>}`` (see
         manage_existing_source)."""
         self._check_ref(existing_ref)
         return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
 
-    def unmanage_snapshot(self, snapshot) -> None:
+    def unmanage_snapshot(self, snapshot: SnapshotView) -> None:
         """Nothing to do: the snapshot LV stays as it is."""
         return None
 
-    def restore_managed_snapshot_name(self, snapshot, source_ref) -> None:
+    def restore_managed_snapshot_name(self, snapshot: SnapshotView,
+                                      source_ref: ExistingRef) -> None:
         """Rename ``_snapshot-<id>`` back to the LV name the manage started from."""
         self._rename_back(names.snapshot_lv_name(snapshot), source_ref,
                           "snapshot %s" % snapshot.id)
 
-    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
-                                 sort_dirs) -> list[dict]:
+    def get_manageable_snapshots(self, cinder_snapshots: list[SnapshotView], marker, limit,
+                                 offset, sort_keys, sort_dirs) -> list[ManageableSnapshotEntry]:
         manageable.paginate([], None, None, None, sort_keys, sort_dirs)  # validate first
         entries = manageable.snapshot_entries(list(self._lvs().values()), cinder_snapshots)
         return manageable.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)

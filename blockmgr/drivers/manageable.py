@@ -2,8 +2,10 @@
 
 The rules live in the interface docstrings (:class:`~blockmgr.interface.volume_management.
 VolumeManagementDriver`); these functions implement the parts that do not depend on the
-backend: reading ``existing_ref``, rounding sizes up to GiB, building listing entries and the
-sort/page semantics of ``get_manageable_volumes`` / ``get_manageable_snapshots``.
+backend: reading ``existing_ref``, rounding sizes up to GiB, building listing entries
+(:class:`~blockmgr.interface.updates.ManageableEntry`) and the sort/page semantics of
+``get_manageable_volumes`` / ``get_manageable_snapshots``. They are helpers, not contract:
+a driver may implement the rules otherwise, the conformance suite checks the behaviour.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from typing import Any
 
 from blockmgr import exception
+from blockmgr.interface.updates import ManageableEntry
 
 GiB = 1024 ** 3
 
@@ -61,22 +64,24 @@ def parse_reference(existing_ref: Any, accepted_keys=("source-name",)) -> tuple[
 
 def manageable_entry(reference: dict, size_gib: int, cinder_id: str | None = None,
                      reason_not_safe: str | None = None, extra_info: Any = None,
-                     source_reference: dict | None = None) -> dict:
+                     source_reference: dict | None = None) -> ManageableEntry:
     """One listing entry; safe to manage exactly when there is no ``reason_not_safe``."""
-    entry = {"reference": reference, "size": int(size_gib),
-             "safe_to_manage": reason_not_safe is None, "reason_not_safe": reason_not_safe,
-             "cinder_id": cinder_id, "extra_info": extra_info}
+    entry: ManageableEntry = {
+        "reference": reference, "size": int(size_gib),
+        "safe_to_manage": reason_not_safe is None, "reason_not_safe": reason_not_safe,
+        "cinder_id": cinder_id, "extra_info": extra_info}
     if source_reference is not None:
-        entry["source_reference"] = source_reference
+        entry["source_reference"] = source_reference  # type: ignore[typeddict-unknown-key]
     return entry
 
 
-def identifier(entry: dict) -> str:
+def identifier(entry: ManageableEntry) -> str:
     ref = entry["reference"]
     return str(ref.get("source-name", ref.get("source-id", "")))
 
 
-def sort_and_page(entries: list[dict], marker, limit, offset, sort_keys, sort_dirs) -> list[dict]:
+def sort_and_page(entries: list[ManageableEntry], marker, limit, offset, sort_keys,
+                  sort_dirs) -> list[ManageableEntry]:
     """Sort by ``sort_keys``/``sort_dirs`` then page: start after ``marker`` (a reference
     dict), skip ``offset``, return at most ``limit`` (None: all).
 
