@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from blockmgr import exception
+from blockmgr import quota as bm_quota
 from blockmgr import states
 from blockmgr.api import common
 from blockmgr.api import listing
@@ -213,16 +214,16 @@ class GroupService(common.ServiceBase):
                 session, models.GroupSnapshot, group_id=group.id, status=GS.CREATING,
                 project_id=group.project_id, user_id=ctx.user_id, name=name,
                 description=description, group_type_id=group.group_type_id)
-            total = 0
+            by_type: dict = {}
             for vol in members:
                 repository.create(
                     session, models.Snapshot, volume_id=vol.id, status=S.CREATING,
                     project_id=vol.project_id, user_id=ctx.user_id, volume_size=vol.size,
                     progress="0%", group_snapshot_id=gsnap.id, display_name=name,
                     volume_type_id=vol.volume_type_id)
-                total += vol.size
-            self.quota.consume(session, group.project_id, snapshots=len(members),
-                               **common.snapshot_gigabytes(self.conf, total))
+                bm_quota.add_for_type(by_type, vol.volume_type_id, snapshots=1,
+                                      **common.snapshot_gigabytes(self.conf, vol.size))
+            self.quota.consume(session, group.project_id, by_type=by_type)
             return common.row_dict(gsnap), self._request(
                 session, ctx, "group_snapshot", gsnap.id, group.host,
                 "create_group_snapshot", group_snapshot_id=gsnap.id)
@@ -275,7 +276,8 @@ class GroupService(common.ServiceBase):
                     raise exception.InvalidGroup(reason="group snapshot %s is %s, not "
                                                         "available" % (gsnap.id, gsnap.status))
                 source_group = repository.get(session, models.Group, gsnap.group_id)
-                sources = [(s.volume_size, {"snapshot_id": s.id},
+                sources = [(s.volume_size, {"snapshot_id": s.id,
+                                            "volume_type_id": s.volume_type_id},
                             s.status == S.AVAILABLE, s.id, s.status)
                            for s in repository.snapshots_of_group_snapshot(session, gsnap.id)]
             else:
@@ -284,8 +286,8 @@ class GroupService(common.ServiceBase):
                     raise exception.InvalidGroup(reason="source group %s is %s, not "
                                                         "available" % (source_group.id,
                                                                        source_group.status))
-                sources = [(v.size, {"source_volid": v.id}, v.status == V.AVAILABLE, v.id,
-                            v.status)
+                sources = [(v.size, {"source_volid": v.id, "volume_type_id": v.volume_type_id},
+                            v.status == V.AVAILABLE, v.id, v.status)
                            for v in repository.volumes_in_group(session, source_group.id)]
             if not source_group.host:
                 raise exception.InvalidGroup(reason="source group %s is not placed"
@@ -301,16 +303,16 @@ class GroupService(common.ServiceBase):
                 volume_type_ids=source_group.volume_type_ids,
                 availability_zone=source_group.availability_zone,
                 group_snapshot_id=group_snapshot_id, source_group_id=source_group_id)
-            total = 0
+            by_type: dict = {None: {"groups": 1}}
             for size, link, _ok, _sid, _st in sources:
                 repository.create(session, models.Volume, size=size, status=V.CREATING,
                                   project_id=project_id, user_id=ctx.user_id,
                                   host=source_group.host, group_id=group.id,
                                   attach_status="detached", scheduled_at=models.utcnow(),
                                   **link)
-                total += size
-            self.quota.consume(session, project_id, groups=1, volumes=len(sources),
-                               gigabytes=total)
+                bm_quota.add_for_type(by_type, link["volume_type_id"], volumes=1,
+                                      gigabytes=size)
+            self.quota.consume(session, project_id, by_type=by_type)
             return common.row_dict(group), self._request(
                 session, ctx, "group", group.id, group.host, "create_group_from_src",
                 group_id=group.id, group_snapshot_id=group_snapshot_id,

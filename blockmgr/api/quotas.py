@@ -1,8 +1,10 @@
 """Quota sets of the client library: a project's limits (and usages), defaults, updates.
 
 A *quota set* is every limit of one project, by resource name: the counted resources of
-:attr:`blockmgr.quota.QuotaEngine.RESOURCES` and the limit-only ones of
-:attr:`~blockmgr.quota.QuotaEngine.LIMIT_ONLY`; -1 means unlimited. Who may do what:
+:attr:`blockmgr.quota.QuotaEngine.RESOURCES`, the limit-only ones of
+:attr:`~blockmgr.quota.QuotaEngine.LIMIT_ONLY`, and ``volumes_<type>``, ``snapshots_<type>``
+and ``gigabytes_<type>`` for every existing volume type (unlimited unless set; they leave
+the set when their type is deleted); -1 means unlimited. Who may do what:
 
 * reading: an admin reads any project's; anyone else only their own project's (another
   project's is :class:`~blockmgr.exception.NotAuthorized`: a quota set exists for every
@@ -18,6 +20,7 @@ from __future__ import annotations
 from blockmgr import exception
 from blockmgr import quota as bm_quota
 from blockmgr.api import common
+from blockmgr.quota import per_type
 
 
 class QuotaSetService:
@@ -30,13 +33,15 @@ class QuotaSetService:
 
     @property
     def resources(self) -> tuple[str, ...]:
-        """Every resource with a limit, counted ones first."""
-        return self.quota.RESOURCES + self.quota.LIMIT_ONLY
+        """Every resource with a limit now: the project-wide counted ones, the limit-only
+        ones, then the per-type ones of the existing volume types."""
+        return self.quota.limited_resources()
 
     def defaults(self, ctx, project_id: str) -> dict[str, int]:
-        """The ``[quota]`` defaults (what a project without overrides gets)."""
+        """The defaults (what a project without overrides gets): the ``[quota]`` options,
+        -1 for the per-type resources."""
         self._check_read(ctx, project_id)
-        return {r: getattr(self.conf.quota, r) for r in self.resources}
+        return self.quota.default_limits()
 
     def show(self, ctx, project_id: str, *, usage: bool = False) -> dict:
         """A project's limits ``{resource: limit}``; with ``usage``
@@ -58,17 +63,20 @@ class QuotaSetService:
         :param values: ``{resource: int}``, each -1 (unlimited) up to
             :data:`blockmgr.quota.MAX_QUOTA_VALUE`.
         :raises NotAuthorized: not an admin.
-        :raises UnknownQuotaResource, InvalidQuotaValue, InvalidInput: nothing written.
+        :raises UnknownQuotaResource: a name that is no resource now, e.g.
+            ``volumes_<type>`` of a type that does not exist.
+        :raises InvalidQuotaValue, InvalidInput: nothing written.
         """
         self._check_admin(ctx, "change quotas")
         _check_project(project_id)
         if not isinstance(values, dict) or not values:
             raise exception.InvalidInput(reason="give at least one quota to change, as "
                                                 "{resource: limit}")
-        unknown = sorted(str(r) for r in values if r not in self.resources)
+        resources = self.resources
+        unknown = sorted(str(r) for r in values if r not in resources)
         if unknown:
             raise exception.UnknownQuotaResource(resources=", ".join(unknown),
-                                                 known=", ".join(self.resources))
+                                                 known=_known_text(resources))
         for resource, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise exception.InvalidQuotaValue(resource=resource,
@@ -82,12 +90,12 @@ class QuotaSetService:
         return self.quota.get_limits(project_id)
 
     def reset(self, ctx, project_id: str) -> dict[str, int]:
-        """Drop every override of a project so the defaults apply (admin only); returns the
-        limits after. Usages are kept."""
+        """Drop every override of a project so the defaults apply (admin only), per-type
+        ones included (also those of deleted types, which a new type of the same name would
+        otherwise inherit); returns the limits after. Usages are kept."""
         self._check_admin(ctx, "reset quotas")
         _check_project(project_id)
-        for resource in self.resources:
-            self.quota.reset_limit(project_id, resource)
+        self.quota.reset_limits(project_id)
         return self.quota.get_limits(project_id)
 
     # --- policy ---------------------------------------------------------------------------
@@ -111,3 +119,16 @@ def _check_project(project_id) -> None:
     if not isinstance(project_id, str) or not project_id or len(project_id) > 255:
         raise exception.InvalidInput(reason="project id must be a non-empty string of at "
                                             "most 255 characters, not %r" % (project_id,))
+
+
+def _known_text(resources: tuple[str, ...]) -> str:
+    """The valid names for an error message: the project-wide ones, then the per-type ones
+    (whose type names say which types exist)."""
+    base = [r for r in resources if not per_type.is_per_type(r)]
+    typed = [r for r in resources if per_type.is_per_type(r)]
+    text = ", ".join(base)
+    if typed:
+        text += "; per volume type: " + ", ".join(typed)
+    else:
+        text += " (and volumes_<type>, snapshots_<type>, gigabytes_<type> once volume types exist)"
+    return text

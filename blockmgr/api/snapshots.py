@@ -60,6 +60,7 @@ class SnapshotService(common.ServiceBase):
             progress="0%", display_name=name, display_description=description,
             volume_type_id=volume.volume_type_id, **extra)
         self.quota.consume(session, volume.project_id, snapshots=1,
+                           volume_type_id=volume.volume_type_id,
                            **common.snapshot_gigabytes(self.conf, volume.size))
         return snap
 

@@ -117,7 +117,8 @@ class VolumeService(common.ServiceBase):
                 spec.setdefault("resource_backend", group.host)
                 spec["group_id"] = group.id
             volume = repository.create(session, models.Volume, **values)
-            self.quota.consume(session, project_id, volumes=1, gigabytes=size)
+            self.quota.consume(session, project_id, volumes=1, gigabytes=size,
+                               volume_type_id=volume.volume_type_id)
             spec["volume_id"] = volume.id
             bell = self._request(session, ctx, "volume", volume.id, common.SCHEDULER,
                                  "create_volume", volume_id=volume.id, request_spec=spec,
@@ -278,7 +279,8 @@ class VolumeService(common.ServiceBase):
             if volume.status != V.ERROR_MANAGING:
                 deltas["gigabytes"] = -volume.size
         repository.soft_delete(session, volume)
-        self.quota.consume(session, volume.project_id, **deltas)
+        self.quota.consume(session, volume.project_id, volume_type_id=volume.volume_type_id,
+                           **deltas)
         return common.row_dict(volume)
 
     def _volume_row(self, volume_id: str) -> dict:
@@ -322,6 +324,7 @@ class VolumeService(common.ServiceBase):
             if volume.use_quota:
                 reservations = self.quota.reserve(
                     volume.project_id, session=session, gigabytes=new_size - volume.size,
+                    volume_type_id=volume.volume_type_id,
                     owner=bm_quota.request_owner("volume", volume.id, V.EXTENDING))
             repository.transition(session, models.Volume, volume.id, V.EXTENDING,
                                   expected=_EXTENDABLE, previous_status=volume.status)
@@ -388,7 +391,8 @@ class VolumeService(common.ServiceBase):
                 user_id=ctx.user_id, host=host, display_name=name,
                 display_description=description, availability_zone=availability_zone,
                 bootable=bootable, volume_type_id=(volume_type or {}).get("id"))
-            self.quota.consume(session, project_id, volumes=1)
+            self.quota.consume(session, project_id, volumes=1,
+                               volume_type_id=volume.volume_type_id)
             bell = self._request(session, ctx, "volume", volume.id, common.SCHEDULER,
                                  "manage_existing", volume_id=volume.id, ref=ref, host=host)
             return common.row_dict(volume), bell

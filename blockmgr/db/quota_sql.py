@@ -114,3 +114,83 @@ def all_projects(session: Session) -> list[str]:
     for query in queries:
         projects.update(p for p in session.scalars(query.distinct()) if p)
     return sorted(projects)
+
+
+# --- per-volume-type resources (blockmgr.quota.per_type) -------------------------------------
+
+_VTT = models.VolumeType.__table__
+#: Names of types by id, deleted ones included: the per-type truth (:func:`typed_count`,
+#: :func:`typed_gigabytes`) matches rows by their type's name whether or not it is deleted,
+#: so a reservation must name the same resource.
+TYPE_NAMES = (sa.select(_VTT.c.id, _VTT.c.name)
+               .where(_VTT.c.id.in_(sa.bindparam("b_ids", expanding=True))))
+LIVE_TYPE_NAMES = (sa.select(_VTT.c.name).where(_VTT.c.deleted.is_(False)).distinct()
+                    .order_by(_VTT.c.name))
+
+
+def type_names(session: Session, type_ids: Iterable[str | None]) -> dict[str, str]:
+    """``{type id: type name}`` of the given ids (unknown ids are left out)."""
+    ids = sorted({t for t in type_ids if t})
+    if not ids:
+        return {}
+    return {i: n for i, n in session.execute(TYPE_NAMES, {"b_ids": ids})}
+
+
+def live_type_names(session: Session) -> list[str]:
+    """Names of the volume types that exist (not deleted), sorted."""
+    return list(session.scalars(LIVE_TYPE_NAMES))
+
+
+def usage_resources(session: Session, project_id: str) -> list[str]:
+    """Names of the usage rows a project has."""
+    return list(session.scalars(sa.select(_UT.c.resource).where(
+        _UT.c.project_id == project_id).order_by(_UT.c.resource)))
+
+
+def limit_resources(session: Session, project_id: str) -> list[str]:
+    """Names of the limits a project overrides."""
+    return list(session.scalars(sa.select(_QT.c.resource).where(
+        _QT.c.project_id == project_id).order_by(_QT.c.resource)))
+
+
+def _typed(columns, model, project_id: str, type_name: str | None):
+    """``SELECT columns`` over a project's live, quota-counted rows of ``model`` (volumes or
+    snapshots) joined to their type; ``type_name`` None: rows of every type."""
+    stmt = (sa.select(*columns).select_from(model)
+            .join(models.VolumeType, model.volume_type_id == models.VolumeType.id)
+            .where(model.project_id == project_id, model.deleted.is_(False),
+                   model.use_quota.is_(True)))
+    if type_name is not None:
+        stmt = stmt.where(models.VolumeType.name == type_name)
+    return stmt
+
+
+def typed_count(session: Session, model, project_id: str, type_name: str) -> int:
+    """How many live, quota-counted volumes (or snapshots) of a project have a type named
+    ``type_name``."""
+    return int(session.scalar(_typed([sa.func.count(model.id)], model, project_id,
+                                     type_name)))
+
+
+def typed_gigabytes(session: Session, project_id: str, type_name: str, *,
+                    snapshots: bool) -> int:
+    """Gigabytes of a project's volumes (and, with ``snapshots``, snapshots) of a type
+    named ``type_name``: what ``gigabytes_<type>`` counts."""
+    total = int(session.scalar(_typed(
+        [sa.func.coalesce(sa.func.sum(models.Volume.size), 0)], models.Volume, project_id,
+        type_name)))
+    if snapshots:
+        total += int(session.scalar(_typed(
+            [sa.func.coalesce(sa.func.sum(models.Snapshot.volume_size), 0)], models.Snapshot,
+            project_id, type_name)))
+    return total
+
+
+def typed_names_in_use(session: Session, project_id: str) -> list[str]:
+    """Names of the types some live, quota-counted volume or snapshot of the project has:
+    the per-type resources whose truth may be non-zero."""
+    names: set[str] = set()
+    for model in (models.Volume, models.Snapshot):
+        names.update(session.scalars(
+            _typed([models.VolumeType.name], model, project_id, None).distinct()))
+    return sorted(names)

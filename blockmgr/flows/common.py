@@ -190,7 +190,8 @@ class NotifyStartTask(FlowTask):
 
 class QuotaReserveTask(FlowTask):
     """Reserve ``quota_request['deltas']`` for ``quota_request['project_id']``, owned by the
-    flow. Provides ``reservations`` (uuids). Revert: roll back everything the flow owns."""
+    flow, counting the per-type resources of ``quota_request['volume_type_id']`` too (when
+    given). Provides ``reservations`` (uuids). Revert: roll back everything the flow owns."""
 
     default_provides = "reservations"
 
@@ -199,8 +200,9 @@ class QuotaReserveTask(FlowTask):
         deltas = {k: v for k, v in quota_request["deltas"].items() if v}
         if not deltas:
             return [getattr(r, "uuid", r) for r in runtime.quota.reservations_of(flow_id)]
-        return list(runtime.quota.reserve_once(quota_request["project_id"], owner=flow_id,
-                                               **deltas))
+        return list(runtime.quota.reserve_once(
+            quota_request["project_id"], owner=flow_id,
+            volume_type_id=quota_request.get("volume_type_id"), **deltas))
 
     def revert(self, runtime, flow_id, result, **kwargs):
         runtime.quota.rollback_owned(flow_id)
@@ -215,15 +217,24 @@ class QuotaCommitTask(FlowTask):
 
     def execute(self, runtime, flow_id, quota_request, reservations):
         runtime.quota.commit_owned(flow_id)
-        return {"project_id": quota_request["project_id"],
-                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+        return committed_quota(quota_request)
 
     def revert(self, runtime, flow_id, result, **kwargs):
         if is_failure(result) or not result or not result["deltas"]:
             return
         negated = {k: -v for k, v in result["deltas"].items()}
-        runtime.quota.commit(runtime.quota.reserve(result["project_id"], owner=flow_id,
-                                                   **negated))
+        runtime.quota.commit(runtime.quota.reserve(
+            result["project_id"], owner=flow_id, volume_type_id=result.get("volume_type_id"),
+            **negated))
+
+
+def committed_quota(quota_request: dict) -> dict:
+    """What a quota commit task provides as ``committed_quota``: the request's project,
+    non-zero deltas and volume type (so that giving them back counts the same per-type
+    resources)."""
+    return {"project_id": quota_request["project_id"],
+            "deltas": {k: v for k, v in quota_request["deltas"].items() if v},
+            "volume_type_id": quota_request.get("volume_type_id")}
 
 
 class _MovedOn(Exception):

@@ -117,8 +117,8 @@ class ApplyDeleteGroupTask(common.FlowTask):
                     vol.status = V.DELETING
                 repository.soft_delete(session, vol)
                 if vol.use_quota:
-                    group_tasks.add_deltas(deltas, vol.project_id, volumes=-1,
-                                           gigabytes=-vol.size)
+                    group_tasks.add_deltas(deltas, vol.project_id, vol.volume_type_id,
+                                           volumes=-1, gigabytes=-vol.size)
             group_updates.write_members(session, models.Volume, outcome,
                                         reason=outcome.reason)
             if outcome.destroy_parent:

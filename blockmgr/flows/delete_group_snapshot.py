@@ -102,7 +102,8 @@ class ApplyDeleteGroupSnapshotTask(common.FlowTask):
                     continue
                 repository.soft_delete(session, snap)
                 if snap.use_quota:
-                    group_tasks.add_deltas(deltas, snap.project_id, snapshots=-1,
+                    group_tasks.add_deltas(deltas, snap.project_id, snap.volume_type_id,
+                                           snapshots=-1,
                                            gigabytes=-snap.volume_size if count_gb else 0)
             group_updates.write_members(session, models.Snapshot, outcome,
                                         reason=outcome.reason)

@@ -138,7 +138,8 @@ class DestroySnapshotTask(common.FlowTask):
             deltas = delete_volume.snapshot_deltas(runtime.conf, row)
             if deltas:
                 runtime.quota.commit(runtime.quota.reserve(
-                    row.project_id, owner=flow_id, session=session, **deltas),
+                    row.project_id, owner=flow_id, session=session,
+                    volume_type_id=row.volume_type_id, **deltas),
                     session=session)
             row.status_reason = None
             repository.soft_delete(session, row)

@@ -44,6 +44,7 @@ from __future__ import annotations
 from taskflow.patterns import linear_flow
 
 from blockmgr import exception
+from blockmgr import quota as bm_quota
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
@@ -211,14 +212,13 @@ class DestroyVolumeTask(common.FlowTask):
                 return False
             snapshots = [s for s in repository.snapshots_of_volume(session, volume_id)
                          if s.id in volume_ref["snapshot_ids"]]
-            deltas = _volume_deltas(row)
+            by_type = {row.volume_type_id: _volume_deltas(row)}
             for snapshot in snapshots:
-                for resource, delta in snapshot_deltas(runtime.conf, snapshot).items():
-                    deltas[resource] = deltas.get(resource, 0) + delta
-            deltas = {k: v for k, v in deltas.items() if v}
-            if deltas:
+                bm_quota.add_for_type(by_type, snapshot.volume_type_id,
+                                      **snapshot_deltas(runtime.conf, snapshot))
+            if any(any(deltas.values()) for deltas in by_type.values()):
                 runtime.quota.commit(runtime.quota.reserve(
-                    row.project_id, owner=flow_id, session=session, **deltas),
+                    row.project_id, owner=flow_id, session=session, by_type=by_type),
                     session=session)
             for snapshot in snapshots:
                 repository.soft_delete(session, snapshot)

@@ -46,7 +46,8 @@ class ExtractVolumeTask(common.FlowTask):
             ref = {"id": row.id, "project_id": row.project_id, "size": row.size,
                    "host": row.host, "use_quota": row.use_quota,
                    "previous_status": row.previous_status,
-                   "attached": row.attach_status == "attached"}
+                   "attached": row.attach_status == "attached",
+                   "volume_type_id": row.volume_type_id}
             status = row.status
         if status != V.EXTENDING:
             raise exception.InvalidVolume(
@@ -92,7 +93,8 @@ class ReserveExtendQuotaTask(common.FlowTask):
         def swap(session):
             runtime.quota.rollback(api_reservations or [], session=session)
             return runtime.quota.reserve(volume_ref["project_id"], owner=flow_id,
-                                         session=session, gigabytes=delta)
+                                         session=session, gigabytes=delta,
+                                         volume_type_id=volume_ref.get("volume_type_id"))
 
         return runtime.quota.run_in_transaction(swap)
 

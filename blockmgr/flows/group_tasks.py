@@ -16,6 +16,7 @@ The model-update rules themselves live in :mod:`blockmgr.flows.group_updates`.
 from __future__ import annotations
 
 from blockmgr import exception
+from blockmgr import quota as bm_quota
 from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import common
@@ -108,19 +109,22 @@ def on_backend(host: str | None, backend_host: str) -> bool:
 
 
 def return_quota(runtime, session, flow_id: str, deltas_by_project: dict) -> None:
-    """Give back ``{project_id: {resource: -n}}`` in ``session``'s transaction.
+    """Give back ``{project_id: {volume type id: {resource: -n}}}`` (built with
+    :func:`add_deltas`) in ``session``'s transaction, per-type resources included.
 
     Reserved and committed at once, owned by the flow, joined to the caller's transaction:
     the usage changes commit with the soft deletes or not at all.
     """
     for project_id in sorted(p for p in deltas_by_project if p):
-        deltas = {k: v for k, v in deltas_by_project[project_id].items() if v}
-        if deltas:
-            uuids = runtime.quota.reserve(project_id, owner=flow_id, session=session, **deltas)
+        by_type = deltas_by_project[project_id]
+        if any(any(deltas.values()) for deltas in by_type.values()):
+            uuids = runtime.quota.reserve(project_id, owner=flow_id, session=session,
+                                          by_type=by_type)
             runtime.quota.commit(uuids, session=session)
 
 
-def add_deltas(target: dict, project_id: str | None, **deltas: int) -> None:
-    bucket = target.setdefault(project_id, {})
-    for resource, delta in deltas.items():
-        bucket[resource] = bucket.get(resource, 0) + delta
+def add_deltas(target: dict, project_id: str | None, volume_type_id: str | None = None,
+               **deltas: int) -> None:
+    """Add the deltas of one row (of type ``volume_type_id``, None for a group) to
+    ``target``, for :func:`return_quota`."""
+    bm_quota.add_for_type(target.setdefault(project_id, {}), volume_type_id, **deltas)

@@ -168,7 +168,8 @@ class PrepareForQuotaReservationTask(common.FlowTask):
                                                            manage_existing_ref))
         if volume_ref.get("use_quota", True):
             runtime.quota.limit_check(volume_ref["project_id"], per_volume_gigabytes=size)
-        return size, {"project_id": volume_ref["project_id"], "deltas": {"gigabytes": size}}
+        return size, {"project_id": volume_ref["project_id"], "deltas": {"gigabytes": size},
+                      "volume_type_id": volume_ref.get("volume_type_id")}
 
     def revert(self, runtime, volume_id, flow_failures=None, **kwargs):
         common.finish(runtime, models.Volume, volume_id, V.ERROR_MANAGING,
@@ -239,8 +240,7 @@ class QuotaCommitTask(common.QuotaCommitTask):
         common.finish_and_commit(runtime, flow_id, models.Volume, volume_id, V.AVAILABLE,
                                  in_progress=V.MANAGING, launched_at=models.utcnow(),
                                  status_reason=None, size=size, **binding)
-        return {"project_id": quota_request["project_id"],
-                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+        return common.committed_quota(quota_request)
 
 
 class ManageExistingOnFinishTask(common.FlowTask):

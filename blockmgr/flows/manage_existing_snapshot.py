@@ -130,7 +130,8 @@ class PrepareForQuotaReservationTask(common.FlowTask):
             _ref_view(snapshot_ref), manage_existing_ref))
         no_gb = runtime.conf is not None and runtime.conf.quota.no_snapshot_gb_quota
         deltas = {} if no_gb else {"gigabytes": size - snapshot_ref["volume_size"]}
-        return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas}
+        return size, {"project_id": snapshot_ref["project_id"], "deltas": deltas,
+                      "volume_type_id": snapshot_ref.get("volume_type_id")}
 
 
 class ManageExistingTask(common.FlowTask):
@@ -203,8 +204,7 @@ class QuotaCommitTask(common.QuotaCommitTask):
                 reservations):
         common.finish_and_commit(runtime, flow_id, models.Snapshot, snapshot_id, new_status,
                                  in_progress=S.CREATING, progress="100%")
-        return {"project_id": quota_request["project_id"],
-                "deltas": {k: v for k, v in quota_request["deltas"].items() if v}}
+        return common.committed_quota(quota_request)
 
 
 class CreateSnapshotOnFinishTask(common.FlowTask):

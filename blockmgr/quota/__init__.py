@@ -26,6 +26,13 @@ Idempotency. :meth:`commit` and :meth:`rollback` of a uuid that is unknown or al
 do nothing: a task that ran before a crash runs again on resume, and its second commit must
 not count twice.
 
+Per-volume-type resources. Every volume type adds ``volumes_<type>``, ``snapshots_<type>``
+and ``gigabytes_<type>`` (Cinder's names), unlimited unless overridden. Callers never name
+them: they pass the type of what they count (``reserve(..., volume_type_id=...)``, or
+``by_type=`` built with :func:`add_for_type` for several types) and
+:meth:`QuotaEngine.expand` adds the per-type deltas, using :mod:`~blockmgr.quota.per_type`,
+the one place that maps a type name to its resources.
+
 Usage never goes below zero (a negative delta that would push it there is clamped and
 logged) and negative deltas are never refused: a project over its limit may always shrink.
 
@@ -42,9 +49,10 @@ from blockmgr.quota.engine import TRANSACTION_ATTEMPTS
 from blockmgr.quota.engine import QuotaEngine
 from blockmgr.quota.owners import REQUEST_OWNERS
 from blockmgr.quota.owners import parse_request_owner
+from blockmgr.quota.per_type import add_for_type
 from blockmgr.quota.owners import request_owner
 from blockmgr.quota.records import Drift
 from blockmgr.quota.records import Orphan
 
 __all__ = ["MAX_QUOTA_VALUE", "TRANSACTION_ATTEMPTS", "QuotaEngine", "REQUEST_OWNERS",
-           "parse_request_owner", "request_owner", "Drift", "Orphan"]
+           "add_for_type", "parse_request_owner", "request_owner", "Drift", "Orphan"]

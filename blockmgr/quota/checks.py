@@ -12,6 +12,7 @@ import logging
 
 from blockmgr import exception
 from blockmgr.db import models
+from blockmgr.quota import per_type
 
 #: The package logs under one name, whichever part of it speaks.
 LOG = logging.getLogger("blockmgr.quota")
@@ -19,8 +20,14 @@ LOG = logging.getLogger("blockmgr.quota")
 #: Largest limit, delta or usage the engine stores (``quotas.hard_limit`` is a 32-bit integer).
 MAX_QUOTA_VALUE = 2 ** 31 - 1
 
-#: Units shown in messages.
+#: Units shown in messages (per-type gigabytes too: :func:`unit_of`).
 UNITS = {"gigabytes": "GiB", "per_volume_gigabytes": "GiB"}
+
+
+def unit_of(resource: str) -> str:
+    """The unit a resource is counted in for messages ('' for a count)."""
+    parsed = per_type.parse(resource)
+    return UNITS.get(parsed[0] if parsed else resource, "")
 
 
 def check_fits(project_id: str, deltas: dict[str, int],
@@ -49,7 +56,7 @@ def over_quota(project_id: str, overs: list[str], requested: dict[str, int],
                 reserved: dict[str, int]) -> exception.OverQuota:
     parts = []
     for r in overs:
-        unit = UNITS.get(r, "")
+        unit = unit_of(r)
         unit = " " + unit if unit else ""
         free = max(0, limits[r] - in_use[r] - reserved[r])
         parts.append("%s: requested %d%s, only %d%s of the limit of %d%s left (%d in use, %d "
@@ -121,12 +128,15 @@ def check_known(resource, known: tuple[str, ...]) -> None:
 
 
 def check_known_all(values: dict, known: tuple[str, ...],
-                     limit_only: tuple[str, ...] = ()) -> None:
+                     limit_only: tuple[str, ...] = (), per_type_hint: bool = False) -> None:
     unknown = sorted(str(r) for r in values if r not in known)
     if unknown:
         hint = ""
         if any(r in limit_only for r in unknown):
             hint = " (%s only has a limit: use limit_check)" % ", ".join(limit_only)
+        if per_type_hint and any(per_type.is_per_type(r) for r in unknown):
+            hint += (" (per-type resources are reserved by passing the volume's type: "
+                     "volume_type_id= or by_type=)")
         raise exception.UnknownQuotaResource(resources=", ".join(unknown),
                                              known=", ".join(known) + hint)
 

@@ -18,6 +18,7 @@ from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import quota_sql
 from blockmgr.quota import checks
+from blockmgr.quota import per_type
 from blockmgr.quota.owners import REQUEST_MODELS
 from blockmgr.quota.owners import LivenessCache
 from blockmgr.quota.owners import parse_request_owner
@@ -145,20 +146,34 @@ class HousekeepingMixin:
                 projects = quota_sql.all_projects(session)
         drifts: list[Drift] = []
         for project in projects:
+            with self._db.reader() as session:
+                resources = self._reconciled_resources(session, project)
             if fix:
-                self._ensure_usage_rows(project, self.RESOURCES)
-            drifts += self._run(lambda s, p=project: self._reconcile(s, p, fix=fix))
+                self._ensure_usage_rows(project, resources)
+            drifts += self._run(lambda s, p=project, r=resources: self._reconcile(
+                s, p, r, fix=fix))
         return drifts
 
-    def _reconcile(self, session: Session, project_id: str, *, fix: bool) -> list[Drift]:
+    def _reconciled_resources(self, session: Session, project_id: str) -> tuple[str, ...]:
+        """What to reconcile in a project: :attr:`RESOURCES`, and the per-type resources
+        that have a usage row (whether or not their type still exists: a leftover is
+        counted down to its truth) or whose truth may be non-zero (a live volume or snapshot
+        of that type). A per-type resource with neither is 0 everywhere and gets no row."""
+        rows = [r for r in quota_sql.usage_resources(session, project_id)
+                if per_type.is_per_type(r)]
+        in_use = per_type.resources_of_types(quota_sql.typed_names_in_use(session, project_id))
+        return self.RESOURCES + tuple(sorted(set(rows) | set(in_use)))
+
+    def _reconcile(self, session: Session, project_id: str, resources: tuple[str, ...], *,
+                   fix: bool) -> list[Drift]:
         # Lock first: nothing that changes these usages can commit until we are done, and on
         # MariaDB the snapshot the counts below read is taken after the lock was granted.
         if fix:
-            usages = self._lock_usages(session, project_id, self.RESOURCES)
+            usages = self._lock_usages(session, project_id, resources)
         else:
-            usages = quota_sql.select_usages(session, project_id, self.RESOURCES, for_update=True)
+            usages = quota_sql.select_usages(session, project_id, resources, for_update=True)
         drifts = []
-        for resource in self.RESOURCES:
+        for resource in resources:
             usage = usages.get(resource)
             in_use = usage.in_use if usage is not None else 0
             reserved = usage.reserved if usage is not None else 0
@@ -194,7 +209,7 @@ class HousekeepingMixin:
         deltas = quota_sql.live_deltas(session, project_id, resource)
         positive = sum(d for d in deltas if d > 0)
         negative = sum(d for d in deltas if d < 0)
-        what = "%d %s in the database" % (truth, checks.UNITS.get(resource, resource))
+        what = "%d %s in the database" % (truth, checks.unit_of(resource) or resource)
         if deltas:
             what += ", %d live reservation(s) of %+d/%+d" % (len(deltas), positive, negative)
         if truth > in_use + positive:
@@ -204,6 +219,10 @@ class HousekeepingMixin:
         return in_use, what
 
     def _truth(self, session: Session, project_id: str, resource: str) -> int:
+        """What ``resource`` of ``project_id`` counts in the real tables."""
+        parsed = per_type.parse(resource)
+        if parsed is not None:
+            return self._typed_truth(session, project_id, *parsed)
         volumes = (models.Volume.project_id == project_id, models.Volume.deleted.is_(False),
                    models.Volume.use_quota.is_(True))
         snapshots = (models.Snapshot.project_id == project_id,
@@ -227,3 +246,13 @@ class HousekeepingMixin:
             raise exception.UnknownQuotaResource(resources=resource,
                                                  known=", ".join(self.RESOURCES))
         return int(session.scalar(stmt))
+
+    def _typed_truth(self, session: Session, project_id: str, base: str, type_name: str) -> int:
+        """The truth of ``<base>_<type_name>``: as the project-wide ``base``, over the
+        volumes and snapshots whose type has that name."""
+        if base == "volumes":
+            return quota_sql.typed_count(session, models.Volume, project_id, type_name)
+        if base == "snapshots":
+            return quota_sql.typed_count(session, models.Snapshot, project_id, type_name)
+        return quota_sql.typed_gigabytes(session, project_id, type_name,
+                                         snapshots=not self._conf.quota.no_snapshot_gb_quota)

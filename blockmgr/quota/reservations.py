@@ -21,6 +21,7 @@ from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import quota_sql
 from blockmgr.quota import checks
+from blockmgr.quota import per_type
 
 #: The package logs under one name, whichever part of it speaks.
 LOG = logging.getLogger("blockmgr.quota")
@@ -30,8 +31,13 @@ class ReservationsMixin:
     """The reservation part of :class:`~blockmgr.quota.QuotaEngine`: reserve, commit and
     roll back, direct consumption, and the locking of usage rows they all rely on."""
 
-    def consume(self, session: Session, project_id: str, **deltas: int) -> None:
+    def consume(self, session: Session, project_id: str, *,
+                volume_type_id: str | None = None, by_type: dict | None = None,
+                **deltas: int) -> None:
         """Charge ``deltas`` straight to ``in_use`` inside the caller's transaction.
+
+        ``volume_type_id`` / ``by_type``: the type of the volumes counted, so that their
+        per-type resources are charged too (:meth:`expand`).
 
         For the API side: insert the resource row and call this in the SAME transaction, so
         the row and its usage commit (or vanish) together and nothing can leak. The usage
@@ -43,11 +49,12 @@ class ReservationsMixin:
             roll back, which leaving its ``with`` block by the exception does).
         """
         checks.check_project(project_id)
-        deltas = checks.nonzero(self._check_deltas(deltas))
+        deltas = checks.nonzero(self.expand(self._check_deltas(deltas), volume_type_id,
+                                            by_type, session=session))
         if not deltas:
             return
         usages = self._lock_usages(session, project_id, deltas)
-        limits = self._limits(session, project_id)
+        limits = self._limits(session, project_id, deltas)
         error = checks.check_fits(project_id, deltas, usages, limits)
         if error is not None:
             raise error
@@ -57,8 +64,13 @@ class ReservationsMixin:
 
     def reserve(self, project_id: str, *, owner: str | None = None,
                 expire: int | float | dt.timedelta | dt.datetime | None = None,
-                session: Session | None = None, **deltas: int) -> list[str]:
+                session: Session | None = None, volume_type_id: str | None = None,
+                by_type: dict | None = None, **deltas: int) -> list[str]:
         """Reserve ``deltas`` (e.g. ``volumes=1, gigabytes=10``); return reservation uuids.
+
+        ``volume_type_id``: the type of the volume (or snapshot) the deltas count, so that
+        its per-type resources (``volumes_<type>``, ...) are reserved too; ``by_type``:
+        deltas of several types at once. See :meth:`expand`.
 
         One reservation per non-zero delta. Positive deltas are added to ``reserved`` and
         refused with :class:`OverQuota` when ``in_use + reserved + delta`` would pass the
@@ -74,10 +86,12 @@ class ReservationsMixin:
         :raises UnknownQuotaResource, InvalidQuotaValue, InvalidInput: bad arguments.
         """
         return self._reserve(project_id, owner=owner, expire=expire, session=session,
-                             deltas=deltas, reuse_owned=False)
+                             deltas=deltas, reuse_owned=False,
+                             volume_type_id=volume_type_id, by_type=by_type)
 
     def reserve_once(self, project_id: str, *, owner: str,
                      expire: int | float | dt.timedelta | dt.datetime | None = None,
+                     volume_type_id: str | None = None, by_type: dict | None = None,
                      **deltas: int) -> list[str]:
         """:meth:`reserve` for ``owner``, unless ``owner`` already holds live reservations:
         then those are returned and nothing new is reserved.
@@ -87,14 +101,17 @@ class ReservationsMixin:
         """
         owner = checks.check_owner(owner, required=True)
         return self._reserve(project_id, owner=owner, expire=expire, session=None,
-                             deltas=deltas, reuse_owned=True)
+                             deltas=deltas, reuse_owned=True,
+                             volume_type_id=volume_type_id, by_type=by_type)
 
     def _reserve(self, project_id: str, *, owner: str | None, expire, session: Session | None,
-                 deltas: dict, reuse_owned: bool) -> list[str]:
+                 deltas: dict, reuse_owned: bool, volume_type_id: str | None = None,
+                 by_type: dict | None = None) -> list[str]:
         checks.check_project(project_id)
-        deltas = checks.nonzero(self._check_deltas(deltas))
+        deltas = self._check_deltas(deltas)
         owner = checks.check_owner(owner)
         expire_at = self._expire_at(expire)
+        deltas = checks.nonzero(self.expand(deltas, volume_type_id, by_type, session=session))
         if not deltas:
             return []
 
@@ -106,7 +123,8 @@ class ReservationsMixin:
             usages = self._lock_usages(s, project_id, deltas)
             if session is None:
                 self._refresh_due(s, project_id, usages)
-            error = checks.check_fits(project_id, deltas, usages, self._limits(s, project_id))
+            error = checks.check_fits(project_id, deltas, usages,
+                                      self._limits(s, project_id, deltas))
             if error is not None:
                 if session is not None:
                     raise error
@@ -166,8 +184,71 @@ class ReservationsMixin:
         """Roll back every live reservation of ``owner``; return how many were rolled back."""
         return self._resolve_owned(owner, apply=False, session=session)
 
+    def expand(self, deltas: dict[str, int], volume_type_id: str | None = None,
+               by_type: dict | None = None, *,
+               session: Session | None = None) -> dict[str, int]:
+        """The deltas to reserve: ``deltas`` plus the per-type resources of the volume type.
+
+        ``deltas`` count volumes or snapshots of the type ``volume_type_id`` (None: no type,
+        or deltas of no volume such as ``groups``). ``by_type`` (``{type id or None:
+        {resource: delta}}``, built with :func:`blockmgr.quota.add_for_type`) adds deltas of
+        several types: each is counted in the project-wide resource and in its type's. The
+        type names are read in one query (``session``'s transaction, else a short read of
+        its own) and expanded by :func:`blockmgr.quota.per_type.expand`: the one place that
+        decides which per-type resources a delta touches. A type id no row has adds
+        nothing (such a volume is counted project-wide only, as the reconciler counts it).
+
+        :raises UnknownQuotaResource, InvalidQuotaValue: a bad resource or value.
+        """
+        deltas = self._check_deltas(deltas)
+        groups = self._check_by_type(by_type)
+        total = dict(deltas)
+        if volume_type_id is not None:
+            groups.append((self._check_type_id(volume_type_id), deltas))
+            total = {}
+        if not groups:
+            return total
+        ids = [type_id for type_id, _d in groups]
+        if session is not None:
+            names = quota_sql.type_names(session, ids)
+        else:
+            with self._db.reader() as reader:
+                names = quota_sql.type_names(reader, ids)
+        for type_id, group in groups:
+            per_type.add(total, per_type.expand(group, names.get(type_id)))
+        return total
+
+    def _check_by_type(self, by_type) -> list[tuple[str | None, dict[str, int]]]:
+        if by_type is None:
+            return []
+        if not isinstance(by_type, dict):
+            raise exception.InvalidInput(reason="by_type must map volume type ids to deltas "
+                                                "({type id: {resource: delta}}), not %r"
+                                                % (by_type,))
+        groups = []
+        for type_id, deltas in by_type.items():
+            if type_id is not None:
+                self._check_type_id(type_id)
+            if not isinstance(deltas, dict):
+                raise exception.InvalidInput(reason="the deltas of volume type %s must be "
+                                                    "{resource: delta}, not %r"
+                                                    % (type_id, deltas))
+            groups.append((type_id, self._check_deltas(deltas)))
+        return groups
+
+    @staticmethod
+    def _check_type_id(type_id) -> str:
+        if not isinstance(type_id, str) or not type_id or len(type_id) > 36:
+            raise exception.InvalidInput(reason="a volume type id must be a non-empty string "
+                                                "of at most 36 characters, not %r"
+                                                % (type_id,))
+        return type_id
+
     def _check_deltas(self, deltas: dict) -> dict[str, int]:
-        checks.check_known_all(deltas, self.RESOURCES, limit_only=self.LIMIT_ONLY)
+        """Deltas of the project-wide resources only: per-type ones come from
+        :meth:`expand`, never from the caller."""
+        checks.check_known_all(deltas, self.RESOURCES, limit_only=self.LIMIT_ONLY,
+                               per_type_hint=True)
         for resource, value in deltas.items():
             checks.check_int(resource, value)
         return dict(deltas)

@@ -327,7 +327,7 @@ def test_extend_reserves_delta_with_the_status_change_and_casts_scheduler(env):
     assert usage(env)["gigabytes"] == (10, 5)
     method, kwargs = env.sched.sent[-1]
     assert method == "extend_volume" and kwargs["new_size"] == 15
-    assert len(kwargs["reservations"]) == 1
+    assert len(kwargs["reservations"]) == 2   # gigabytes and gigabytes___DEFAULT__
 
 
 @pytest.mark.parametrize("new_size,error", [

@@ -154,8 +154,9 @@ def test_bad_rename_writes_nothing(env):
 def test_quota_show_defaults_and_usage(env):
     env.volumes.create_volume(A, 3)
     assert env.quotas.show(A, "pA")["volumes"] == env.conf.quota.volumes
-    assert env.quotas.defaults(A, "pA") == {r: getattr(env.conf.quota, r)
-                                            for r in env.quotas.resources}
+    assert env.quotas.defaults(A, "pA") == {
+        r: -1 if r.endswith("___DEFAULT__") else getattr(env.conf.quota, r)
+        for r in env.quotas.resources}
     used = env.quotas.show(A, "pA", usage=True)
     assert used["volumes"] == {"in_use": 1, "reserved": 0, "limit": env.conf.quota.volumes}
     assert used["gigabytes"]["in_use"] == 3

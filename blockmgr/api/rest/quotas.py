@@ -13,13 +13,18 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path
 from fastapi import Response
+from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StrictInt
+from pydantic import TypeAdapter
+from pydantic import ValidationError
+from pydantic import model_validator
 
 from blockmgr import exception
 from blockmgr import quota as bm_quota
 from blockmgr.api.rest import deps
 from blockmgr.api.rest import fields
+from blockmgr.quota import per_type
 
 router = APIRouter(tags=["quotas"])
 
@@ -31,7 +36,12 @@ Limit = Annotated[StrictInt, Field(ge=-1, le=bm_quota.MAX_QUOTA_VALUE,
 
 class QuotaSetUpdate(fields.Body):
     """The limits to change; absent ones are left as they are. ``tenant_id`` / ``id`` (sent
-    by python-cinderclient) must name the project of the URL if given."""
+    by python-cinderclient) must name the project of the URL if given. Besides the named
+    fields, ``volumes_<type>``, ``snapshots_<type>`` and ``gigabytes_<type>`` are accepted
+    (each a :data:`Limit`); whether the type exists is checked by the service (``400``
+    when it does not)."""
+
+    model_config = ConfigDict(extra="allow")
 
     volumes: Limit | None = None
     snapshots: Limit | None = None
@@ -40,6 +50,27 @@ class QuotaSetUpdate(fields.Body):
     per_volume_gigabytes: Limit | None = None
     tenant_id: str | None = Field(None, max_length=255)
     id: str | None = Field(None, max_length=255)
+
+
+    @model_validator(mode="after")
+    def _per_type_limits(self):
+        """Extra fields must be per-type limits: any other name is refused as the base
+        model refuses unknown fields."""
+        for name, value in (self.model_extra or {}).items():
+            if not per_type.is_per_type(name):
+                raise ValueError("unknown field %r: the quota names are %s, and "
+                                 "volumes_<type>, snapshots_<type>, gigabytes_<type>"
+                                 % (name[:64], ", ".join(_NAMED)))
+            try:
+                self.model_extra[name] = _LIMIT.validate_python(value)
+            except ValidationError:
+                raise ValueError("%s must be an integer from -1 (unlimited) to %d, not %r"
+                                 % (name[:64], bm_quota.MAX_QUOTA_VALUE, value)) from None
+        return self
+
+
+_NAMED = ("volumes", "snapshots", "gigabytes", "groups", "per_volume_gigabytes")
+_LIMIT = TypeAdapter(Limit)
 
 
 class QuotaSetUpdateBody(fields.Body):
@@ -82,6 +113,8 @@ def update_quotas(ctx: deps.AdminContext, state: deps.State, target_project: Tar
     if not skip_validation:
         usages = state.client.quotas.show(ctx, target_project, usage=True)
         for resource, limit in values.items():
+            if resource not in usages:
+                continue   # refused as unknown by the update below
             used = usages[resource]["in_use"] + usages[resource]["reserved"]
             if limit != -1 and limit < used:
                 raise exception.InvalidQuotaValue(

@@ -8,11 +8,14 @@ from tests.unit.rest.conftest import OTHER
 from tests.unit.rest.conftest import PROJECT
 
 RESOURCES = {"volumes", "snapshots", "gigabytes", "groups", "per_volume_gigabytes"}
+#: Every volume type adds its per-type resources (unlimited by default); the stack has the
+#: default type.
+TYPED = {"volumes___DEFAULT__", "snapshots___DEFAULT__", "gigabytes___DEFAULT__"}
 
 
 def test_show_own_quota_with_and_without_usage(stack, api):
     body = api.get("os-quota-sets/%s" % PROJECT).json()["quota_set"]
-    assert body["id"] == PROJECT and set(body) == RESOURCES | {"id"}
+    assert body["id"] == PROJECT and set(body) == RESOURCES | TYPED | {"id"}
     assert body["volumes"] == stack.conf.quota.volumes
     assert api.post("volumes", {"volume": {"size": 2}}).status_code == 202
     # python-cinderclient sends usage=True / usage=False
@@ -25,7 +28,8 @@ def test_show_own_quota_with_and_without_usage(stack, api):
 
 def test_defaults(stack, api):
     body = api.get("os-quota-sets/%s/defaults" % PROJECT).json()["quota_set"]
-    assert body == dict({r: getattr(stack.conf.quota, r) for r in RESOURCES}, id=PROJECT)
+    assert body == dict({r: getattr(stack.conf.quota, r) for r in RESOURCES},
+                        **{r: -1 for r in TYPED}, id=PROJECT)
 
 
 def test_admin_updates_and_resets_another_projects_quota(api, admin_api):
