@@ -22,6 +22,7 @@ from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.interface import updates as driver_updates
 
 LOG = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ RESUME = "resume"
 REVERT = "revert"
 
 #: Columns a driver model update may set; anything else is ignored (and logged).
-VOLUME_MODEL_FIELDS = frozenset({"provider_location", "provider_id", "provider_auth"})
-SNAPSHOT_MODEL_FIELDS = frozenset({"provider_location", "provider_id", "provider_auth"})
+VOLUME_MODEL_FIELDS = driver_updates.VOLUME_MODEL_FIELDS
+SNAPSHOT_MODEL_FIELDS = driver_updates.SNAPSHOT_MODEL_FIELDS
 
 
 @dataclasses.dataclass
@@ -131,7 +132,11 @@ def failure_reschedulable(failure: tf_failure.Failure) -> bool:
     return True
 
 
-def filter_model_update(update: dict | None, allowed: frozenset, what: str) -> dict:
+def filter_model_update(update: driver_updates.VolumeModelUpdate
+                        | driver_updates.SnapshotModelUpdate | None,
+                        allowed: frozenset, what: str) -> dict:
+    """The columns of a driver's model update the manager writes (``allowed``: the keys of
+    its TypedDict); any other key is logged and dropped."""
     update = dict(update or {})
     dropped = set(update) - allowed
     if dropped:

@@ -15,14 +15,15 @@ The model-update rules themselves live in :mod:`blockmgr.flows.group_updates`.
 
 from __future__ import annotations
 
-from blockmgr import exception
 from blockmgr import quota as bm_quota
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.drivers import contracts
 from blockmgr.flows import common
 from blockmgr.flows import group_updates
 from blockmgr.interface import ConsistencyGroupDriver
 from blockmgr.interface import objects
+from blockmgr.interface.capabilities import Capability
 
 
 class GroupNotifyTask(common.FlowTask):
@@ -88,18 +89,16 @@ class GroupSnapshotDriverTask(common.FlowTask):
 
 
 def consistency_driver(runtime, operation: str) -> ConsistencyGroupDriver:
-    """The runtime's driver if it implements :class:`ConsistencyGroupDriver`.
+    """The runtime's driver if it implements :class:`ConsistencyGroupDriver` (as recorded
+    when its class loaded: :func:`blockmgr.drivers.contracts.capabilities_of`).
 
     blockmgr groups are *consistency* groups: a per-volume fallback could not take
     consistent snapshots, so a driver without the interface is refused rather than faked.
 
     :raises Unsupported: the driver does not implement consistency groups.
     """
-    if not isinstance(runtime.driver, ConsistencyGroupDriver):
-        raise exception.Unsupported(
-            operation=operation,
-            what="driver %s of backend %s (it does not implement ConsistencyGroupDriver)"
-                 % (type(runtime.driver).__name__, runtime.host))
+    contracts.capabilities_of(runtime.driver).require(Capability.CONSISTENCY_GROUPS,
+                                                      operation, runtime.host)
     return runtime.driver
 
 

@@ -23,8 +23,7 @@ from blockmgr import ledger as bm_ledger
 from blockmgr import states
 from blockmgr.db import models
 from blockmgr.db import repository
-from blockmgr.interface import SnapshotManagementDriver
-from blockmgr.interface import VolumeManagementDriver
+from blockmgr.interface.capabilities import Capability
 from blockmgr.interface.objects import SnapshotView
 from blockmgr.interface.objects import VolumeView
 
@@ -258,9 +257,8 @@ class VolumeEndpoint:
     def get_manageable_volumes(self, context, marker=None, limit=None, offset=None,
                                sort_keys=None, sort_dirs=None):
         """Backend objects that could be managed (``VolumeManagementDriver`` contract)."""
-        if not isinstance(self.driver, VolumeManagementDriver):
-            raise exception.Unsupported(operation="get_manageable_volumes",
-                                        what="backend %s" % self.host)
+        self.manager.driver_capabilities.require(Capability.VOLUME_MANAGEMENT,
+                                                 "get_manageable_volumes", self.host)
         with self.db.reader() as session:
             known = [VolumeView.from_model(row)
                      for row in repository.volumes_on_host(session, self.host)]
@@ -271,9 +269,8 @@ class VolumeEndpoint:
     def get_manageable_snapshots(self, context, marker=None, limit=None, offset=None,
                                  sort_keys=None, sort_dirs=None):
         """Backend snapshots that could be managed (``SnapshotManagementDriver``)."""
-        if not isinstance(self.driver, SnapshotManagementDriver):
-            raise exception.Unsupported(operation="get_manageable_snapshots",
-                                        what="backend %s" % self.host)
+        self.manager.driver_capabilities.require(Capability.SNAPSHOT_MANAGEMENT,
+                                                 "get_manageable_snapshots", self.host)
         with self.db.reader() as session:
             known = [SnapshotView.from_model(row)
                      for row in repository.snapshots_on_host(session, self.host)]
@@ -294,10 +291,11 @@ class VolumeEndpoint:
     def get_capabilities(self, context):
         """The backend's capacity report as of now (driver stats as last measured, the
         allocation as of this moment). ``online_extend_support`` is what the driver class
-        declares (:attr:`blockmgr.interface.VolumeDriver.online_extend_support`)."""
+        declares (:attr:`blockmgr.interface.VolumeDriver.online_extend_support`), as
+        recorded when it loaded."""
         report = dict(self._capabilities() or {})
-        report["online_extend_support"] = bool(getattr(self.driver, "online_extend_support",
-                                                       False))
+        report["online_extend_support"] = (Capability.ONLINE_EXTEND
+                                           in self.manager.driver_capabilities)
         return report
 
     # --- helpers ------------------------------------------------------------------------

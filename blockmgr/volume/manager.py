@@ -18,6 +18,7 @@ from blockmgr import exception
 from blockmgr import ledger
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.drivers import contracts
 from blockmgr.flows import attachments as attach_flow
 from blockmgr.flows import common
 from blockmgr.flows import create_group as create_group_flow
@@ -68,6 +69,9 @@ class VolumeManager:
             fault=faults.configured(conf))
         self.locks = locks or bm_locks.LockRegistry()
         self.capacity = bm_capacity.AllocatedCapacity()
+        #: What the driver implements, recorded when its class loaded (checked then): ask
+        #: this, not the driver object, before an optional operation.
+        self.driver_capabilities = contracts.capabilities_of(driver)
 
     def runtime(self, reschedule=_KEEP) -> common.FlowRuntime:
         return common.FlowRuntime(

@@ -222,10 +222,14 @@ class BackendService:
         return server is None or server.busy < server.pool_size
 
     def _build_driver(self):
+        """Load (and check: ``DriverContractError``) the section's driver class, build it."""
         from blockmgr.drivers import loader
 
         section = self.conf[self.backend_name]
-        driver_cls = loader.find_driver_class(section.volume_driver, section=self.backend_name)
+        driver_cls, caps = loader.load_driver_class(section.volume_driver,
+                                                    section=self.backend_name)
+        LOG.info("Backend %s: driver %s, capabilities: %s", self.host, caps.driver,
+                 ", ".join(caps.names()) or "core volume operations only")
         return driver_cls(section, self.backend_name, host=self.host)
 
     def _set_up_driver(self) -> bool:
@@ -332,13 +336,19 @@ class BackendService:
         """The capacity report now: the driver's cached stats and the current allocation."""
         return self.capabilities_from(self.driver.get_volume_stats(refresh=False))
 
-    def capabilities_from(self, stats: dict) -> dict:
+    def capabilities_from(self, stats) -> dict:
+        """The published report: ``stats`` checked against the driver's stats contract
+        (:func:`~blockmgr.volume.capabilities.validate_stats`, once per report).
+
+        :raises InvalidDriverStats: the driver's report is wrong (named key); nothing is
+            published and the schedulers keep the previous report until it expires.
+        """
         section = self.conf[self.backend_name]
+        driver = type(self.driver)
         return bm_capabilities.build_report(
             stats, self.manager.capacity.snapshot(),
             backend_name=section.volume_backend_name or self.backend_name,
-            reserved_percentage=section.reserved_percentage,
-            max_over_subscription_ratio=section.max_over_subscription_ratio)
+            driver="%s.%s" % (driver.__module__, driver.__qualname__))
 
     # --- stop ---------------------------------------------------------------------------
 
