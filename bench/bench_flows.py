@@ -7,6 +7,11 @@ events on every engine involved: the service database and the flow logbooks).
 Never a timed test: figures go to docs/benchmarks.md.
 
     .venv/bin/python bench/bench_flows.py [--flows 300] [--workers 1 2] [--repeat 3]
+        [--ops manage_existing create_volume] [--persistence off on plain]
+
+``--persistence``: ``off`` runs the flows on TaskFlow's engine with the logbook in memory,
+``on`` with the logbook in the database, ``plain`` calls the same tasks one after the other
+without any engine (what the flow's own work costs; ``off`` minus ``plain`` is the engine).
 
 ``--workers N`` runs N worker processes at once, each a ``VolumeManager`` of its own backend
 (``bench@noop1``, ``bench@noop2``, ...: one process per backend, as a multi-backend deployment
@@ -25,7 +30,7 @@ import tempfile
 import time
 
 OPS = ("manage_existing", "create_volume")
-MODES = ("off", "on")
+MODES = ("off", "on", "plain")
 WARMUP = 20
 
 
@@ -48,13 +53,43 @@ class NoopDriver:
         return None
 
 
+class PlainRunner:
+    """Runs a flow's tasks as plain function calls, in order, with no engine and no logbook
+    (``--persistence plain``): the same task code and database work as a flow, so the
+    difference to ``off`` (TaskFlow's engine, logbook in memory) is what the engine itself
+    costs per flow. Linear flows only; no revert (the benchmark's flows succeed)."""
+
+    def __init__(self):
+        self._flows = {}
+
+    def close_in(self, conn, flow_id):
+        return lambda: None
+
+    def run(self, factory, *, store, runtime, kind, resource_id, factory_kwargs=None,
+            flow_id=None, transient=None):
+        import types
+        flow = self._flows.get(factory)
+        if flow is None:
+            flow = self._flows[factory] = factory(**(factory_kwargs or {}))
+        values = dict(store, flow_id=flow_id or resource_id, runtime=runtime,
+                      **(transient or {}))
+        for task in flow:
+            result = task.execute(**{arg: values[name] for arg, name in task.rebind.items()
+                                     if name in values})
+            for name, index in task.save_as.items():
+                values[name] = result if index is None else result[index]
+        storage = types.SimpleNamespace(fetch=values.__getitem__)
+        return types.SimpleNamespace(succeeded=True, failure=None,
+                                     engine=types.SimpleNamespace(storage=storage))
+
+
 def _config(tmp: str, url: str, persistence: str):
     from blockmgr import conf as bm_conf
     conf = bm_conf.new_config(args=[])
     conf.set_override("state_path", tmp)
     conf.set_override("host", "bench")
     conf.set_override("connection", url, group="database")
-    if persistence == "off":
+    if persistence in ("off", "plain"):
         conf.set_override("persistence_connection", "memory", group="flows")
     return conf
 
@@ -93,10 +128,11 @@ def _worker(tmp, url, op, persistence, worker, ids, barrier, results):
     conf = _config(tmp, url, persistence)
     db = Database(url)
     manager = VolumeManager(conf, _backend_name(worker), db=db, driver=NoopDriver(),
-                            quota=QuotaEngine(db, conf), notifier=MemoryNotifier())
+                            quota=QuotaEngine(db, conf), notifier=MemoryNotifier(),
+                            runner=PlainRunner() if persistence == "plain" else None)
     commits = [0]
     engines = {id(db.engine): db.engine}
-    backend_engine = getattr(manager.runner.backend, "engine", None)
+    backend_engine = getattr(getattr(manager.runner, "backend", None), "engine", None)
     if backend_engine is not None:
         engines[id(backend_engine)] = backend_engine
     for engine in engines.values():

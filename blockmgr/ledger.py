@@ -64,6 +64,8 @@ class Served:
     row: db_requests.RequestRow
     ledger: "Ledger"
     handed_off: bool = False
+    #: Finished in the transaction of its flow's last write (:func:`finish_in`).
+    finished: bool = False
 
 
 _current: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
@@ -169,7 +171,9 @@ class Ledger:
             try:
                 verdict = self.hooks.precheck(row) if row.attempts > 1 else RUN
                 if verdict == DONE:
-                    self._finish(row, db_requests.DONE, "finished before it was taken over")
+                    if not served.finished:   # else its recovery just finished it
+                        self._finish(row, db_requests.DONE,
+                                     "finished before it was taken over")
                     return None
                 if verdict == WAIT:
                     self._release(row, self.ttl, None)
@@ -181,9 +185,13 @@ class Ledger:
                     return None
                 result = call()
             except BaseException as exc:
-                self._after_failure(row, exc)
+                if served.finished:
+                    LOG.warning("Request %s finished, then its run raised %s: %s", row.id,
+                                type(exc).__name__, exc)
+                else:
+                    self._after_failure(row, exc)
                 raise
-            if not served.handed_off:
+            if not (served.handed_off or served.finished):
                 self._finish(row, db_requests.DONE, None)
             return result
         finally:
@@ -358,6 +366,25 @@ def hand_off(session, target: str, action: str, arguments: dict) -> str | None:
                              % (served_now.row.id, served_now.ledger.owner))
     served_now.handed_off = True
     return served_now.row.id
+
+
+def finish_in(conn) -> Callable[[], None]:
+    """Finish the request this thread runs in the caller's transaction on ``conn`` (its
+    flow's last write: ``engine.FlowRunner.close_in``), so the resource's final status
+    and the request's end commit together. Returns what to call once that transaction
+    committed; the request is then not finished again when its run returns. Nothing is
+    written when this thread runs no request or has handed it off, or when the claim is
+    no longer this process's (its run ends as any run whose claim was lost)."""
+    served_now = _current.get()
+    if served_now is None or served_now.handed_off:
+        return lambda: None
+    if not db_requests.finish(conn, served_now.row.id, served_now.ledger.owner,
+                              db_requests.DONE, None):
+        return lambda: None
+
+    def committed():
+        served_now.finished = True
+    return committed
 
 
 def follow_up(db, context, *, target: str, action: str, arguments: dict) -> str | None:

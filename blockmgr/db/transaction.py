@@ -88,3 +88,21 @@ def run_in_transaction(db, work: Callable[..., T], *, duplicate: bool = False,
     """``work(session)`` in a new writer transaction of ``db`` (a
     :class:`~blockmgr.db.session.Database`), retried as :func:`run` says."""
     return run(db.writer, work, attempts=attempts, duplicate=duplicate, what=what)
+
+
+#: Valid before a MySQL/MariaDB transaction starts (it applies to the next one only) and as
+#: the first statement of a PostgreSQL one (the driver has just sent BEGIN).
+READ_COMMITTED_NEXT = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
+def read_committed(conn) -> None:
+    """Make the transaction ``conn`` is about to run (no statement yet) READ COMMITTED on
+    MySQL/MariaDB and PostgreSQL (SQLite has one level).
+
+    For short writes that delete by a non-unique key (a flow's logbook rows): at REPEATABLE
+    READ InnoDB takes next-key locks there, which deadlock with other flows' inserts. One
+    statement; an isolation option on the connection would cost a SET plus a COMMIT when
+    it is checked out and again when it is returned.
+    """
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(READ_COMMITTED_NEXT)

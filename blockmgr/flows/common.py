@@ -22,6 +22,7 @@ from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import transaction
 from blockmgr.interface import updates as driver_updates
 
 LOG = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class FlowRuntime:
     host: str
     conf: Any = None
     reschedule: Callable[..., None] | None = None
+    #: ``close(conn, flow_id)``: writes a flow's end into a transaction of the service
+    #: database (``engine.FlowRunner.close_in``); None: a flow's end is the engine's to
+    #: write (:func:`close` then writes the final status alone).
+    close: Callable[..., Callable[[], None]] | None = None
 
 
 class FlowTask(tf_task.Task):
@@ -150,17 +155,28 @@ class OnFinishTask(FlowTask):
     """Base of a flow's last task: it writes the resource's final status, then sends
     ``<kind>.<event_suffix>`` (the operation's ``.end`` notification) with
     :meth:`notify_end`. The suffix is the task's addon, as it always was (task names are
-    unchanged); subclasses set ``kind`` and write ``execute``."""
+    unchanged); subclasses set ``kind`` and write ``execute``.
+
+    ``closes_flow``: True for a task whose final write goes through :func:`close`, which
+    writes the flow's end in the same transaction; its start then needs no boundary of its
+    own (``persistence.FlowPersistence.declare_atoms``). Nothing after that write may fail:
+    the flow has ended in the database (:meth:`notify_end` never raises).
+    """
 
     #: Notification prefix: ``volume`` or ``snapshot``.
     kind = ""
+    closes_flow = False
 
     def __init__(self, event_suffix: str):
         super().__init__(addon=event_suffix)
         self.event_suffix = event_suffix
 
     def notify_end(self, runtime, context, payload: dict) -> None:
-        runtime.notifier.info(ctx(context), "%s.%s" % (self.kind, self.event_suffix), payload)
+        try:
+            runtime.notifier.info(ctx(context), "%s.%s" % (self.kind, self.event_suffix),
+                                  payload)
+        except Exception:
+            LOG.exception("Could not send %s.%s for %s", self.kind, self.event_suffix, payload)
 
 
 class NotifyStartTask(FlowTask):
@@ -294,6 +310,40 @@ def finish(runtime, model, resource_id: str, new_status: str, *, in_progress: st
     with runtime.db.writer() as session:
         return finish_in(session, model, resource_id, new_status, in_progress=in_progress,
                          **values)
+
+
+def close(runtime, flow_id: str, model, resource_id: str, new_status: str, *,
+          in_progress: str, **values) -> bool:
+    """A flow's last write and the flow's end in ONE transaction: the resource's final
+    status (as :func:`finish`), the flow's logbook rows and the request it runs
+    (``FlowRuntime.close``). The calling task declares ``closes_flow``.
+
+    Why: written apart, the status, the logbook's end and the request's end are three
+    commits, and a crash between them leaves a finished resource with a flow to resume
+    and a request to run again. Together they are one commit, and the task needs no
+    boundary before it: a crash before the commit runs the previous task again.
+
+    Returns True when written now, False when an earlier run had already moved the row
+    (nothing written; the engine then ends the flow as usual). Run again as a whole on a
+    deadlock (:func:`blockmgr.db.transaction.run`).
+    """
+    if runtime.close is None:
+        return finish(runtime, model, resource_id, new_status, in_progress=in_progress,
+                      **values)
+
+    def work(conn):
+        transaction.read_committed(conn)
+        if not finish_in(conn, model, resource_id, new_status, in_progress=in_progress,
+                         **values):
+            return None
+        return runtime.close(conn, flow_id)
+
+    committed = transaction.run(runtime.db.engine.begin, work, connection=False,
+                                what="Final write of flow %s" % flow_id)
+    if committed is None:
+        return False
+    committed()
+    return True
 
 
 def finish_in(session, model, resource_id: str, new_status: str, *, in_progress: str,

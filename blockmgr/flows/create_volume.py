@@ -200,10 +200,11 @@ class CreateVolumeOnFinishTask(common.OnFinishTask):
     """Status ``available`` with ``launched_at``, then ``volume.create.end``."""
 
     kind = "volume"
+    closes_flow = True
 
-    def execute(self, runtime, context, volume_id, volume_spec):
-        common.finish(runtime, models.Volume, volume_id, V.AVAILABLE, in_progress=V.CREATING,
-                      launched_at=models.utcnow(), status_reason=None)
+    def execute(self, runtime, context, volume_id, volume_spec, flow_id):
+        common.close(runtime, flow_id, models.Volume, volume_id, V.AVAILABLE,
+                     in_progress=V.CREATING, launched_at=models.utcnow(), status_reason=None)
         self.notify_end(runtime, context,
                         {"volume_id": volume_id, "size": volume_spec["volume_size"],
                          "host": runtime.host})

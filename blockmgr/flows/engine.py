@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 import uuid as uuidlib
+from typing import Callable
 
 from oslo_utils import uuidutils
 from taskflow import exceptions as tf_exc
@@ -34,6 +35,7 @@ from taskflow.persistence import models as tf_models
 from taskflow.types import failure as tf_failure
 
 from blockmgr import exception
+from blockmgr import ledger
 from blockmgr import logcontext
 from blockmgr import metrics
 from blockmgr.db import repository
@@ -142,12 +144,10 @@ class FlowRunner:
                 engine.storage.inject(transient, transient=True)
             engine.compile()
             engine.prepare()
-            try:
-                self.backend.flush(flow_id)   # detail + atoms + store: durable before task 1
-            except exception.FlowLogbookWriteFailed as exc:
-                outcome = FlowOutcome(flow_id, engine, exc)
-            else:
-                outcome = self._run(engine, flow_id)
+            # Nothing is written yet: the detail, its atoms and its store go to the logbook
+            # with the first boundary (the first task with a side effect), or not at all
+            # when the last task writes the flow's end (close_in) before any boundary.
+            outcome = self._run(engine, flow_id)
             if not _logbook_failed(outcome.failure):
                 return outcome
         return self._after_logbook_failure(flow, outcome, runtime, resource_id)
@@ -319,10 +319,25 @@ class FlowRunner:
         engine.storage.inject({"runtime": runtime}, transient=True)
         return engine
 
+    def close_in(self, conn, flow_id: str) -> Callable[[], None]:
+        """Write the end of flow ``flow_id`` into the caller's transaction on ``conn`` (the
+        service database), for its last task's final write (``common.close``): its
+        logbook rows are deleted when this backend :attr:`~persistence.FlowPersistence.
+        closes_flows`, and the request this thread runs is finished when the flow is that
+        request's (:func:`blockmgr.ledger.finish_in`). One commit then records the
+        resource's final status, the flow's end and the request's end together: no crash
+        can separate them. Returns what to call once the transaction committed."""
+        after = []
+        if getattr(self.backend, "closes_flows", False):
+            after.append(self.backend.close_flow(conn, flow_id))
+        if ledger.current_id() == flow_id:
+            after.append(ledger.finish_in(conn))
+        return lambda: [callback() for callback in after]
+
     def _run(self, engine, flow_id: str, resumed: bool = False) -> FlowOutcome:
         declare = getattr(self.backend, "declare_atoms", None)
         if declare is not None:
-            declare(_deferrable_atoms(engine))
+            declare(*_deferrable_atoms(engine))
         listener = faults.listener_for(engine, self.fault)
         try:
             # Log lines carry the request and flow ids; metrics count the run.
@@ -331,6 +346,10 @@ class FlowRunner:
                 engine.run()
         except Exception as exc:  # the flow reverted; the caller maps the error
             return FlowOutcome(flow_id, engine, exc)
+        finally:
+            release = getattr(self.backend, "release_closed", None)
+            if release is not None:
+                release(flow_id)
         return FlowOutcome(flow_id, engine)
 
 
@@ -468,9 +487,10 @@ def _error_out(flow, runtime: common.FlowRuntime, resource_id: str, error) -> No
                   status, exc)
 
 
-def _deferrable_atoms(engine) -> list[str]:
-    """Uuids of the atoms of ``engine``'s flow detail whose start may skip its boundary
-    (side-effect free and resumed after a crash); see
+def _deferrable_atoms(engine) -> tuple[list[str], list[str]]:
+    """Uuids of the atoms of ``engine``'s flow detail whose start may skip its boundary:
+    ``(deferrable, closing)`` -- side-effect free and resumed after a crash (the store's
+    injector atom too), and last tasks that write their flow's end (``closes_flow``); see
     :meth:`persistence.FlowPersistence.declare_atoms`."""
     pooled = getattr(engine, "pooled", None)
     tasks = getattr(pooled, "tasks", None)
@@ -478,13 +498,19 @@ def _deferrable_atoms(engine) -> list[str]:
         tasks = _tasks_by_name(taskflow_compat.engine_flow(engine))
         if pooled is not None:
             pooled.tasks = tasks   # the flow's structure never changes once built
-    deferrable = []
+    deferrable, closing = [], []
     for ad in taskflow_compat.engine_atom_details(engine):
-        task = tasks.get(ad.name)
-        if (task is not None and not getattr(task, "durable_start", True)
-                and getattr(task, "on_crash", common.RESUME) == common.RESUME):
+        if ad.name == taskflow_compat.INJECTOR_NAME:
             deferrable.append(ad.uuid)
-    return deferrable
+            continue
+        task = tasks.get(ad.name)
+        if task is None or getattr(task, "on_crash", common.RESUME) != common.RESUME:
+            continue
+        if getattr(task, "closes_flow", False):
+            closing.append(ad.uuid)
+        elif not getattr(task, "durable_start", True):
+            deferrable.append(ad.uuid)
+    return deferrable, closing
 
 
 def _tasks_by_name(flow) -> dict:

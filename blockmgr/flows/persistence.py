@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
@@ -56,6 +58,8 @@ TABLES = tf_tables.fetch(_METADATA)
 
 #: Atom states whose write must be durable before the engine goes on (a side effect follows).
 _COMMIT_ATOM_STATES = frozenset({tf_states.RUNNING, tf_states.REVERTING})
+#: Atom states of a task that has not run (yet).
+_NOT_RUN = frozenset({None, tf_states.PENDING})
 #: Flow states after which nothing else happens to the flow (SUSPENDED is resumable).
 FINAL_FLOW_STATES = frozenset({tf_states.SUCCESS, tf_states.REVERTED, tf_states.FAILURE})
 #: Flow states written at once: the end, and a pause (an engine stops or resumes).
@@ -79,11 +83,6 @@ _DELETE_ATOMS = TABLES.atomdetails.delete().where(
 
 #: Attempts of one logbook write when the server picks it as a deadlock victim.
 DEADLOCK_RETRIES = 5
-
-
-#: Valid before a MySQL/MariaDB transaction starts (applies to the next one only) and as the
-#: first statement of a PostgreSQL one (psycopg2 has just sent BEGIN).
-_READ_COMMITTED_NEXT = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 
 
 def create_engine(url: str) -> sa.engine.Engine:
@@ -148,6 +147,8 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         self._parents: dict[str, str] = {}      # new flow uuid -> logbook uuid (not inserted)
         self._last_state: dict[str, str] = {}   # atom uuid -> last staged state
         self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
+        self._closing: set[str] = set()         # atoms that end their flow (declare_atoms)
+        self._closed: dict[str, set[str]] = {}  # flow closed by a task -> its atom uuids
 
     def make_connection(self, upgrade_lock):
         return _Connection(self, upgrade_lock)
@@ -174,6 +175,8 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
 
     def stage_flow(self, flow_detail: tf_models.FlowDetail) -> None:
         with self._lock:
+            if flow_detail.uuid in self._closed:
+                return   # its end is written already (close_flow)
             staged = self._staged.setdefault(flow_detail.uuid, _Staged())
             staged.flow = flow_detail
             for ad in flow_detail:
@@ -189,7 +192,7 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         with self._lock:
             flow_uuid = self._atom_flow.get(atom_detail.uuid)
             if flow_uuid is None:
-                return False
+                return self._is_closed_atom(atom_detail.uuid)
             self._staged.setdefault(flow_uuid, _Staged()).atoms[atom_detail.uuid] = atom_detail
             entered = self._last_state.get(atom_detail.uuid) != atom_detail.state
             self._last_state[atom_detail.uuid] = atom_detail.state
@@ -201,7 +204,14 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
             self.flush(flow_uuid)
         return True
 
-    def declare_atoms(self, deferrable) -> None:
+    @property
+    def closes_flows(self) -> bool:
+        """True if a task may write its flow's end in its own transaction (:meth:`close_flow`):
+        finished flows are pruned and the logbook lives in the service's database (the
+        engine is the service's, lent to this backend)."""
+        return self.prune_on_finish and not self._owns_engine
+
+    def declare_atoms(self, deferrable, closing=()) -> None:
         """Name the atoms (uuids) whose start need not be a boundary of its own.
 
         ``deferrable``: tasks without a side effect a crash could leave half-done
@@ -211,19 +221,70 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         then leaves the logbook as a crash just after that boundary would, and only those
         side-effect-free tasks run again. Once a task with a side effect has finished,
         the next start is committed (its finish must not be lost: re-running it later,
-        after users saw its effect, could fail or undo what they did since). Forgotten
-        with the flow.
+        after users saw its effect, could fail or undo what they did since). Atoms staged
+        but not run yet (``PENDING``) do not count: a new flow's first write is the first
+        boundary, not its creation.
+
+        ``closing``: the flow's last task when it writes the flow's end with its own
+        (:meth:`close_flow`, only when :attr:`closes_flows`). Its start is never a boundary:
+        until its transaction commits, a crash leaves the logbook as a crash during the
+        task before it, which runs again (every task is idempotent); once it commits, the
+        flow is gone from the logbook, so no state of it is ever lost in between. Both sets
+        are forgotten with the flow.
         """
         with self._lock:
             self._deferrable.update(deferrable)
+            if self.closes_flows:
+                self._closing.update(closing)
 
     def _may_defer(self, flow_uuid: str, atom_detail: tf_models.AtomDetail) -> bool:
-        if atom_detail.state != tf_states.RUNNING or atom_detail.uuid not in self._deferrable:
+        if atom_detail.state != tf_states.RUNNING:
+            return False
+        if atom_detail.uuid in self._closing:
+            return True
+        if atom_detail.uuid not in self._deferrable:
             return False
         with self._lock:
             staged = self._staged.get(flow_uuid)
             return staged is not None and all(
-                uuid in self._deferrable for uuid in staged.atoms)
+                uuid in self._deferrable or ad.state in _NOT_RUN
+                for uuid, ad in staged.atoms.items())
+
+    # --- a flow's end written by its last task ------------------------------------------
+
+    def close_flow(self, conn, flow_uuid: str) -> Callable[[], None]:
+        """Delete ``flow_uuid``'s rows in the caller's transaction on ``conn`` (which must
+        be this backend's engine), for a last task that writes the flow's end together
+        with its own final write (:attr:`closes_flows`). Returns what to call once that
+        transaction committed: from then on whatever the engine still saves for the flow
+        (the task's success, the flow's) is dropped, not written.
+
+        The statements run at ``READ COMMITTED`` when they are the transaction's first
+        (no next-key locks to deadlock on, as :meth:`_write_rows`).
+        """
+        with self._lock:
+            stored = flow_uuid in self._stored
+        if stored:
+            conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
+            conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
+        return functools.partial(self._closed_by_task, flow_uuid)
+
+    def _closed_by_task(self, flow_uuid: str) -> None:
+        with self._lock:
+            atoms = {a for a, f in self._atom_flow.items() if f == flow_uuid}
+            self._staged.pop(flow_uuid, None)
+            self._forget(flow_uuid)
+            self._writing.pop(flow_uuid, None)
+            self._closed[flow_uuid] = atoms
+
+    def _is_closed_atom(self, atom_uuid: str) -> bool:
+        with self._lock:
+            return any(atom_uuid in atoms for atoms in self._closed.values())
+
+    def release_closed(self, flow_uuid: str) -> None:
+        """The engine of ``flow_uuid`` stopped: stop dropping its saves."""
+        with self._lock:
+            self._closed.pop(flow_uuid, None)
 
     def remember(self, flow_detail: tf_models.FlowDetail) -> None:
         """Record that ``flow_detail`` and its atoms have rows (it was read from the DB)."""
@@ -299,11 +360,7 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
 
     def _write_rows(self, conn, flow_uuid: str, staged: _Staged, prune: bool) -> None:
         """The statements of one write of ``flow_uuid``, on ``conn`` (in a transaction)."""
-        if conn.dialect.name != "sqlite":
-            # READ COMMITTED for this transaction only (no next-key locks to deadlock
-            # on). One statement: a per-connection isolation option would cost a SET
-            # plus a COMMIT on checkout and again on return, four round trips a write.
-            conn.exec_driver_sql(_READ_COMMITTED_NEXT)
+        transaction.read_committed(conn)
         if prune:
             conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
             conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
@@ -336,6 +393,7 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
             self._last_state.pop(uuid, None)
             self._stored.discard(uuid)
             self._deferrable.discard(uuid)
+            self._closing.discard(uuid)
         self._stored.discard(flow_uuid)
         self._parents.pop(flow_uuid, None)
 

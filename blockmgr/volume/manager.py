@@ -77,7 +77,8 @@ class VolumeManager:
         return common.FlowRuntime(
             db=self.db, quota=self.quota, driver=self.driver, notifier=self.notifier,
             host=self.host, conf=self.conf,
-            reschedule=self.reschedule if reschedule is _KEEP else reschedule)
+            reschedule=self.reschedule if reschedule is _KEEP else reschedule,
+            close=self.runner.close_in)
 
     def init_host(self) -> recovery.RecoveryReport:
         """Count allocated capacity, then recover everything left in flight (recovery.py)."""

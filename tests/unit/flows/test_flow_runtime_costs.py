@@ -18,8 +18,10 @@ from taskflow.patterns import linear_flow
 
 from blockmgr import context as bm_context
 from blockmgr import exception
+from blockmgr import ledger
 from blockmgr.db import models
 from blockmgr.db import repository
+from blockmgr.db import requests as db_requests
 from blockmgr.flows import common
 from blockmgr.flows import create_volume
 from blockmgr.flows import engine as flow_engine
@@ -220,14 +222,15 @@ def _managing(manager):
                                  host=manager.host + "#pool", project_id="p1").id
 
 
-@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 7)])
+@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 6)])
 def test_manage_existing_commit_count(sqlite_database, conf, mode, expected):
     """2 service transactions (reserve; quota commit with the binding and the status
-    ``available``) + 7 logbook commits for the 8-task flow when persisted (the logbook
-    shares the service's SQLite file): the flow's start, the start of each of the 4 tasks
-    that change something and of the last one, the end. The 3 leading tasks that only read
-    or notify (``durable_start = False``: extract, notify, record the manage source) start
-    without a commit of their own."""
+    ``available``) + 6 logbook commits for the 8-task flow when persisted (the logbook
+    shares the service's SQLite file): the start of each of the 4 tasks that change
+    something (the first one writes the flow detail, its atoms and its store) and of the
+    last one, the end. The 3 leading tasks that only read or notify (``durable_start =
+    False``: extract, notify, record the manage source) start without a commit of their
+    own."""
     manager = _manager(sqlite_database, conf, mode)
     commits = _count_commits(manager)
     ctx = bm_context.RequestContext(project_id="p1")
@@ -251,13 +254,15 @@ def _count_commits(manager) -> list[int]:
     return commits
 
 
-@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 4)])
+@pytest.mark.parametrize("mode, expected", [("memory", 2), (None, 2 + 3)])
 def test_create_volume_commit_count(sqlite_database, conf, mode, expected):
-    """2 service transactions (the manager's read of the row under the volume's lock; the
-    driver's model update with the status ``available``) + 4 logbook commits when persisted: the flow's start, the start of the driver task and of
-    the finishing task, the end. The 4 leading tasks (extract the row, reschedule guard,
-    extract the spec, ``.start`` notification) only read or notify: they start without a
-    commit of their own (``durable_start = False``)."""
+    """2 service commits (the driver's model update; the status ``available``; the
+    manager's read of the row under the volume's lock commits nothing) + 3 logbook commits
+    when the logbook
+    is a separate backend: the start of the driver task (with the flow detail, its atoms
+    and its store), the start of the finishing task, the end. The 4 leading tasks (extract
+    the row, reschedule guard, extract the spec, ``.start`` notification) only read or
+    notify: they start without a commit of their own (``durable_start = False``)."""
     manager = _manager(sqlite_database, conf, mode)
     commits = _count_commits(manager)
     for _ in range(2):   # the second run uses the pooled flow: same count
@@ -267,6 +272,52 @@ def test_create_volume_commit_count(sqlite_database, conf, mode, expected):
         before = commits[0]
         manager.create_volume(bm_context.RequestContext(project_id="p1"), volume_id, {}, {})
         assert commits[0] - before == expected
+
+
+def test_create_volume_ends_its_flow_and_request_with_its_last_write(sqlite_database, conf):
+    """With the logbook in the service database (its engine lent) and finished flows
+    pruned, a create is 3 commits: the driver task's start (flow detail, atoms and
+    store), the driver's model update, and ONE last commit holding the
+    status ``available``, the deletion of the flow's logbook rows and the end of its
+    request -- no crash can separate those three."""
+    conf.set_override("host", "node1")
+    conf.set_override("connection", sqlite_database.url, group="database")
+    backend = persistence.FlowPersistence(sqlite_database.url, engine=sqlite_database.engine,
+                                          prune_on_finish=True)
+    backend.upgrade()
+    assert backend.closes_flows
+    manager = VolumeManager(conf, "noop", db=sqlite_database, driver=NoopDriver(),
+                            quota=QuotaEngine(sqlite_database, conf),
+                            notifier=MemoryNotifier(),
+                            runner=flow_engine.FlowRunner(backend, "node1@noop"))
+    requests_ledger = ledger.Ledger(sqlite_database, conf, owner_prefix="node1@noop",
+                                    targets=["node1@noop"])
+    commits = _count_commits(manager)
+    for _ in range(2):   # the second run uses the pooled flow: same count
+        with manager.db.writer() as session:
+            volume_id = repository.create(session, models.Volume, status="creating", size=1,
+                                          host=manager.host + "#pool", project_id="p1").id
+            request_id = db_requests.add(session, kind="volume", resource_id=volume_id,
+                                         action="create_volume", arguments={}, context={},
+                                         target="node1@noop", request_id=volume_id)
+        statements = []
+        listener = (lambda conn, cursor, statement, *args: statements.append(statement))
+        sa.event.listen(sqlite_database.engine, "before_cursor_execute", listener)
+        before = commits[0]
+        requests_ledger.run(request_id, lambda: manager.create_volume(
+            bm_context.RequestContext(project_id="p1"), volume_id, {}, {}))
+        sa.event.remove(sqlite_database.engine, "before_cursor_execute", listener)
+        assert commits[0] - before == 1 + 3   # the claim, then the create's 3
+        with manager.db.reader() as session:
+            assert repository.get(session, models.Volume, volume_id).status == "available"
+            assert db_requests.get(session, request_id).state == "done"
+        assert volume_id not in backend.unfinished_flow_uuids()
+        last = [s.split()[0:3] for s in statements[-4:]]
+        assert last == [["UPDATE", "volumes", "SET"], ["DELETE", "FROM", "atomdetails"],
+                        ["DELETE", "FROM", "flowdetails"], ["UPDATE", "requests", "SET"]]
+        with sqlite_database.engine.connect() as conn:
+            assert conn.exec_driver_sql(
+                "SELECT count(*) FROM flowdetails WHERE uuid = ?", (volume_id,)).scalar() == 0
 
 
 def test_create_volume_reads_the_row_once_and_a_resumed_create_reads_it_again(
