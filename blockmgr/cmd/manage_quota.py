@@ -1,5 +1,9 @@
 """``blockmgr-manage quota show|check|sync|reconcile|set|reset``: inspect and repair quotas.
 
+Every command handles the per-volume-type resources (``volumes_<type>``, ...) like the others:
+``show`` lists them for every existing type, ``check``/``sync``/``reconcile`` recount them,
+``set``/``reset`` take them as ``--resource``.
+
 ``check`` exits 1 when any usage drifts from what the real tables and live reservations say
 (Cinder's ``quota check`` can never exit 1, see ``cinder-reference.md`` §4.5), 0 when clean.
 ``sync`` writes the expected values and prints what it fixed. ``reconcile`` is what the
@@ -14,6 +18,12 @@ import contextlib
 
 from blockmgr.db.session import Database
 from blockmgr.quota import QuotaEngine
+
+
+#: The resources are partly named after the volume types that exist, so the engine checks
+#: the name (UnknownQuotaResource: exit 2), not argparse.
+_RESOURCE_HELP = ("%s, or volumes_<type>, snapshots_<type>, gigabytes_<type> of an existing "
+                  "volume type" % ", ".join(QuotaEngine.RESOURCES + QuotaEngine.LIMIT_ONLY))
 
 
 def add_parser(subparsers) -> None:
@@ -48,15 +58,13 @@ def add_parser(subparsers) -> None:
 
     set_ = commands.add_parser("set", help="override one limit of a project")
     set_.add_argument("--project-id", required=True)
-    set_.add_argument("--resource", required=True,
-                      choices=QuotaEngine.RESOURCES + QuotaEngine.LIMIT_ONLY)
+    set_.add_argument("--resource", required=True, help=_RESOURCE_HELP)
     set_.add_argument("--limit", type=int, required=True, help="-1 means unlimited")
     set_.set_defaults(handler=set_limit)
 
     reset = commands.add_parser("reset", help="drop a project's override (use the default)")
     reset.add_argument("--project-id", required=True)
-    reset.add_argument("--resource", required=True,
-                       choices=QuotaEngine.RESOURCES + QuotaEngine.LIMIT_ONLY)
+    reset.add_argument("--resource", required=True, help=_RESOURCE_HELP)
     reset.set_defaults(handler=reset_limit)
 
     for sub in (show, check, sync, reconcile, set_, reset):
@@ -80,13 +88,15 @@ def show_quota(conf, args) -> int:
     with _engine(conf) as engine:
         usages = engine.get_usages(args.project_id)
         limits = engine.get_limits(args.project_id)
+    width = max([22] + [len(r) for r in usages])
     print("Quota of project %s" % args.project_id)
-    print("%-22s %10s %10s %10s" % ("resource", "limit", "in_use", "reserved"))
-    for resource, usage in usages.items():
-        print("%-22s %10s %10d %10d" % (resource, _limit_text(usage["limit"]),
-                                        usage["in_use"], usage["reserved"]))
+    print("%-*s %10s %10s %10s" % (width, "resource", "limit", "in_use", "reserved"))
+    for resource, usage in usages.items():   # per-type resources after the project-wide
+        print("%-*s %10s %10d %10d" % (width, resource, _limit_text(usage["limit"]),
+                                       usage["in_use"], usage["reserved"]))
     for resource in QuotaEngine.LIMIT_ONLY:
-        print("%-22s %10s %10s %10s" % (resource, _limit_text(limits[resource]), "-", "-"))
+        print("%-*s %10s %10s %10s" % (width, resource, _limit_text(limits[resource]), "-",
+                                       "-"))
     return 0
 
 
@@ -140,11 +150,14 @@ def reconcile_quota(conf, args) -> int:
     for drift in report.drifts:
         print("%s %s" % ("DRIFT" if args.dry_run else "FIXED", drift))
     if report.changes:
-        print("%-36s %-10s %21s %21s %9s" % ("project", "resource", "in_use before->after",
-                                             "reserved before->after", "released"))
+        width = max([10] + [len(c.resource) for c in report.changes])
+        print("%-36s %-*s %21s %21s %9s" % ("project", width, "resource",
+                                            "in_use before->after", "reserved before->after",
+                                            "released"))
         for c in report.changes:
-            print("%-36s %-10s %21s %21s %9d" % (
-                c.project_id, c.resource, "%d -> %d" % (c.in_use_before, c.in_use_after),
+            print("%-36s %-*s %21s %21s %9d" % (
+                c.project_id, width, c.resource,
+                "%d -> %d" % (c.in_use_before, c.in_use_after),
                 "%d -> %d" % (c.reserved_before, c.reserved_after), c.released))
     print(report.summary() if not report.clean
           else "Nothing to do: no orphaned reservation, usage matches the database.")
