@@ -1,8 +1,9 @@
 """What the scheduler knows about each pool: the last capacity report, plus its own placements.
 
 Volume workers fanout a report (``update_service_capabilities``) every
-``backend_stats_polling_interval`` seconds: the driver's stats (``cinder-reference.md`` §3.5)
-with one entry per pool. Between two reports the scheduler **charges** each placement to the
+``backend_stats_polling_interval`` seconds: the driver's stats (``cinder-reference.md`` §3.5,
+typed as :class:`blockmgr.interface.stats.VolumeStats` and checked by the worker) with one
+entry per pool. Between two reports the scheduler **charges** each placement to the
 chosen pool at once (free, provisioned and allocated capacity), so a burst of creates spreads
 over the backends instead of piling onto the one that looked emptiest in the last report.
 
@@ -27,6 +28,8 @@ import time
 from typing import Callable, Iterable
 
 from oslo_utils import timeutils
+
+from blockmgr.interface.stats import PoolStats, VolumeStats
 
 LOG = logging.getLogger(__name__)
 
@@ -110,7 +113,12 @@ class PoolState:
         return "%s#%s" % (self.backend, self.pool_name)
 
     @classmethod
-    def from_report(cls, backend: str, top: dict, pool: dict, reported_at: float) -> "PoolState":
+    def from_report(cls, backend: str, top: VolumeStats, pool: PoolStats,
+                    reported_at: float) -> "PoolState":
+        """From one pool of a published report (the driver's checked
+        :class:`~blockmgr.interface.stats.VolumeStats` plus the worker's additions). Values
+        are still parsed leniently: the report crossed RPC as JSON, possibly from a worker of
+        another version."""
         caps = {k: v for k, v in top.items() if k != "pools"}
         caps.update(pool)
         provisioned = pool.get("provisioned_capacity_gb",

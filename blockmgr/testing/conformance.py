@@ -120,6 +120,7 @@ from blockmgr import exception
 from blockmgr.interface import (ConsistencyGroupDriver, SnapshotManagementDriver, VolumeDriver,
                                 VolumeManagementDriver)
 from blockmgr.interface.objects import GroupSnapshotView, GroupView, SnapshotView, VolumeView
+from blockmgr.volume.capabilities import validate_stats
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -413,6 +414,11 @@ class DriverConformanceTests:
         for refresh in (True, False):
             stats = driver.get_volume_stats(refresh=refresh)
             assert isinstance(stats, dict), "get_volume_stats must return a dict"
+            # The check the worker runs on every report before publishing it.
+            try:
+                validate_stats(stats, type(driver).__name__)
+            except exception.InvalidDriverStats as exc:
+                raise AssertionError(exc.msg) from None
             for key in ("volume_backend_name", "vendor_name", "driver_version",
                         "storage_protocol"):
                 assert stats.get(key), "stats lack top-level %r: %r" % (key, stats)

@@ -102,6 +102,11 @@ class _SetupStopped(Exception):
     """The backend stopped while its driver setup was being retried."""
 
 
+class _SetupRefused(Exception):
+    """The driver class breaks its contract (``DriverContractError``): no retry can fix
+    that, the backend stays down with the reason until the driver is fixed."""
+
+
 class BackendService:
     """One backend of this node; see the module docstring.
 
@@ -258,6 +263,10 @@ class BackendService:
             retrying(self._set_up_driver_once)
         except _SetupStopped:
             return False
+        except _SetupRefused:
+            LOG.error("Backend %s stays down: %s; fix the driver and restart "
+                      "blockmgr-volume", self.host, self.setup_error)
+            return False
         except tenacity.RetryError:
             LOG.error("Backend %s stays down: driver setup failed %d time(s); fix the "
                       "cause and restart blockmgr-volume", self.host, self.setup_attempts)
@@ -281,6 +290,8 @@ class BackendService:
             LOG.error("Backend %s: %s", self.host, self.setup_error,
                       exc_info=not isinstance(exc, exception.BlockmgrError))
             self._set_reason(self.setup_error, quiet=True)
+            if isinstance(exc, exception.DriverContractError):
+                raise _SetupRefused() from exc
             raise _SetupFailed() from exc
         self.setup_error = None
 
