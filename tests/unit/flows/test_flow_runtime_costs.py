@@ -487,7 +487,7 @@ def test_manage_commit_charges_quota_and_makes_available_together(sqlite_databas
     task = manage_existing.QuotaCommitTask()
     binding = {"provider_location": "pool/lv-1", "provider_id": "lv-1"}
     done = task.execute(runtime, owner, volume_id, request, reservations, 2, binding)
-    assert done == {"project_id": "p1", "deltas": {"gigabytes": 2}}
+    assert done == {"project_id": "p1", "deltas": {"gigabytes": 2}, "volume_type_id": None}
     assert task.execute(runtime, owner, volume_id, request, reservations, 2,
                         binding) == done   # re-run
     usage = quota.get_usages("p1")["gigabytes"]
