@@ -1,26 +1,20 @@
 """Every log line of a flow names its request id and its flow id.
 
-How this fits oslo.log. blockmgr's :class:`~blockmgr.context.RequestContext` is a plain
-frozen dataclass (it crosses RPC and lives in flow stores as a dict); it is *not* an
-``oslo_context.RequestContext``, and nothing in the daemons puts one in oslo.context's
-thread-local store. oslo.log's ``ContextFormatter`` only learns about a request from that
-store (or from ``extra={'context': ...}`` on each call), so without this module flow logs
-came out in the context-free format, with no request id at all.
-
-While a flow runs, :func:`flow_scope` therefore
-
-* stores a :class:`FlowLogContext` (an ``oslo_context.RequestContext`` carrying the flow's
-  request id, user, project, and the flow id) in oslo.context's thread-local store, so
-  ``ContextFormatter`` uses ``logging_context_format_string`` and fills ``request_id``,
-  ``user_identity`` and ``flow_id`` from it; and
-* records ``(request_id, flow_id)`` in a thread-local of its own, read by
-  :class:`ContextFilter`, which copies them onto every record a handler sees -- so any
-  formatter (JSON, plain ``logging.Formatter``, a test's capture handler) has them too.
-
-A flow runs in one thread (serial engine), so thread-locals cover every line it logs. The
-previous oslo context of the thread is restored when the flow ends: RPC worker threads are
+How this fits oslo.log. blockmgr's :class:`~blockmgr.context.RequestContext` is an
+``oslo_context.RequestContext``, so oslo.log's formatters fill ``request_id``,
+``user_identity``, ``global_request_id`` and the rest natively from the thread's current
+context (oslo.context's thread-local store) or from ``extra={'context': ctx}``. Building a
+blockmgr context never makes it current (see :mod:`blockmgr.context`), so no line is tagged
+by accident. While a flow runs, :func:`flow_scope` makes a :class:`FlowLogContext` current:
+the flow's request context, rebuilt from the dict in its store, with the flow id, which it
+adds to its logging values as ``flow_id``. Every line the flow logs -- blockmgr's, the
+driver's, TaskFlow's -- is then formatted with ``logging_context_format_string`` and carries
+both ids. A flow runs in one thread (serial engine), so the thread-local covers every line.
+The thread's previous context is restored when the flow ends: RPC worker threads are
 reused, and a stale context would tag the next, unrelated request's lines.
 
+:class:`ContextFilter` gives every record a ``flow_id`` (``-`` outside flows), so the
+context format, which names ``%(flow_id)s``, also works for a context that is not a flow's.
 :func:`setup` is what the daemons call instead of ``oslo_log.setup``: the same, plus a
 context format that shows the flow id, plus the filter on every root handler.
 """
@@ -29,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 
 from oslo_context import context as oslo_context
 from oslo_log import log as oslo_log
+
+from blockmgr import context as bm_context
 
 #: oslo.log's default context format with the flow id added (``-`` outside flows).
 CONTEXT_FORMAT = ("%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s "
@@ -42,15 +37,14 @@ CONTEXT_FORMAT = ("%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s "
 #: ``flow_id`` of records logged outside any flow.
 NO_FLOW = "-"
 
-_local = threading.local()
 
+class FlowLogContext(bm_context.RequestContext):
+    """A flow's request context while it runs: the same request, plus the flow id in its
+    logging values (for oslo.log; policy and RPC use the plain context)."""
 
-class FlowLogContext(oslo_context.RequestContext):
-    """The oslo.context view of a running flow, for oslo.log only (never for policy)."""
-
-    def __init__(self, *, flow_id: str, **kwargs):
+    def __init__(self, *args, flow_id: str, **kwargs):
         self.flow_id = flow_id
-        super().__init__(**kwargs)
+        super().__init__(*args, **kwargs)
 
     def get_logging_values(self) -> dict:
         values = super().get_logging_values()
@@ -58,30 +52,17 @@ class FlowLogContext(oslo_context.RequestContext):
         return values
 
 
-def current() -> tuple[str | None, str] | None:
-    """``(request_id, flow_id)`` of the flow running in this thread, or None."""
-    return getattr(_local, "scope", None)
-
-
 @contextlib.contextmanager
 def flow_scope(flow_id: str, context: dict | None):
-    """Tag every log line of this thread with ``flow_id`` and ``context``'s request id
-    until the block ends (see the module docstring). ``context`` is the flow's stored
-    request context dict (None: no request id known)."""
-    context = context or {}
-    request_id = context.get("request_id")
-    previous_scope = getattr(_local, "scope", None)
-    previous_oslo = oslo_context.get_current()
-    _local.scope = (request_id, flow_id)
-    # overwrite=True stores it in oslo.context's thread-local for oslo.log.
-    FlowLogContext(flow_id=flow_id, request_id=request_id, user_id=context.get("user_id"),
-                   project_id=context.get("project_id"),
-                   is_admin=bool(context.get("is_admin")), overwrite=True)
+    """Make the flow's context current in this thread until the block ends (see the module
+    docstring). ``context`` is the flow's stored request context dict (None: none stored;
+    the lines then carry the flow id and a request id of their own)."""
+    previous = oslo_context.get_current()
+    FlowLogContext.from_dict(context, flow_id=flow_id).update_store()
     try:
         yield
     finally:
-        _local.scope = previous_scope
-        _restore_oslo_context(previous_oslo)
+        _restore_oslo_context(previous)
 
 
 def engine_scope(engine):
@@ -107,20 +88,14 @@ def _restore_oslo_context(previous) -> None:
 
 
 class ContextFilter(logging.Filter):
-    """Adds ``request_id`` and ``flow_id`` to records that do not carry them: the running
-    flow's values, else ``flow_id = '-'`` (``request_id`` is then left absent, so
-    ``ContextFormatter`` keeps choosing its context-free format). Never drops a record."""
+    """Adds ``flow_id`` to records that do not carry one: the flow's while a flow's context
+    is current (or passed as ``extra={'context': ...}``), else ``'-'``. Request ids are
+    oslo.log's business (its formatters read the context). Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        scope = getattr(_local, "scope", None)
-        if scope is not None:
-            request_id, flow_id = scope
-            if request_id and not getattr(record, "request_id", None):
-                record.request_id = request_id
-            if not hasattr(record, "flow_id"):
-                record.flow_id = flow_id
-        elif not hasattr(record, "flow_id"):
-            record.flow_id = NO_FLOW
+        if not hasattr(record, "flow_id"):
+            context = getattr(record, "context", None) or oslo_context.get_current()
+            record.flow_id = getattr(context, "flow_id", NO_FLOW)
         return True
 
 

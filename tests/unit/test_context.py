@@ -1,11 +1,17 @@
-"""RequestContext: travels over RPC and sits in flow logbooks, so it must survive JSON."""
+"""RequestContext: an oslo.context RequestContext that travels over RPC and sits in flow
+logbooks and the requests table, so it must survive JSON and read dicts stored earlier."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import logging
+import threading
 
 import pytest
+from oslo_config import cfg
+from oslo_context import context as oslo_context
+from oslo_log import formatters as oslo_formatters
+from oslo_log import log as oslo_log
 
 from blockmgr import context
 
@@ -43,10 +49,75 @@ def test_request_ids_are_unique():
     assert len({context.generate_request_id() for _ in range(100)}) == 100
 
 
-def test_context_is_immutable():
+def test_a_dict_stored_by_an_earlier_release_loads():
+    # The former dataclass's asdict(): these five keys, nothing else.
+    stored = {"project_id": "p1", "user_id": "u1", "is_admin": True,
+              "request_id": "req-0b7d3d4e-51c6-4d68-bb9b-5b8b4a1f0b01", "read_deleted": "no"}
+    ctx = context.RequestContext.from_dict(json.loads(json.dumps(stored)))
+    assert (ctx.project_id, ctx.user_id, ctx.is_admin, ctx.request_id, ctx.read_deleted) == (
+        "p1", "u1", True, stored["request_id"], "no")
+    assert ctx.to_dict() == stored
+
+
+def test_an_oslo_context_dict_loads():
+    sent = oslo_context.RequestContext(user_id="u1", project_id="p1", request_id="req-9",
+                                       overwrite=False).to_dict()
+    ctx = context.RequestContext.from_dict(sent)
+    assert (ctx.project_id, ctx.user_id, ctx.request_id, ctx.is_admin) == (
+        "p1", "u1", "req-9", False)
+
+
+def test_it_is_an_oslo_context():
+    ctx = context.RequestContext(project_id="p1", user_id="u1")
+    assert isinstance(ctx, oslo_context.RequestContext)
+    assert ctx.global_id == ctx.request_id
+    assert ctx.to_policy_values()["project_id"] == "p1"
+
+
+@pytest.mark.parametrize("field", context.FIELDS)
+def test_context_is_immutable(field):
     ctx = context.RequestContext(project_id="p1")
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        ctx.project_id = "p2"
+    with pytest.raises(context.FrozenContextError, match="immutable"):
+        setattr(ctx, field, "changed")
+    assert ctx == context.RequestContext(project_id="p1", request_id=ctx.request_id)
+
+
+def test_equal_contexts_hash_alike_and_replace_makes_a_new_one():
+    ctx = context.RequestContext(project_id="p1", user_id="u1")
+    same = context.RequestContext.from_dict(ctx.to_dict())
+    assert same == ctx and hash(same) == hash(ctx) and len({ctx, same}) == 1
+    other = ctx.replace(request_id="req-other")
+    assert other.request_id == "req-other" and ctx.request_id != "req-other"
+    assert other != ctx and (other.project_id, other.user_id) == ("p1", "u1")
+
+
+def test_building_a_context_leaves_the_threads_log_context_alone():
+    seen = {}
+
+    def worker():
+        # A thread with no current context: oslo's own constructor would store this one.
+        context.RequestContext(project_id="p1")
+        seen["after_build"] = oslo_context.get_current()
+        ctx = context.get_admin_context()
+        ctx.update_store()
+        seen["after_update"] = oslo_context.get_current() is ctx
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(5)
+    assert seen == {"after_build": None, "after_update": True}
+
+
+def test_oslo_log_formats_the_request_natively():
+    conf = cfg.ConfigOpts()
+    oslo_log.register_options(conf)
+    conf([], project="blockmgr-test")
+    ctx = context.RequestContext(project_id="p1", user_id="u1", request_id="req-abc")
+    record = logging.LogRecord("blockmgr.test", logging.INFO, __file__, 1, "hello", None, None)
+    record.context = ctx
+    line = oslo_formatters.ContextFormatter(config=conf).format(record)
+    assert "req-abc u1 p1 " in line and line.endswith("] hello")
+    assert record.read_deleted == "no"
 
 
 def test_elevated_keeps_the_request_and_adds_admin():

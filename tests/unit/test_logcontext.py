@@ -67,7 +67,7 @@ def test_every_line_of_a_flow_names_request_and_flow(env, capture):
     assert all((r.request_id, r.flow_id) == (CTX.request_id, flow_id)
                for r, _line in _flow_lines(capture))
     # Lines outside the flow are untouched: no request id, flow '-'.
-    assert oslo_context.get_current() is None and logcontext.current() is None
+    assert oslo_context.get_current() is None
     logging.getLogger("blockmgr.test").info("after the flow")
     record, line = capture.lines[-1]
     assert record.flow_id == "-" and not getattr(record, "request_id", None)
@@ -98,14 +98,37 @@ def test_scope_restores_the_threads_previous_oslo_context():
     try:
         with logcontext.flow_scope("flow-1", {"request_id": "req-inner", "user_id": "u"}):
             inner = oslo_context.get_current()
-            assert inner.request_id == "req-inner"
+            assert isinstance(inner, logcontext.FlowLogContext)
+            assert (inner.request_id, inner.user_id) == ("req-inner", "u")
             assert inner.get_logging_values()["flow_id"] == "flow-1"
-            assert logcontext.current() == ("req-inner", "flow-1")
         assert oslo_context.get_current() is outer
-        assert logcontext.current() is None
     finally:
         logcontext._restore_oslo_context(None)
     assert oslo_context.get_current() is None
+
+
+def test_a_flow_of_an_earlier_release_without_a_context_is_tagged_with_its_flow():
+    with logcontext.flow_scope("flow-2", None):
+        current = oslo_context.get_current()
+        assert current.flow_id == "flow-2" and current.request_id.startswith("req-")
+    assert oslo_context.get_current() is None
+
+
+def test_a_request_context_outside_flows_gets_the_context_format_and_flow_dash(conf):
+    """A blockmgr context passed to a log call is formatted natively by oslo.log (request
+    id, user identity); the filter supplies the flow id the context format names."""
+    conf.set_default("logging_context_format_string", logcontext.CONTEXT_FORMAT)
+    handler = Capture(conf)
+    logger = logging.getLogger("blockmgr.test.native")
+    logger.addHandler(handler)
+    try:
+        ctx = CTX.__class__(project_id="p9", user_id="u9", request_id="req-native")
+        logger.warning("outside any flow", extra={"context": ctx})
+    finally:
+        logger.removeHandler(handler)
+    [(record, line)] = handler.lines
+    assert record.request_id == "req-native" and record.flow_id == logcontext.NO_FLOW
+    assert "req-native u9 p9" in line and "[flow -] outside any flow" in line
 
 
 def test_setup_keeps_an_operator_format(conf, tmp_path):

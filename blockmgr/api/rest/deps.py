@@ -114,7 +114,7 @@ def request_context(request: Request) -> bm_context.RequestContext:
                                     is_admin=is_admin)
     incoming = request.headers.get(REQUEST_ID_HEADER)
     if incoming and incoming.startswith("req-") and len(incoming) <= 64:
-        ctx = dataclasses.replace(ctx, request_id=incoming)   # RequestContext is frozen
+        ctx = ctx.replace(request_id=incoming)   # RequestContext is immutable
     request.state.request_id = ctx.request_id
     return ctx
 
