@@ -352,7 +352,7 @@ class BackendService:
         (:func:`~blockmgr.volume.capabilities.validate_stats`, once per report).
 
         :raises InvalidDriverStats: the driver's report is wrong (named key); nothing is
-            published and the schedulers keep the previous report until it expires.
+            published, the schedulers keep the backend's previous report.
         """
         section = self.conf[self.backend_name]
         driver = type(self.driver)
