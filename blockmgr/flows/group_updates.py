@@ -53,6 +53,12 @@ from typing import Iterable
 from blockmgr import exception
 from blockmgr.db import repository
 from blockmgr.flows import common
+from blockmgr.interface import updates as driver_updates
+
+#: What a consistency-group driver method returns (:mod:`blockmgr.interface.updates`).
+DriverReturn = (driver_updates.GroupModelUpdate | driver_updates.GroupVolumesResult
+                | driver_updates.GroupMembershipResult | driver_updates.GroupSnapshotResult
+                | None)
 
 LOG = logging.getLogger(__name__)
 
@@ -125,7 +131,7 @@ class Outcome:
     destroy_parent: bool = False
 
 
-def normalize(rule: Rule, raw) -> dict:
+def normalize(rule: Rule, raw: DriverReturn) -> dict:
     """The driver's return in JSON form: ``{'model': dict|None, 'entries': list|None}``
     (update_group: ``'add'`` and ``'remove'`` instead of ``'entries'``).
 
