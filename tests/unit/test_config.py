@@ -6,8 +6,10 @@ before anything else runs.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from oslo_config import cfg
 
 from blockmgr import conf as bm_conf
 from blockmgr import exception
+from blockmgr.conf import validation
 from blockmgr.drivers import loader
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -31,6 +34,18 @@ class ConfigTestDriver:
     @staticmethod
     def list_opts():
         return [cfg.StrOpt("test_pool", default="pool0", help="Pool of the test backend.")]
+
+
+class RenamedOptionDriver:
+    """A driver whose option was renamed: the old name still works in its backend section."""
+
+    @staticmethod
+    def list_opts():
+        return [cfg.StrOpt("test_pool", default="pool0", deprecated_name="old_pool",
+                           help="Pool of the test backend.")]
+
+
+RENAMED_DRIVER = "%s.RenamedOptionDriver" % __name__
 
 
 @pytest.fixture
@@ -93,6 +108,33 @@ def test_backend_section_gets_generic_and_driver_options(load):
 def test_deprecated_option_names_are_accepted(load):
     config = load("logfile = /var/log/blockmgr/legacy.log\n")  # oslo.log's old name
     assert config.log_file == "/var/log/blockmgr/legacy.log"
+
+
+def test_deprecated_name_of_a_driver_option_is_accepted_in_its_backend_section(load):
+    config = load("enabled_backends = fast\n[fast]\nvolume_driver = %s\nold_pool = gold\n"
+                  % RENAMED_DRIVER)
+    assert config.fast.test_pool == "gold"
+
+
+def test_deprecated_name_is_unknown_where_its_option_is_not_registered(load):
+    err = _config_error(load, "old_pool = gold\nenabled_backends = fast\n[fast]\n"
+                              "volume_driver = %s\n" % RENAMED_DRIVER)
+    assert (err.kwargs["section"], err.kwargs["option"]) == ("DEFAULT", "old_pool")
+    assert "unknown option" in str(err)
+
+
+def test_validation_reads_no_private_oslo_config_attribute():
+    """Only oslo.config's public API: no ``obj._name`` access in the module."""
+    tree = ast.parse(pathlib.Path(validation.__file__).read_text())
+    private = sorted({node.attr for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                      and not node.attr.startswith("__")})
+    assert private == []
+
+
+def test_library_namespaces_are_those_of_the_sample_generator():
+    namespaces = re.findall(r"^namespace = (\S+)$", GENERATOR_CONF.read_text(), re.M)
+    assert set(namespaces) - {"blockmgr"} == set(validation.LIBRARY_OPT_NAMESPACES)
 
 
 def test_library_sections_are_left_to_their_library(load):
