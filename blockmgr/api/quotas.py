@@ -54,8 +54,10 @@ class QuotaSetService:
             return self.quota.get_limits(project_id)
         usages = self.quota.get_usages(project_id)
         limits = self.quota.get_limits(project_id)
-        return {r: usages.get(r, {"in_use": 0, "reserved": 0, "limit": limits[r]})
-                for r in self.resources}
+        # The limits' keys are the resources (a type created or deleted between the two
+        # reads only changes which of them has usage figures).
+        return {r: usages.get(r, {"in_use": 0, "reserved": 0, "limit": limit})
+                for r, limit in limits.items()}
 
     def update(self, ctx, project_id: str, values: dict) -> dict[str, int]:
         """Override limits of a project (admin only); returns the project's limits after.

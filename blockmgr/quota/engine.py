@@ -28,7 +28,8 @@ class QuotaEngine(LimitsMixin, ReservationsMixin, HousekeepingMixin):
     ``[quota]`` group registered; options are read on every call, so overrides apply at once.
     """
 
-    #: Resources that are counted and reserved.
+    #: Project-wide resources that are counted and reserved. Each volume type adds its own
+    #: (``volumes_<type>``, ...): :meth:`counted_resources` lists them all.
     RESOURCES = ("volumes", "snapshots", "gigabytes", "groups")
     #: Resources that only have a limit, checked by :meth:`limit_check`.
     LIMIT_ONLY = ("per_volume_gigabytes",)

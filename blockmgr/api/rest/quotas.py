@@ -1,9 +1,11 @@
 """``/os-quota-sets/{target_project}``: a project's quota limits (and usages).
 
 Shapes are Cinder's: ``{"quota_set": {"id": project, "volumes": 10, ...}}``; with
-``?usage=true`` each resource is ``{"limit", "in_use", "reserved"}``. Reading another
-project's quota and every change are for admins (``403`` otherwise); a non-admin reads its
-own project's. Rules and the defaults: :class:`blockmgr.api.quotas.QuotaSetService`.
+``?usage=true`` each resource is ``{"limit", "in_use", "reserved"}``. Every existing volume
+type adds ``volumes_<type>``, ``snapshots_<type>`` and ``gigabytes_<type>`` (-1 unless set),
+in the views and as update keys. Reading another project's quota and every change are for
+admins (``403`` otherwise); a non-admin reads its own project's. Rules and the defaults:
+:class:`blockmgr.api.quotas.QuotaSetService`.
 """
 
 from __future__ import annotations
