@@ -122,7 +122,8 @@ class LimitsMixin:
                     resource=resource, reason="%d is negative" % value)
         if not values:
             return
-        limits = self.get_limits(project_id)
+        with self._db.reader() as session:   # the limit-only ones: no need of the types
+            limits = self._limits(session, project_id)
         overs = sorted(r for r, v in values.items() if 0 <= limits[r] < v)
         for resource in overs:
             if resource == "per_volume_gigabytes":
