@@ -53,16 +53,17 @@ class QuotaSetUpdate(fields.Body):
     tenant_id: str | None = Field(None, max_length=255)
     id: str | None = Field(None, max_length=255)
 
-
     @model_validator(mode="after")
     def _per_type_limits(self):
         """Extra fields must be per-type limits: any other name is refused as the base
-        model refuses unknown fields."""
+        model refuses unknown fields; null means absent, as for the named fields."""
         for name, value in (self.model_extra or {}).items():
             if not per_type.is_per_type(name):
                 raise ValueError("unknown field %r: the quota names are %s, and "
                                  "volumes_<type>, snapshots_<type>, gigabytes_<type>"
                                  % (name[:64], ", ".join(_NAMED)))
+            if value is None:
+                continue
             try:
                 self.model_extra[name] = _LIMIT.validate_python(value)
             except ValidationError:
