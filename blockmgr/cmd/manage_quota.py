@@ -91,12 +91,15 @@ def show_quota(conf, args) -> int:
     width = max([22] + [len(r) for r in usages])
     print("Quota of project %s" % args.project_id)
     print("%-*s %10s %10s %10s" % (width, "resource", "limit", "in_use", "reserved"))
-    for resource, usage in usages.items():   # per-type resources after the project-wide
+    typed = [r for r in usages if r not in QuotaEngine.RESOURCES]
+    for resource in QuotaEngine.RESOURCES + QuotaEngine.LIMIT_ONLY + tuple(typed):
+        if resource in QuotaEngine.LIMIT_ONLY:   # never counted
+            print("%-*s %10s %10s %10s" % (width, resource, _limit_text(limits[resource]),
+                                           "-", "-"))
+            continue
+        usage = usages[resource]
         print("%-*s %10s %10d %10d" % (width, resource, _limit_text(usage["limit"]),
                                        usage["in_use"], usage["reserved"]))
-    for resource in QuotaEngine.LIMIT_ONLY:
-        print("%-*s %10s %10s %10s" % (width, resource, _limit_text(limits[resource]), "-",
-                                       "-"))
     return 0
 
 

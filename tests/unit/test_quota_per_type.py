@@ -417,6 +417,8 @@ def test_cli_shows_sets_and_resets_per_type_limits(cli):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert code == 0 and rows["volumes_gold"] == ["volumes_gold", "4", "1", "0"]
     assert rows["gigabytes_gold"] == ["gigabytes_gold", "unlimited", "2", "0"]
+    names = list(rows)   # project-wide first, then by type
+    assert names.index("per_volume_gigabytes") < names.index("volumes_gold")
     code, out = run("set", "--project-id", P, "--resource", "volumes_silver", "--limit", "4")
     assert code == 2
     assert engine.get_limits(P)["volumes_gold"] == 4
