@@ -20,7 +20,9 @@ What it does, in order (everything it creates it removes again, also on Ctrl-C):
    ids; a volume is done when ``available`` (or ``error``, counted as an error). Latency is
    cast -> the poll that saw the final status (so it includes up to one poll interval).
 6. Samples the daemon's RSS (``/proc/<pid>/status`` ``VmRSS``, and ``VmHWM`` at the end) and
-   CPU time, prints the figures, stops the daemon (SIGTERM), drops the database.
+   CPU time, and the CPU time of the database server, the broker and the benchmark itself
+   over the measured run (whole-system CPU per create), prints the figures, stops the
+   daemon (SIGTERM), drops the database.
 
 Never a timed test: figures go to ``docs/benchmarks.md`` (section "End-to-end (RPC)").
 
@@ -220,6 +222,34 @@ def cpu_seconds(pid: int) -> float:
     with open("/proc/%d/stat" % pid) as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: The processes whose CPU the benchmark adds to the daemon's, by ``/proc/<pid>/comm``:
+#: the database server (MariaDB: one process; PostgreSQL: one per connection) and the broker.
+SYSTEM_PROCESSES = {"database": ("mariadbd", "mysqld", "postgres"),
+                    "broker": ("beam.smp",)}
+
+
+def system_cpu() -> dict[str, float]:
+    """CPU seconds so far of the database server, the broker and this process (the load
+    generator: casting, polling), for the whole-system CPU per create. Processes that exit
+    during the run (a PostgreSQL backend of a closed connection) take their CPU with them:
+    the database figure is then a lower bound."""
+    totals = {"database": 0.0, "broker": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % entry) as comm:
+                name = comm.read().strip()
+            for role, names in SYSTEM_PROCESSES.items():
+                if name in names:
+                    totals[role] += cpu_seconds(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    usage = os.times()
+    totals["client"] = usage.user + usage.system
+    return totals
 
 
 def wait_ready(db_engine, host: str, proc, log: Path, timeout: float = 60.0) -> float:
@@ -463,10 +493,13 @@ def main() -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
         cpu_before = sum(cpu_seconds(d.proc.pid) for d in daemons)
+        system_before = system_cpu()
         result = run_load(daemons[0].conf_path, db_engine,
                           {i: hosts[i] for i in ids[args.warmup:]}, args.in_flight,
                           args.poll_interval, ledger=not args.no_ledger)
         cpu_used = sum(cpu_seconds(d.proc.pid) for d in daemons) - cpu_before
+        system_used = {role: value - system_before[role]
+                       for role, value in system_cpu().items()}
         for sampler in samplers:
             sampler.stop()
         hwm = max(proc_status(d.proc.pid).get("VmHWM", 0) for d in daemons)
@@ -500,6 +533,12 @@ def main() -> int:
               "core%s)" % (cpu_used, n, cpu_used / max(n, 1) * 1000,
                            100 * cpu_used / result["elapsed"],
                            ", all daemons" if len(daemons) > 1 else ""))
+        per = 1000.0 / max(n, 1)
+        print("  system CPU per create  %.1f ms: daemon %.1f + database %.1f + broker %.1f "
+              "+ load generator %.1f" % (
+                  (cpu_used + sum(system_used.values())) * per, cpu_used * per,
+                  system_used["database"] * per, system_used["broker"] * per,
+                  system_used["client"] * per))
         return 1 if result["errors"] else 0
     finally:
         for sampler in samplers:

@@ -42,10 +42,11 @@ def get(session: Session, model: type[M], resource_id: str, *, project_id: str |
     return row
 
 
-def get_columns(session: Session, model: type[M], resource_id: str,
+def get_columns(session: Session | sa.Connection, model: type[M], resource_id: str,
                 columns: tuple[str, ...]) -> sa.Row:
     """Some columns of a live row, as a read-only ``Row`` (attribute access by column name);
-    the typed NotFound like :func:`get`.
+    the typed NotFound like :func:`get`. ``session`` may be a Core connection
+    (``Database.read_connection``).
 
     For readers that only turn the row into a view: no ORM object is built or put in the
     session, which halves the cost of the read.

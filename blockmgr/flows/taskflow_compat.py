@@ -429,6 +429,20 @@ def _retrying(save, detail):
     raise AssertionError("unreachable")
 
 
+#: Benchmark knob, read once at import: ``BLOCKMGR_STOCK_ENGINE`` lists the engine parts to
+#: run as stock TaskFlow (``storage``: TaskFlow's ``Storage`` instead of
+#: :class:`LeanStorage`; ``selector``: its ``Selector`` instead of :class:`PrunedSelector`;
+#: ``reuse``: compile and validate every flow instead of reusing a pooled flow's), or
+#: ``all``, to measure what each saves (``docs/benchmarks.md``). Unset in production.
+STOCK_ENGINE_PARTS = frozenset(
+    part.strip() for part in os.environ.get("BLOCKMGR_STOCK_ENGINE", "").split(",")
+    if part.strip())
+
+
+def _stock(part: str) -> bool:
+    return part in STOCK_ENGINE_PARTS or "all" in STOCK_ENGINE_PARTS
+
+
 class SerialEngine(tf_engine.SerialActionEngine):
     """TaskFlow's serial engine on :class:`LeanStorage` and :class:`PrunedSelector`,
     reusing a pooled flow's compilation and validation.
@@ -444,8 +458,8 @@ class SerialEngine(tf_engine.SerialActionEngine):
                  store_names=None):
         super().__init__(flow, flow_detail, backend, options)
         self.pooled = pooled
-        self._store_names = store_names
-        if pooled is not None and pooled.compilation is not None:
+        self._store_names = None if _stock("reuse") else store_names
+        if pooled is not None and pooled.compilation is not None and not _stock("reuse"):
             self._compiler = _Compiled(pooled.compilation)
 
     @tf_misc.cachedproperty
@@ -455,16 +469,17 @@ class SerialEngine(tf_engine.SerialActionEngine):
                 return self._runtime.fetch_scopes_for(atom_name)
             return None
 
-        return LeanStorage(self._flow_detail, backend=self._backend,
-                           scope_fetcher=_scope_fetcher)
+        storage_class = tf_storage.Storage if _stock("storage") else LeanStorage
+        return storage_class(self._flow_detail, backend=self._backend,
+                             scope_fetcher=_scope_fetcher)
 
     def compile(self):
         super().compile()
-        if self.pooled is not None:
+        if self.pooled is not None and not _stock("reuse"):
             self.pooled.compilation = self._compilation
         runtime = self._runtime
-        if "_builder" not in vars(runtime):   # the builder takes the selector when built
-            runtime._selector = PrunedSelector(runtime)
+        if "_builder" not in vars(runtime) and not _stock("selector"):
+            runtime._selector = PrunedSelector(runtime)   # taken by the builder when built
 
     def validate(self):
         pooled, names = self.pooled, self._store_names

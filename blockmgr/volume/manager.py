@@ -389,8 +389,8 @@ class VolumeManager:
         """The live volume, which must be on this backend, as a view (a Core row: no ORM
         object is built for a read the request only looks at)."""
         _check_id(volume_id, "volume")
-        with self.db.reader() as session:
-            row = repository.get_columns(session, models.Volume, volume_id,
+        with self.db.read_connection() as conn:
+            row = repository.get_columns(conn, models.Volume, volume_id,
                                          objects.VOLUME_VIEW_COLUMNS)
         volume = objects.VolumeView.from_model(row)
         self._check_volume_host(volume)

@@ -34,6 +34,8 @@ import threading
 import time
 from typing import Callable
 
+import sqlalchemy as sa
+
 from blockmgr import context as bm_context
 from blockmgr import exception
 from blockmgr import quota as bm_quota
@@ -156,8 +158,11 @@ def recover(manager) -> RecoveryReport:
     live = runner.backend.unfinished_flow_uuids()
     with manager.db.reader() as session:
         orphans = list(_transitional_rows(session, manager.host))
-        requested = db_requests.open_resource_ids(session, [o[1] for o in orphans])
-    orphans = [o for o in _without_flow(runner, orphans, live) if o[1] not in requested]
+        parents = _group_parents(session, orphans)
+        requested = db_requests.open_resource_ids(
+            session, [o[1] for o in orphans] + sorted(set(parents.values())))
+    orphans = [o for o in _without_flow(runner, orphans, live)
+               if o[1] not in requested and parents.get(o[1]) not in requested]
     for kind, resource_id, status in orphans:
         handler = ORPHAN_HANDLERS.get((kind, status))
         try:
@@ -353,6 +358,24 @@ def _settle(session, quota, kind: str, resource_id: str, status: str, reason: st
         quota.rollback_owned(bm_quota.request_owner(kind, resource_id, status),
                              session=session)
     return target
+
+
+def _group_parents(session, items) -> dict[str, str]:
+    """Member volumes and snapshots among ``items`` -> their group or group snapshot.
+
+    A group operation's request names the group (or group snapshot) only, and its flow
+    moves the members with it; a request still open on the parent will run them, so a
+    transitional member of such a parent is not an orphan -- even when the crash came
+    before the flow's first write and no flow is in the logbook to say so."""
+    parents: dict[str, str] = {}
+    for kind, model, column in (("volume", models.Volume, models.Volume.group_id),
+                                ("snapshot", models.Snapshot,
+                                 models.Snapshot.group_snapshot_id)):
+        ids = [item[1] for item in items if item[0] == kind]
+        if ids:
+            parents.update(session.execute(sa.select(model.id, column).where(
+                model.id.in_(ids), column.is_not(None))).tuples().all())
+    return parents
 
 
 def _without_flow(runner, items, live) -> list:

@@ -38,8 +38,11 @@ import sqlalchemy as sa
 
 from blockmgr import conf as bm_conf
 from blockmgr import context as bm_context
+from blockmgr import exception
+from blockmgr import ledger
 from blockmgr import states
 from blockmgr.db import models
+from blockmgr.db import requests as db_requests
 from blockmgr.db.session import Database
 from blockmgr.drivers import loader
 from blockmgr.drivers.loopback import layout
@@ -48,6 +51,7 @@ from blockmgr.flows import faults
 from blockmgr.flows import persistence
 from blockmgr.notifications import MemoryNotifier
 from blockmgr.quota import QuotaEngine
+from blockmgr.volume import ledger_hooks
 from blockmgr.volume.manager import VolumeManager
 from tests.conftest import create_database
 
@@ -272,19 +276,26 @@ def crash_world(db_backend, crash_databases, tmp_path):
 
 @dataclasses.dataclass
 class Crash:
-    """What the killed worker left: the flows it had not finished."""
+    """What the killed worker left: the flows it had not finished, and the call it was
+    making (``method(CTX, *args)``), which the request ledger would run again."""
 
     spec: str
     flow_ids: set
+    method: str = ""
+    args: tuple = ()
+    request_id: str | None = None
 
 
 def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
     """Run ``manager.<method>(CTX, *args)`` in a forked worker that dies at ``spec``.
 
-    Fails the test unless the worker exited with :data:`faults.EXIT_CODE` (the hook fired)
-    and left at least one unfinished flow in the logbook.
+    Fails the test unless the worker exited with :data:`faults.EXIT_CODE` (the hook fired).
+    The crash may leave no unfinished flow: before the flow's first boundary nothing is in
+    the logbook yet, and after a last task that closes its flow the flow is gone with its
+    final write; :func:`recover` then does what the request ledger does.
     """
     report = os.path.join(world.state_path, "worker-error.txt")
+    request_id = _record_request(world, method, args)
     with warnings.catch_warnings():   # eventlet (imported by oslo, unused here) warns on fork
         warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
         pid = os.fork()
@@ -293,7 +304,9 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
         try:
             world.engines.detach_after_fork()
             os.environ[faults.ENV_VAR] = spec
-            getattr(world.manager(), method)(CTX, *args)
+            manager = world.manager()
+            _requests(manager).run(request_id,
+                                   lambda: getattr(manager, method)(CTX, *args))
             code = NO_CRASH_EXIT
         except BaseException:           # noqa: BLE001 - reported to the parent via a file
             with open(report, "w") as f:
@@ -306,8 +319,27 @@ def crash_worker(world: World, spec: str, method: str, *args) -> Crash:
         pytest.fail("worker for %s(%s) at %s exited %s instead of crashing (%s):\n%s"
                     % (method, args, spec, status, faults.EXIT_CODE, detail[-3000:]))
     unfinished = world.manager().runner.backend.unfinished_flow_uuids()
-    assert unfinished, "the crash at %s left no unfinished flow" % spec
-    return Crash(spec, unfinished)
+    return Crash(spec, unfinished, method, args, request_id)
+
+
+#: The worker's name as the request ledger knows it (its claims' owner prefix).
+WORKER = "node1@lb"
+
+
+def _record_request(world: World, method: str, args: tuple) -> str:
+    """The request the API would have recorded for ``method(CTX, *args)``: the crashed
+    worker claims and runs it, the restarted one finds it again."""
+    kind = next((k for k in ("group_snapshot", "group", "snapshot") if k in method),
+                "volume")
+    resource = args[0] if args and isinstance(args[0], str) else ""
+    with world.engines.db.writer() as session:
+        return db_requests.add(session, kind=kind, resource_id=resource, action=method,
+                               arguments={}, context=CTX.to_dict(), target=WORKER)
+
+
+def _requests(manager: VolumeManager) -> ledger.Ledger:
+    return ledger.Ledger(manager.db, manager.conf, owner_prefix=WORKER, targets=[WORKER],
+                         hooks=ledger_hooks.BackendRequestHooks(manager))
 
 
 def _wait(pid: int) -> int:
@@ -323,11 +355,31 @@ def _wait(pid: int) -> int:
         time.sleep(0.002)
 
 
-def recover(world: World):
+def recover(world: World, crash: Crash | None = None):
     """Start a fresh manager on the world (``init_host`` = recovery); return it and its
-    recovery report."""
+    recovery report.
+
+    Then, with ``crash``, the restarted worker's request ledger takes back the claims of
+    its predecessor and runs the crashed request again, as a restarted daemon does: a
+    crash before the flow's first write left no flow in the logbook, and only the ledger
+    brings that request to its end. The request must end settled.
+    """
     manager = world.manager()
-    return manager, manager.init_host()
+    report = manager.init_host()
+    if crash is not None and crash.request_id is not None:
+        requests = _requests(manager)
+        with manager.db.writer() as session:
+            db_requests.release_previous_claims(session, [WORKER], requests.owner_prefix,
+                                                requests.owner)
+        try:
+            requests.run(crash.request_id,
+                         lambda: getattr(manager, crash.method)(CTX, *crash.args))
+        except exception.BlockmgrError:
+            pass   # it had finished: the run again is refused, and the request settled
+        with manager.db.reader() as session:
+            state = db_requests.get(session, crash.request_id).state
+        assert state in (db_requests.DONE, db_requests.FAILED), (crash.request_id, state)
+    return manager, report
 
 
 # --- the invariants ---------------------------------------------------------------------

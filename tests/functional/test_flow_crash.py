@@ -95,7 +95,7 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
     args, facts = _prepare(crash_world.manager(), op)
     crash = harness.crash_worker(crash_world, spec, op, *args)
 
-    manager, report = harness.recover(crash_world)
+    manager, report = harness.recover(crash_world, crash)
 
     harness.assert_invariants(manager, crash, report)
     if "foreign" in facts:

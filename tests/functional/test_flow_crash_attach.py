@@ -58,7 +58,7 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
     args, vid, att = _prepare(crash_world.manager(), op)
     crash = harness.crash_worker(crash_world, spec, op, *args)
 
-    restarted, report = harness.recover(crash_world)
+    restarted, report = harness.recover(crash_world, crash)
 
     harness.assert_invariants(restarted, crash, report)
     with restarted.db.reader() as session:

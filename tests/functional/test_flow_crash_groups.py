@@ -112,7 +112,7 @@ def test_group_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F
     args = _prepare(crash_world.manager(), op)
     crash = harness.crash_worker(crash_world, spec, op, *args)
 
-    restarted, report = harness.recover(crash_world)
+    restarted, report = harness.recover(crash_world, crash)
 
     harness.assert_invariants(restarted, crash, report)
     if op in ("create_group", "delete_group", "create_group_snapshot",

@@ -110,7 +110,7 @@ def test_crash_at_boundary_then_recover(crash_world, op, spec):  # noqa: F811
     _flow, method, expected = CASES_BY_OP[op]
     crash = harness.crash_worker(crash_world, spec, method, *args)
 
-    restarted, report = harness.recover(crash_world)
+    restarted, report = harness.recover(crash_world, crash)
 
     harness.assert_invariants(restarted, crash, report)
     with restarted.db.reader() as session:
