@@ -31,15 +31,17 @@ and ``gigabytes_<type>`` (Cinder's names), unlimited unless overridden. Callers 
 them: they pass the type of what they count (``reserve(..., volume_type_id=...)``, or
 ``by_type=`` built with :func:`add_for_type` for several types) and
 :meth:`QuotaEngine.expand` adds the per-type deltas, using :mod:`~blockmgr.quota.per_type`,
-the one place that maps a type name to its resources.
+the one place that maps a type name to its resources. A type's rename moves its per-type
+limits, usages and reservations with :meth:`QuotaEngine.rename_volume_type`.
 
 Usage never goes below zero (a negative delta that would push it there is clamped and
 logged) and negative deltas are never refused: a project over its limit may always shrink.
 
-Layout: :mod:`~blockmgr.quota.limits`, :mod:`~blockmgr.quota.reservations` and
-:mod:`~blockmgr.quota.housekeeping` are the parts of :class:`QuotaEngine`
-(:mod:`~blockmgr.quota.engine`); :mod:`~blockmgr.quota.checks` validates arguments and does
-the limit arithmetic; :mod:`~blockmgr.quota.owners` names reservation owners;
+Layout: :mod:`~blockmgr.quota.limits`, :mod:`~blockmgr.quota.reservations`,
+:mod:`~blockmgr.quota.housekeeping` and :mod:`~blockmgr.quota.renames` are the parts of
+:class:`QuotaEngine` (:mod:`~blockmgr.quota.engine`); :mod:`~blockmgr.quota.per_type` names
+the per-type resources; :mod:`~blockmgr.quota.checks` validates arguments and does the limit
+arithmetic; :mod:`~blockmgr.quota.owners` names reservation owners;
 :mod:`~blockmgr.quota.reconciler` runs the periodic reconcile; the SQL is in
 :mod:`blockmgr.db.quota_sql`; transactions are retried by :mod:`blockmgr.db.transaction`.
 """

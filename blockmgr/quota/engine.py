@@ -12,6 +12,7 @@ from blockmgr.db import transaction
 from blockmgr.db.session import Database
 from blockmgr.quota.housekeeping import HousekeepingMixin
 from blockmgr.quota.limits import LimitsMixin
+from blockmgr.quota.renames import RenamesMixin
 from blockmgr.quota.reservations import ReservationsMixin
 
 T = TypeVar("T")
@@ -21,7 +22,7 @@ T = TypeVar("T")
 TRANSACTION_ATTEMPTS = 8
 
 
-class QuotaEngine(LimitsMixin, ReservationsMixin, HousekeepingMixin):
+class QuotaEngine(LimitsMixin, ReservationsMixin, HousekeepingMixin, RenamesMixin):
     """Limits, usages and reservations of every project in one database.
 
     Thread-safe; one instance per process and database is enough. ``conf`` must have the

@@ -1,7 +1,7 @@
 """Per-volume-type quotas on MariaDB and PostgreSQL: concurrent reservations of one type stop
 exactly at its per-type limit (the per-type usage rows are created and locked with the
-project-wide ones), and check/sync count the per-type truth with the server's SQL (the join of
-volumes and snapshots to their type)."""
+project-wide ones), check/sync count the per-type truth with the server's SQL (the join of
+volumes and snapshots to their type), and a type's rename moves its quota."""
 
 from __future__ import annotations
 
@@ -79,4 +79,12 @@ def test_threads_stop_at_the_per_type_limit_and_truth_is_counted(engine):
     assert fixed[("gigabytes_gold", "in_use")] == (LIMIT, 11)
     assert fixed[("snapshots_gold", "in_use")] == (0, 1)
     assert fixed[("volumes_silver", "in_use")] == (0, 1)
+    assert quota.check() == []
+
+    # Renaming gold moves its limit and usage, locked and rewritten with the server's SQL.
+    with db.writer() as session:
+        session.get(models.VolumeType, gold).name = "platinum"
+        assert quota.rename_volume_type("gold", "platinum", session=session) == 4
+    assert quota.get_limits(PROJECT)["volumes_platinum"] == LIMIT
+    assert quota.get_usages(PROJECT)["gigabytes_platinum"]["in_use"] == 11
     assert quota.check() == []

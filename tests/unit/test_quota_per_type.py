@@ -450,3 +450,62 @@ def flow_env(sqlite_database, conf):
 def group_env(sqlite_database, conf):
     return group_flows.build(conf, sqlite_database,
                              group_flows.FakeDriver(None, "fake", host="node1@fake"))
+
+
+# --- renaming a type ------------------------------------------------------------------------
+
+def _rename(db, engine, type_id, new_name):
+    """What renaming a type does: the row's new name and the quota's move, one transaction."""
+    with db.writer() as session:
+        row = session.get(models.VolumeType, type_id)
+        old_name, row.name = row.name, new_name
+        return engine.rename_volume_type(old_name, new_name, session=session)
+
+
+def test_a_rename_moves_limits_usage_and_live_reservations(engine, sqlite_database):
+    gold = new_type(sqlite_database, "gold")
+    engine.set_limit(P, "volumes_gold", 3)
+    add_volume(sqlite_database, 2, gold)
+    engine.commit(engine.reserve(P, volumes=1, gigabytes=2, volume_type_id=gold))
+    pending = engine.reserve(P, volumes=1, gigabytes=5, volume_type_id=gold)
+    assert _rename(sqlite_database, engine, gold, "platinum") == 3   # 1 limit, 2 usages
+    assert engine.get_limits(P)["volumes_platinum"] == 3 and "volumes_gold" not in \
+        engine.get_limits(P)
+    assert used(engine)["volumes_platinum"] == (1, 1)
+    assert used(engine)["gigabytes_platinum"] == (2, 5)
+    engine.rollback(pending)   # the live reservation follows the usage row
+    assert used(engine)["gigabytes_platinum"] == (2, 0)
+    assert engine.check(P) == []
+    engine.reserve(P, volumes=2, volume_type_id=gold)
+    with pytest.raises(exception.OverQuota, match="volumes_platinum"):
+        engine.reserve(P, volumes=1, volume_type_id=gold)
+
+
+def test_a_rename_onto_a_deleted_types_name_replaces_its_leftovers(engine, sqlite_database):
+    old = new_type(sqlite_database, "silver")
+    engine.set_limit(P, "volumes_silver", 9)
+    engine.commit(engine.reserve(P, volumes=4, volume_type_id=old))   # counts no volume
+    delete_type(sqlite_database, old)
+    gold = new_type(sqlite_database, "gold")
+    add_volume(sqlite_database, 1, gold)
+    engine.commit(engine.reserve(P, volumes=1, gigabytes=1, volume_type_id=gold))
+    pending = engine.reserve(P, volumes=1, gigabytes=1, volume_type_id=gold)
+    _rename(sqlite_database, engine, gold, "silver")
+    assert engine.get_limits(P)["volumes_silver"] == -1   # the deleted type's limit is gone
+    assert used(engine)["volumes_silver"] == (1, 1)
+    engine.commit(pending)
+    assert used(engine)["volumes_silver"] == (2, 0)
+    add_volume(sqlite_database, 1, gold)
+    # (the project-wide volumes still hold the 4 the test reserved for no volume)
+    assert [d for d in engine.check(P) if per_type.is_per_type(d.resource)] == []
+    with sqlite_database.reader() as session:   # the old name's row is left at zero
+        old_rows = session.execute(sa.select(models.QuotaUsage.in_use,
+                                             models.QuotaUsage.reserved).where(
+            models.QuotaUsage.resource == "volumes_gold")).all()
+    assert [tuple(r) for r in old_rows] == [(0, 0)]
+
+
+def test_rename_refuses_bad_names(engine):
+    with pytest.raises(exception.InvalidInput):
+        engine.rename_volume_type("gold", "")
+    assert engine.rename_volume_type("gold", "gold") == 0
