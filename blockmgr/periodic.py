@@ -54,7 +54,8 @@ class PeriodicTimer:
         self._stop = threading.Event()
         self._guard = threading.Lock()   # orders stop() against a run's start and end
         self._running = False
-        self._worker = periodics.PeriodicWorker([], log=LOG, on_failure=self._failed,
+        # futurist's own lines (a DEBUG one per run) stay under its logger, "futurist".
+        self._worker = periodics.PeriodicWorker([], on_failure=self._failed,
                                                 schedule_strategy="last_started")
         self._watcher = self._worker.add(
             periodics.periodic(self.interval, run_immediately=True)(self._tick_function()))

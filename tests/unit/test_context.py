@@ -60,8 +60,15 @@ def test_a_dict_stored_by_an_earlier_release_loads():
 
 
 def test_an_oslo_context_dict_loads():
-    sent = oslo_context.RequestContext(user_id="u1", project_id="p1", request_id="req-9",
-                                       overwrite=False).to_dict()
+    sent = {}
+
+    def build():   # in a thread of its own: oslo's constructor makes it the current context
+        sent.update(oslo_context.RequestContext(user_id="u1", project_id="p1",
+                                                request_id="req-9").to_dict())
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join(5)
     ctx = context.RequestContext.from_dict(sent)
     assert (ctx.project_id, ctx.user_id, ctx.request_id, ctx.is_admin) == (
         "p1", "u1", "req-9", False)
