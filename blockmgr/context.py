@@ -17,8 +17,8 @@ keeps the contract blockmgr relies on:
   or :meth:`~RequestContext.elevated`. Equality and the hash are those of :data:`FIELDS`.
   (Only these five are guarded, with a property each, not a ``__setattr__`` on every
   attribute: oslo's constructor sets some 35 attributes, and a Python ``__setattr__`` would
-  make building a context, which every RPC message and stored request does, five times
-  slower.)
+  make building a context, which every RPC message and stored request does, about six
+  times slower.)
 * **Building one never changes the thread's log identity.** oslo's constructor stores the new
   context in oslo.context's thread-local (which oslo.log formats every line with) when asked
   to or when the thread has none; a blockmgr context is stored only by an explicit
@@ -71,8 +71,7 @@ class RequestContext(oslo_context.RequestContext):
     user_id = _set_once("user_id")
     request_id = _set_once("request_id")
     read_deleted = _set_once("read_deleted")
-    # oslo's constructor stores is_admin in ``_is_admin`` directly; its property's setter
-    # is the only other way in.
+    # oslo's constructor writes ``_is_admin`` itself, so this setter always refuses.
     is_admin = _set_once("is_admin")
 
     _built = False
