@@ -235,6 +235,9 @@ class VolumeTypeService:
                                % DEFAULT_TYPE_NAME)
                 if _by_name(session, name, required=False) is not None:
                     raise exception.VolumeTypeExists(name=name)
+                # The per-type quota (volumes_<name>, ...) follows the name, in the same
+                # transaction.
+                self.quota.rename_volume_type(row.name, name, session=session)
                 row.name = name
             if description is not None:
                 row.description = description

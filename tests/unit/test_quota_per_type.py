@@ -509,3 +509,18 @@ def test_rename_refuses_bad_names(engine):
     with pytest.raises(exception.InvalidInput):
         engine.rename_volume_type("gold", "")
     assert engine.rename_volume_type("gold", "gold") == 0
+
+
+def test_renaming_a_type_through_the_api_moves_its_quota_with_it(env):
+    """``PUT /types/{id}`` with a new name: the limits and the usage of ``*_gold`` are
+    ``*_platinum``'s in the same transaction, and the new name's limit applies at once."""
+    gold = env.volume_types.create_type(ADMIN, "gold")
+    env.quotas.update(ADMIN, "pA", {"volumes_gold": 1})
+    env.volumes.create_volume(A, 2, volume_type="gold")
+    env.volume_types.update_type(ADMIN, gold["id"], name="platinum")
+    shown = env.quotas.show(A, "pA", usage=True)
+    assert shown["volumes_platinum"] == {"in_use": 1, "reserved": 0, "limit": 1}
+    assert shown["gigabytes_platinum"]["in_use"] == 2
+    assert not any(r.endswith("_gold") for r in shown)
+    with pytest.raises(exception.OverQuota, match="volumes_platinum"):
+        env.volumes.create_volume(A, 1, volume_type="platinum")
