@@ -41,6 +41,7 @@ from blockmgr import metrics
 from blockmgr.db import repository
 from blockmgr.flows import common
 from blockmgr.flows import faults
+from blockmgr.flows import linear
 from blockmgr.flows import persistence
 from blockmgr.flows import taskflow_compat
 
@@ -339,11 +340,15 @@ class FlowRunner:
         if declare is not None:
             declare(*_deferrable_atoms(engine))
         listener = faults.listener_for(engine, self.fault)
+        tasks = None if resumed else _linear_tasks(engine)
         try:
             # Log lines carry the request and flow ids; metrics count the run.
             with listener, logcontext.engine_scope(engine), \
                     metrics.observe_flow(engine, resumed):
-                engine.run()
+                if tasks is None:
+                    engine.run()
+                else:
+                    linear.run(engine, tasks)   # the engine takes over if a task fails
         except Exception as exc:  # the flow reverted; the caller maps the error
             return FlowOutcome(flow_id, engine, exc)
         finally:
@@ -351,6 +356,23 @@ class FlowRunner:
             if release is not None:
                 release(flow_id)
         return FlowOutcome(flow_id, engine)
+
+
+def _linear_tasks(engine) -> list | None:
+    """The tasks :func:`linear.run` runs for ``engine``'s flow, or None (run the engine);
+    found once per pooled flow. ``BLOCKMGR_STOCK_ENGINE=linear`` (a benchmark knob, with
+    ``taskflow_compat.STOCK_ENGINE_PARTS``) runs every flow on the engine."""
+    if taskflow_compat.stock_engine("linear"):
+        return None
+    pooled = getattr(engine, "pooled", None)
+    if pooled is None:
+        return linear.tasks_of(taskflow_compat.engine_flow(engine))
+    if pooled.linear is _UNKNOWN:
+        pooled.linear = linear.tasks_of(pooled.flow)
+    return pooled.linear
+
+
+_UNKNOWN = object()
 
 
 class PooledFlow:
@@ -367,6 +389,7 @@ class PooledFlow:
         self.compilation = None
         self.validated: set[frozenset] = set()
         self.tasks: dict | None = None
+        self.linear = _UNKNOWN     # linear.tasks_of(flow), found at the first run
         detail = tf_models.FlowDetail("factory", uuid="factory")
         tf_helpers.save_factory_details(detail, factory, (), kwargs)
         self.factory_meta = detail.meta
@@ -380,6 +403,7 @@ class _DetailFlow:
         self.compilation = None
         self.validated: set[frozenset] = set()
         self.tasks: dict | None = None
+        self.linear = _UNKNOWN
 
 
 #: Flow details read per batch by :meth:`FlowRunner.load_details` (bound parameters stay

@@ -432,15 +432,20 @@ def _retrying(save, detail):
 #: Benchmark knob, read once at import: ``BLOCKMGR_STOCK_ENGINE`` lists the engine parts to
 #: run as stock TaskFlow (``storage``: TaskFlow's ``Storage`` instead of
 #: :class:`LeanStorage`; ``selector``: its ``Selector`` instead of :class:`PrunedSelector`;
-#: ``reuse``: compile and validate every flow instead of reusing a pooled flow's), or
+#: ``reuse``: compile and validate every flow instead of reusing a pooled flow's;
+#: ``linear``: run every flow on the action engine, not ``blockmgr.flows.linear``), or
 #: ``all``, to measure what each saves (``docs/benchmarks.md``). Unset in production.
 STOCK_ENGINE_PARTS = frozenset(
     part.strip() for part in os.environ.get("BLOCKMGR_STOCK_ENGINE", "").split(",")
     if part.strip())
 
 
-def _stock(part: str) -> bool:
+def stock_engine(part: str) -> bool:
+    """Whether ``part`` runs as stock TaskFlow (:data:`STOCK_ENGINE_PARTS`)."""
     return part in STOCK_ENGINE_PARTS or "all" in STOCK_ENGINE_PARTS
+
+
+_stock = stock_engine
 
 
 class SerialEngine(tf_engine.SerialActionEngine):

@@ -66,7 +66,9 @@ def test_every_transition_mode_commits_more(tmp_path):
     commits = _count_commits(backend.engine)
     flow_engine.FlowRunner(backend, "h@b").run(seven_steps, store={}, runtime=_runtime(),
                                                kind="volume", resource_id="v1")
-    assert commits[0] > 20
+    # every state change of every atom and of the flow: RUNNING and SUCCESS of 7 tasks,
+    # the store, the flow's RUNNING and SUCCESS -- against 8 at the boundaries
+    assert commits[0] >= 2 * 7 + 3
 
 
 def test_prune_on_finish_removes_rows(tmp_path):
