@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Callable
 
+from blockmgr import periodic
+
 LOG = logging.getLogger(__name__)
 
 #: Exit status of a worker that stopped itself after losing a claim.
@@ -59,22 +61,19 @@ class ClaimKeeper:
         self._clock = clock
         self._held: dict[str, float] = {}    # flow uuid -> last successful renewal
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer: periodic.PeriodicTimer | None = None
         self.renewals = 0
 
     def start(self) -> "ClaimKeeper":
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name="claims-%s" % self.owner)
-        self._thread.start()
+        self._timer = periodic.PeriodicTimer("claims-%s" % self.owner, self.interval,
+                                             self._round, initial_delay=self.interval).start()
         return self
 
     def stop(self) -> None:
         """Stop renewing (the claims still held expire ``ttl`` seconds after the last
         renewal, then peers take their flows over)."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(self.interval + 6)
+        if self._timer is not None:
+            self._timer.stop(self.interval + 6)
 
     def add(self, flow_uuid: str) -> None:
         """Start renewing a claim this worker has just taken."""
@@ -122,9 +121,8 @@ class ClaimKeeper:
             if still:
                 self.on_lost(flow_uuid, why)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.renew_all()
-            except Exception:   # never let the keeper die: losing it loses every claim
-                LOG.exception("Claim renewal round failed")
+    def _round(self) -> None:
+        try:
+            self.renew_all()
+        except Exception:   # never let the keeper die: losing it loses every claim
+            LOG.exception("Claim renewal round failed")

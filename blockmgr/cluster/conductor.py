@@ -29,6 +29,7 @@ from concurrent import futures
 from typing import Callable
 
 from blockmgr import exception
+from blockmgr import periodic
 from blockmgr.db import repository
 from blockmgr.db import requests as db_requests
 from blockmgr.flows import persistence as flow_persistence
@@ -56,19 +57,19 @@ class TakeoverConductor:
         self._pool = futures.ThreadPoolExecutor(max_workers=workers,
                                                 thread_name_prefix="takeover")
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._timer: periodic.PeriodicTimer | None = None
 
     def start(self) -> "TakeoverConductor":
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name="conductor-%s" % self.runner.owner)
-        self._thread.start()
+        self._timer = periodic.PeriodicTimer(
+            "conductor-%s" % self.runner.owner, self.interval, self._round,
+            initial_delay=self.interval).start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop looking for work; flows being taken over finish in their threads."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._timer is not None:
+            self._timer.stop(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def poll_once(self, wait: bool = False) -> int:
@@ -90,14 +91,13 @@ class TakeoverConductor:
             futures.wait(taken)
         return len(taken)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll_once()
-            except exception.ClusterUnavailable as exc:
-                LOG.warning("Cannot look for flows to take over: %s", exc)
-            except Exception:
-                LOG.exception("Takeover round failed")
+    def _round(self) -> None:
+        try:
+            self.poll_once()
+        except exception.ClusterUnavailable as exc:
+            LOG.warning("Cannot look for flows to take over: %s", exc)
+        except Exception:
+            LOG.exception("Takeover round failed")
 
     def _finish(self, flow_uuid: str, details: dict) -> None:
         try:

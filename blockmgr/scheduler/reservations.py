@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from typing import Callable
+
+from blockmgr import periodic
 
 LOG = logging.getLogger(__name__)
 
@@ -79,28 +80,15 @@ class ReservationSweeper:
 
 
 class PeriodicSweep:
-    """Runs ``sweeper.sweep()`` at start and then every ``interval`` seconds in a daemon
-    thread until :meth:`stop`. A failing sweep is logged and retried at the next tick."""
+    """Runs ``sweeper.sweep()`` at start and then every ``interval`` seconds until
+    :meth:`stop` (a :class:`blockmgr.periodic.PeriodicTimer`: a failing sweep is logged
+    and runs again at the next tick)."""
 
     def __init__(self, sweeper: ReservationSweeper, interval: float):
-        self._sweeper = sweeper
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reservation-sweeper",
-                                        daemon=True)
+        self._timer = periodic.PeriodicTimer("reservation-sweeper", interval, sweeper.sweep)
 
     def start(self) -> None:
-        self._thread.start()
+        self._timer.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._sweeper.sweep()
-            except Exception:
-                LOG.exception("Reservation sweep failed; retrying in %s s", self._interval)
-            self._stop.wait(self._interval)
+        self._timer.stop(timeout)
