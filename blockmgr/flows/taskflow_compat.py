@@ -6,8 +6,7 @@ TaskFlow upgrade has one module to review:
 
 * **Engine** (:class:`SerialEngine`): TaskFlow's serial action engine on
   :class:`LeanStorage` (a cheaper lock, a plain retry loop around saves, direct reads of
-  atom states), with the :class:`PrunedSelector` (no walk past unfinished atoms), and reuse
-  of a pooled flow's compilation and validation. Each keeps TaskFlow's behaviour; they only
+  atom states), and reuse of a pooled flow's compilation and validation. Each keeps TaskFlow's behaviour; they only
   cost less engine CPU per flow.
 * **Logbook backend** (:class:`SharedTablesBackend`, :class:`SharedTablesConnection`): the
   stock SQLAlchemy backend and connection on one module-level set of tables, so the lean
@@ -24,7 +23,6 @@ when it says anything.
 
 from __future__ import annotations
 
-import collections
 import importlib.metadata
 import importlib.util
 import os
@@ -67,8 +65,6 @@ from taskflow import states as tf_states  # noqa: E402
 from taskflow import storage as tf_storage  # noqa: E402
 from taskflow.engines import helpers as tf_helpers  # noqa: E402
 from taskflow.engines.action_engine import engine as tf_engine  # noqa: E402
-from taskflow.engines.action_engine import runtime as tf_runtime  # noqa: E402
-from taskflow.engines.action_engine import selector as tf_selector  # noqa: E402
 from taskflow.persistence.backends import impl_sqlalchemy  # noqa: E402
 from taskflow.utils import misc as tf_misc  # noqa: E402
 
@@ -89,10 +85,6 @@ _CLASS_NAMES = (
     (tf_storage.Storage, "_save_flow_detail"),
     (tf_storage.Storage, "_save_atom_detail"),
     (tf_storage.Storage, "injector_name"),
-    (tf_selector.Selector, "_browse_atoms_for_execute"),
-    (tf_selector.Selector, "_get_maybe_ready_for_execute"),
-    (tf_runtime.Runtime, "selector"),
-    (tf_runtime.Runtime, "builder"),
     (tf_engine.SerialActionEngine, "storage"),
 )
 #: Private names of TaskFlow's Redis jobboard relied on (checked only by :func:`problems`:
@@ -104,7 +96,6 @@ _INSTANCE_NAMES = {
     "storage": ("_flowdetail", "_atom_name_to_uuid", "_lock"),
     "engine": ("_flow", "_flow_detail", "_backend", "_compiler", "_compiled",
                "_compilation", "_runtime", "_validated"),
-    "selector": ("_execution_graph", "_storage"),
 }
 
 
@@ -142,7 +133,7 @@ def problems() -> list[str]:
 
 
 def _sample_objects() -> dict:
-    """A backend, an engine, its storage and its selector, from a one-task flow run."""
+    """A backend, an engine and its storage, from a one-task flow run."""
     from taskflow import task as tf_task
     from taskflow.patterns import linear_flow
     from taskflow.persistence import models as tf_models
@@ -156,8 +147,7 @@ def _sample_objects() -> dict:
     detail = tf_models.FlowDetail("compat-probe", uuid="compat-probe")
     engine = tf_engine.SerialActionEngine(flow, detail, None, {})
     engine.run()
-    return {"backend": backend, "engine": engine, "storage": engine.storage,
-            "selector": engine._runtime.selector}
+    return {"backend": backend, "engine": engine, "storage": engine.storage}
 
 
 # --- small accessors ---------------------------------------------------------------------
@@ -279,47 +269,6 @@ class _Compiled:
         return self._compilation
 
 
-class PrunedSelector(tf_selector.Selector):
-    """TaskFlow's selector, without the walk past atoms that have not finished.
-
-    When an atom completes, stock looks at *every* atom downstream of it (breadth first)
-    and asks each whether it is ready -- for a linear flow of n tasks that is n(n-1)/2
-    readiness checks per run, a fifth of the engine's work for 7 tasks. An atom is ready
-    to execute only if *all* its ancestors finished (``SUCCESS``/``IGNORE`` with intention
-    ``EXECUTE``/``IGNORE``; stock's check walks them all), so nothing found only beyond an
-    unfinished atom can be ready: the walk stops there. Flow connector nodes are walked
-    through as stock does. The same atoms are found (only their discovery order may differ,
-    and the engine schedules them as a set); reverting and the first selection (no atom)
-    are stock.
-    """
-
-    _DONE_STATES = frozenset({tf_states.SUCCESS, tf_states.IGNORE})
-    _DONE_INTENTIONS = frozenset({tf_states.EXECUTE, tf_states.IGNORE})
-
-    def _browse_atoms_for_execute(self, atom=None):
-        if atom is None:
-            yield from super()._browse_atoms_for_execute()
-            return
-        graph, storage = self._execution_graph, self._storage
-        queue = collections.deque(graph.successors(atom))
-        seen = set()
-        while queue:
-            node = queue.popleft()
-            if node in seen:
-                continue
-            seen.add(node)
-            attrs = graph.nodes[node]
-            if attrs.get("noop"):      # a flow's connector: walk through it
-                queue.extend(graph.successors(node))
-                continue
-            ready, late_decider = self._get_maybe_ready_for_execute(node)
-            if ready:
-                yield (node, late_decider)
-            state, intention = storage.get_atoms_states([node.name])[node.name]
-            if state in self._DONE_STATES and intention in self._DONE_INTENTIONS:
-                queue.extend(graph.successors(node))
-
-
 class ExclusiveLock:
     """A reentrant lock with the ``read_lock()``/``write_lock()`` API of fasteners'
     ``ReaderWriterLock``.
@@ -431,8 +380,7 @@ def _retrying(save, detail):
 
 #: Benchmark knob, read once at import: ``BLOCKMGR_STOCK_ENGINE`` lists the engine parts to
 #: run as stock TaskFlow (``storage``: TaskFlow's ``Storage`` instead of
-#: :class:`LeanStorage`; ``selector``: its ``Selector`` instead of :class:`PrunedSelector`;
-#: ``reuse``: compile and validate every flow instead of reusing a pooled flow's;
+#: :class:`LeanStorage`; ``reuse``: compile and validate every flow instead of reusing a pooled flow's;
 #: ``linear``: run every flow on the action engine, not ``blockmgr.flows.linear``), or
 #: ``all``, to measure what each saves (``docs/benchmarks.md``). Unset in production.
 STOCK_ENGINE_PARTS = frozenset(
@@ -449,8 +397,8 @@ _stock = stock_engine
 
 
 class SerialEngine(tf_engine.SerialActionEngine):
-    """TaskFlow's serial engine on :class:`LeanStorage` and :class:`PrunedSelector`,
-    reusing a pooled flow's compilation and validation.
+    """TaskFlow's serial engine on :class:`LeanStorage`, reusing a pooled flow's
+    compilation and validation.
 
     ``pooled`` (optional) is any object with a ``compilation`` attribute (None until the
     first compile, then kept there) and a ``validated`` set of store-name sets. Validation
@@ -482,9 +430,6 @@ class SerialEngine(tf_engine.SerialActionEngine):
         super().compile()
         if self.pooled is not None and not _stock("reuse"):
             self.pooled.compilation = self._compilation
-        runtime = self._runtime
-        if "_builder" not in vars(runtime) and not _stock("selector"):
-            runtime._selector = PrunedSelector(runtime)   # taken by the builder when built
 
     def validate(self):
         pooled, names = self.pooled, self._store_names
