@@ -143,12 +143,15 @@ class FlowRunner:
             engine.storage.inject(dict(store, flow_id=flow_id))
             if transient:
                 engine.storage.inject(transient, transient=True)
-            engine.compile()
-            engine.prepare()
+            plan = _linear_plan(engine, dict(store, flow_id=flow_id, runtime=runtime,
+                                             **(transient or {})))
+            if plan is None:
+                engine.compile()
+                engine.prepare()
             # Nothing is written yet: the detail, its atoms and its store go to the logbook
             # with the first boundary (the first task with a side effect), or not at all
             # when the last task writes the flow's end (close_in) before any boundary.
-            outcome = self._run(engine, flow_id)
+            outcome = self._run(engine, flow_id, plan=plan)
             if not _logbook_failed(outcome.failure):
                 return outcome
         return self._after_logbook_failure(flow, outcome, runtime, resource_id)
@@ -335,20 +338,22 @@ class FlowRunner:
             after.append(ledger.finish_in(conn))
         return lambda: [callback() for callback in after]
 
-    def _run(self, engine, flow_id: str, resumed: bool = False) -> FlowOutcome:
+    def _run(self, engine, flow_id: str, resumed: bool = False,
+             plan: tuple | None = None) -> FlowOutcome:
+        """Run ``engine`` to its end; ``plan`` (``(tasks, values)``, :func:`_linear_plan`)
+        runs a fresh linear flow with :func:`linear.run`."""
         declare = getattr(self.backend, "declare_atoms", None)
         if declare is not None:
             declare(*_deferrable_atoms(engine))
         listener = faults.listener_for(engine, self.fault)
-        tasks = None if resumed else _linear_tasks(engine)
         try:
             # Log lines carry the request and flow ids; metrics count the run.
             with listener, logcontext.engine_scope(engine), \
                     metrics.observe_flow(engine, resumed):
-                if tasks is None:
+                if plan is None:
                     engine.run()
                 else:
-                    linear.run(engine, tasks)   # the engine takes over if a task fails
+                    linear.run(engine, *plan)   # the engine takes over if a task fails
         except Exception as exc:  # the flow reverted; the caller maps the error
             return FlowOutcome(flow_id, engine, exc)
         finally:
@@ -356,6 +361,15 @@ class FlowRunner:
             if release is not None:
                 release(flow_id)
         return FlowOutcome(flow_id, engine)
+
+
+def _linear_plan(engine, values: dict) -> tuple | None:
+    """``(tasks, values)`` for :func:`linear.run` when ``engine``'s fresh flow is linear and
+    :func:`linear.prepare` readied its storage, else None (compile and run the engine)."""
+    tasks = _linear_tasks(engine)
+    if tasks is None or not linear.prepare(engine, tasks, values):
+        return None
+    return tasks, values
 
 
 def _linear_tasks(engine) -> list | None:

@@ -10,8 +10,8 @@ storage transitions, in the same order, with the same notifications.
 engine's own :class:`~taskflow.storage.Storage` and notifiers (TaskFlow's public engine
 attributes): for each task in order, the ``RUNNING`` state (the persistence backend commits
 it as the boundary rules say), the ``RUNNING`` notification, the call of ``execute`` with
-the arguments the storage maps for it, then the result with ``SUCCESS`` and its
-notification; the flow goes ``RUNNING`` then ``SUCCESS`` as the engine would set it. So the
+its arguments (from the store and the earlier tasks' results, mapped as the task's
+``rebind`` and ``provides`` say), then the result with ``SUCCESS`` and its notification; the flow goes ``RUNNING`` then ``SUCCESS`` as the engine would set it. So the
 logbook, the listeners (metrics, crash points, log context) and recovery see what they see
 with the engine.
 
@@ -19,8 +19,9 @@ Everything else stays TaskFlow's: when a task raises, its failure is saved as th
 saves it (``FAILURE``) and the engine is run -- it finds the failed atom and reverts the
 flow, exactly as it reverts a flow resumed after a crash; resumed flows, flows with nested
 flows or retries, and any flow this module does not recognise run on the engine from the
-start. The one difference in the logbook: a task's progress is not recorded (TaskFlow
-records 0.0 and 1.0 around ``execute``; nothing reads it).
+start. The flow is not compiled unless the engine takes over (:func:`prepare`). The one
+difference in the logbook: a task's progress is not recorded (TaskFlow records 0.0 and 1.0
+around ``execute``; nothing reads it).
 """
 
 from __future__ import annotations
@@ -42,13 +43,34 @@ def tasks_of(flow) -> list | None:
     return tasks
 
 
-def run(engine, tasks: list) -> None:
-    """Run a fresh, compiled and prepared ``engine`` whose flow is the linear ``tasks``.
+def prepare(engine, tasks: list, values: dict) -> bool:
+    """Make ``engine``'s storage ready for :func:`run` without compiling the flow: True
+    when every task's required arguments are found in ``values`` (the store, transient
+    values included) or among what an earlier task provides, and the tasks' atoms are
+    then in the storage; False (nothing done) when something is missing -- the engine is
+    then compiled and run as usual, and refuses the flow with TaskFlow's own error.
+
+    Compiling (an execution graph, scopes, per-atom actions) and TaskFlow's validation are
+    what a linear flow whose arguments are all at hand does not need: ``run`` maps the
+    arguments itself, in order."""
+    available = set(values)
+    for task in tasks:
+        if any(name not in available and arg not in task.optional
+               for arg, name in task.rebind.items()):
+            return False
+        available.update(task.save_as)
+    engine.storage.ensure_atoms(tasks)
+    return True
+
+
+def run(engine, tasks: list, values: dict) -> None:
+    """Run a fresh ``engine`` whose flow is the linear ``tasks``, made ready by
+    :func:`prepare` with ``values``; each task's arguments come from ``values``, which
+    takes each result under the names the task provides.
 
     Raises what ``engine.run()`` raises when a task fails (after the engine reverted the
     flow); returns when every task succeeded and the flow is ``SUCCESS``.
     """
-    engine.validate()
     storage = engine.storage
     _flow_state(engine, tf_states.RUNNING)
     for task in tasks:
@@ -60,8 +82,8 @@ def run(engine, tasks: list) -> None:
         uuid = storage.get_atom_uuid(name)
         engine.atom_notifier.notify(tf_states.RUNNING, {
             "task_name": name, "task_uuid": uuid, "old_state": old_state})
-        arguments = storage.fetch_mapped_args(task.rebind, atom_name=name,
-                                              optional_args=task.optional)
+        arguments = {arg: values[source] for arg, source in task.rebind.items()
+                     if source in values}
         try:
             result = task.execute(**arguments)
         except Exception:
@@ -73,6 +95,8 @@ def run(engine, tasks: list) -> None:
             engine.run()   # TaskFlow reverts the flow from the failed task; raises
             return
         storage.save(name, result, tf_states.SUCCESS)
+        for provided, index in task.save_as.items():
+            values[provided] = result if index is None else result[index]
         engine.atom_notifier.notify(tf_states.SUCCESS, {
             "task_name": name, "task_uuid": uuid, "old_state": tf_states.RUNNING,
             "result": result})

@@ -73,11 +73,11 @@ def _run(runner, factory, events=None):
     """Run ``factory``'s flow, recording ``(state, task)`` of every task notification."""
     original = runner._run
 
-    def recording(engine, flow_id, resumed=False):
+    def recording(engine, flow_id, **kwargs):
         if events is not None:
             engine.atom_notifier.register(
                 "*", lambda state, details: events.append((state, details["task_name"])))
-        return original(engine, flow_id, resumed)
+        return original(engine, flow_id, **kwargs)
 
     runner._run = recording
     return runner.run(factory, store={"seed": "s0"}, runtime=_runtime(), kind="volume",
@@ -87,6 +87,16 @@ def _run(runner, factory, events=None):
 def test_only_linear_flows_of_tasks_take_the_short_path():
     assert [t.name for t in linear.tasks_of(good_flow())] == ["t0", "t1", "t2"]
     assert linear.tasks_of(nested_flow()) is None
+
+
+def test_a_flow_missing_an_argument_is_left_to_the_engine_which_refuses_it(runner):
+    """Without ``seed`` in the store the short path does not start (nothing is run) and
+    TaskFlow refuses the flow with its own error, as it always did."""
+    from taskflow import exceptions as tf_exc
+    outcome = runner.run(good_flow, store={}, runtime=_runtime(), kind="volume",
+                         resource_id="v1")
+    assert isinstance(outcome.failure, tf_exc.MissingDependencies)
+    assert CALLS == []
 
 
 def test_a_linear_flow_leaves_what_the_engine_leaves(runner):
