@@ -113,7 +113,12 @@ class FlowRunner:
             try:
                 conn.get_logbook(self.book.uuid, lazy=True)
             except tf_exc.NotFound:
-                conn.save_logbook(self.book)
+                try:
+                    conn.save_logbook(self.book)
+                except Exception:
+                    # Another member of the same cluster (one logbook per cluster host)
+                    # created it at the same moment: then it exists now.
+                    conn.get_logbook(self.book.uuid, lazy=True)
 
     # --- launching ----------------------------------------------------------------------
 

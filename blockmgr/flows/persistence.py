@@ -170,6 +170,13 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         """Stage a new flow detail under ``book`` (which must exist); written by the next
         :meth:`flush` of the flow, together with its atoms and store."""
         with self._lock:
+            if flow_detail.uuid in self._stored or flow_detail.uuid in self._closed:
+                # A new flow under the uuid of one this process read or ran before (a
+                # request run again after a peer finished its earlier flow and deleted
+                # it): what was known of that flow is stale, its rows may be gone.
+                self._forget(flow_detail.uuid)
+                self._staged.pop(flow_detail.uuid, None)
+                self._closed.pop(flow_detail.uuid, None)
             self._parents[flow_detail.uuid] = book.uuid
             self._staged.setdefault(flow_detail.uuid, _Staged()).flow = flow_detail
 

@@ -257,3 +257,19 @@ def test_a_pure_task_after_a_task_that_reverts_on_crash_still_commits_its_start(
         strict_flow, store={}, runtime=_runtime(), kind="volume", resource_id="v1")
     assert outcome.succeeded
     assert SEEN["step1"] == {"step0": tf_states.SUCCESS, "step1": tf_states.RUNNING}
+
+
+def test_a_new_flow_under_the_uuid_of_one_a_peer_deleted_is_written_whole(tmp_path):
+    """A worker read a flow at start (recovery), a peer finished and deleted it, then the
+    same request runs again here under the same flow id: the new flow detail is inserted,
+    not "updated" from stale knowledge (its atoms would reference a missing row)."""
+    backend = _backend(tmp_path, prune_on_finish=True)
+    runner = flow_engine.FlowRunner(backend, "h@b")
+    first = runner.run(seven_steps, store={}, runtime=_runtime(), kind="volume",
+                       resource_id="v1", flow_id="0f0e0d0c-0000-4000-8000-00000000000a")
+    assert first.succeeded
+    # what a restarted worker knows of a flow it read at start, deleted since by a peer
+    backend.remember(tf_models.FlowDetail("seven", uuid=first.flow_id))
+    again = runner.run(seven_steps, store={}, runtime=_runtime(), kind="volume",
+                       resource_id="v1", flow_id=first.flow_id)
+    assert again.succeeded, again.failure
