@@ -5,7 +5,7 @@ Every command handles the per-volume-type resources (``volumes_<type>``, ...) li
 ``set``/``reset`` take them as ``--resource``.
 
 ``check`` exits 1 when any usage drifts from what the real tables and live reservations say
-(Cinder's ``quota check`` can never exit 1, see ``cinder-reference.md`` §4.5), 0 when clean.
+(unlike Cinder's ``quota check``, which reports drift but never exits 1), 0 when clean.
 ``sync`` writes the expected values and prints what it fixed. ``reconcile`` is what the
 scheduler runs periodically (:mod:`blockmgr.quota_reconciler`): release the reservations of
 finished or vanished flows, then sync, and print per project and resource what changed;

@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 typed models.
 
-The columns follow Cinder's where they matter (see ``cinder-reference.md`` §4.2 and §7) so a
-Cinder operator recognises them. Rules kept here, and nowhere else:
+The columns follow Cinder's where they matter (names, statuses, soft deletion, quota
+tables; ``docs/cinder-compat.md``) so a Cinder operator recognises them. Rules kept here,
+and nowhere else:
 
 * Resources (volumes, snapshots, groups, group snapshots, services) are soft deleted:
   ``deleted``/``deleted_at`` are set and the status becomes ``deleted``.

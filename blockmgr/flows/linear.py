@@ -11,9 +11,10 @@ engine's own :class:`~taskflow.storage.Storage` and notifiers (TaskFlow's public
 attributes): for each task in order, the ``RUNNING`` state (the persistence backend commits
 it as the boundary rules say), the ``RUNNING`` notification, the call of ``execute`` with
 its arguments (from the store and the earlier tasks' results, mapped as the task's
-``rebind`` and ``provides`` say), then the result with ``SUCCESS`` and its notification; the flow goes ``RUNNING`` then ``SUCCESS`` as the engine would set it. So the
-logbook, the listeners (metrics, crash points, log context) and recovery see what they see
-with the engine.
+``rebind`` and ``provides`` say), then the result with ``SUCCESS`` and its notification;
+the flow goes ``RUNNING`` then ``SUCCESS`` as the engine would set it. So the logbook, the
+listeners (metrics, crash points, log context) and recovery see what they see with the
+engine.
 
 Everything else stays TaskFlow's: when a task raises, its failure is saved as the engine
 saves it (``FAILURE``) and the engine is run -- it finds the failed atom and reverts the

@@ -1,4 +1,5 @@
-"""Bring an existing backend volume under management (seed 001, in the snapshot flow's shape).
+"""Bring an existing backend volume under management (Cinder's manage_existing flow, in the
+snapshot flow's shape).
 
 extract volume ref -> notify start -> record manage source (driver
 ``manage_existing_source``) -> prepare for quota reservation (driver get_size) -> quota

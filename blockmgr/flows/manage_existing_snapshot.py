@@ -1,4 +1,4 @@
-"""Bring an existing backend snapshot under management (seed 000's task order, exactly).
+"""Bring an existing backend snapshot under management (Cinder's task order, exactly).
 
 extract snapshot ref -> notify start -> record manage source (driver
 ``manage_existing_snapshot_source``) -> prepare for quota reservation (driver get_size) ->

@@ -6,8 +6,8 @@ TaskFlow upgrade has one module to review:
 
 * **Engine** (:class:`SerialEngine`): TaskFlow's serial action engine on
   :class:`LeanStorage` (a cheaper lock, a plain retry loop around saves, direct reads of
-  atom states), and reuse of a pooled flow's compilation and validation. Each keeps TaskFlow's behaviour; they only
-  cost less engine CPU per flow.
+  atom states), and reuse of a pooled flow's compilation and validation. Each keeps
+  TaskFlow's behaviour; they only cost less engine CPU per flow.
 * **Logbook backend** (:class:`SharedTablesBackend`, :class:`SharedTablesConnection`): the
   stock SQLAlchemy backend and connection on one module-level set of tables, so the lean
   backend of :mod:`blockmgr.flows.persistence` keeps TaskFlow's schema and row format.
@@ -380,9 +380,10 @@ def _retrying(save, detail):
 
 #: Benchmark knob, read once at import: ``BLOCKMGR_STOCK_ENGINE`` lists the engine parts to
 #: run as stock TaskFlow (``storage``: TaskFlow's ``Storage`` instead of
-#: :class:`LeanStorage`; ``reuse``: compile and validate every flow instead of reusing a pooled flow's;
-#: ``linear``: run every flow on the action engine, not ``blockmgr.flows.linear``), or
-#: ``all``, to measure what each saves (``docs/benchmarks.md``). Unset in production.
+#: :class:`LeanStorage`; ``reuse``: compile and validate every flow instead of reusing a
+#: pooled flow's; ``linear``: run every flow on the action engine, not
+#: ``blockmgr.flows.linear``), or ``all``, to measure what each saves
+#: (``docs/benchmarks.md``). Unset in production.
 STOCK_ENGINE_PARTS = frozenset(
     part.strip() for part in os.environ.get("BLOCKMGR_STOCK_ENGINE", "").split(",")
     if part.strip())

@@ -3,7 +3,8 @@
 The worker checks every report it receives against these types once per polling interval
 (:func:`blockmgr.volume.capabilities.validate_stats`) before it publishes it to the
 schedulers, so a driver returning a wrong report fails loudly with the key at fault instead
-of misleading the placement of volumes. Cinder's names and units (cinder-reference §3.5).
+of misleading the placement of volumes. The keys, their names and units are Cinder's
+(``get_volume_stats`` of a Cinder driver), so capacity reports read the same to an operator.
 
 Capacities are GiB as numbers, or ``'unknown'`` / ``'infinite'`` when the backend cannot tell.
 Keys beyond those declared here are allowed and published as they are: every key of the

@@ -5,7 +5,7 @@ the pool was rejected. :func:`apply` runs them in order and keeps the reasons, s
 ``NoValidBackend`` tells the operator what ruled each backend out instead of a bare "no
 valid backend".
 
-The capacity rules are Cinder's CapacityFilter (``cinder-reference.md`` §3.5):
+The capacity rules are those of Cinder's CapacityFilter (``docs/cinder-compat.md``):
 
 * free ``infinite`` / ``unknown``: passes (the backend cannot tell).
 * reserved = floor(total x reserved_percentage / 100).

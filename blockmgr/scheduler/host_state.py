@@ -1,7 +1,7 @@
 """What the scheduler knows about each pool: the last capacity report, plus its own placements.
 
 Volume workers fanout a report (``update_service_capabilities``) every
-``backend_stats_polling_interval`` seconds: the driver's stats (``cinder-reference.md`` §3.5,
+``backend_stats_polling_interval`` seconds: the driver's stats (Cinder's keys and units,
 typed as :class:`blockmgr.interface.stats.VolumeStats` and checked by the worker) with one
 entry per pool. Between two reports the scheduler **charges** each placement to the
 chosen pool at once (free, provisioned and allocated capacity), so a burst of creates spreads
@@ -33,7 +33,7 @@ from blockmgr.interface.stats import PoolStats, VolumeStats
 
 LOG = logging.getLogger(__name__)
 
-#: Capacity values drivers may report instead of a number (§3.5).
+#: Capacity values drivers may report instead of a number (as Cinder's drivers do).
 INFINITE = "infinite"
 UNKNOWN = "unknown"
 

@@ -159,7 +159,7 @@ def needs(*interfaces, data: bool = False, foreign: str | None = None):
     return decorate
 
 
-# --- model-update conventions (seed 004 and the interface docstrings) --------------------------
+# --- model-update conventions (the interface docstrings) --------------------------
 
 def check_model_update(update, what: str) -> None:
     """``None`` or a dict; on a success path its status (if any) is not an error status."""
@@ -933,7 +933,7 @@ class DriverConformanceTests:
                     "our own snapshot must be marked unsafe with cinder_id: %r" % entry)
 
     # ---------------------------------------------------------------------------------------
-    # ConsistencyGroupDriver (return conventions of seed 004)
+    # ConsistencyGroupDriver (the interface's return conventions)
     # ---------------------------------------------------------------------------------------
     @needs(VolumeDriver, ConsistencyGroupDriver)
     def test_consistencygroup_create_update_delete_conventions(self, driver, harness,

@@ -1,4 +1,4 @@
-"""The capacity report a volume backend publishes to the schedulers (cinder-reference §2.8).
+"""The capacity report a volume backend publishes to the schedulers.
 
 ``build_report`` takes the driver's stats (``VolumeDriver.get_volume_stats``) and adds what
 only the worker knows: per pool, ``allocated_capacity_gb`` (the sizes this backend has

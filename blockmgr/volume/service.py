@@ -1,6 +1,7 @@
 """The volume worker service: one :class:`BackendService` per enabled backend.
 
-Start-up of a backend, in this order (``cinder-reference.md`` §8, minus its weaknesses):
+Start-up of a backend, in this order (Cinder's order, except that the backend reports
+itself down until it serves and retries a failing driver set-up with a backoff):
 
 1. Register the ``services`` row (``host@backend``, binary ``blockmgr-volume``), with
    ``disabled_reason`` saying what it is waiting for. No heartbeat yet: it is down.

@@ -1,4 +1,5 @@
-"""VolumeManager endpoints driven in-process on SQLite (cinder-reference §9 items 1-3, 5-8, 16).
+"""VolumeManager endpoints driven in-process on SQLite (``docs/behaviours.md`` lists what each
+test proves).
 
 The fake driver injects failures; quota is the real engine; flows persist in the same SQLite
 database as the resources.
@@ -76,7 +77,7 @@ def _assert_settled(manager):
     assert manager.runner.backend.unfinished_flow_uuids() == set()
 
 
-# --- create (§9.1-3, 5) ---------------------------------------------------------------------
+# --- create (behaviour 1-3, 5) -------------------------------------------------------------------
 
 def test_create_raw_success(env):
     vid = _volume(env, size=3)
@@ -182,7 +183,7 @@ def test_create_rejects_volume_of_another_backend(env):
     assert env.driver.calls_to("create_volume") == []
 
 
-# --- manage existing volume (§9.6-7) -------------------------------------------------------
+# --- manage existing volume (behaviour 6-7) ------------------------------------------------------
 
 def _managing(env):
     return _volume(env, status="managing", size=0)
@@ -238,7 +239,7 @@ def test_manage_existing_bad_reference_is_refused_before_any_flow(env):
     assert _get(env, models.Volume, vid).status == "managing"
 
 
-# --- manage existing snapshot (§9.8) -------------------------------------------------------
+# --- manage existing snapshot (behaviour 8) ------------------------------------------------------
 
 def _snapshot_row(env, status="creating"):
     vid = _volume(env, size=5)
@@ -278,7 +279,7 @@ def test_manage_existing_snapshot_failure(env):
     _assert_settled(env)
 
 
-# --- recovery (§9.16, the in-process part; crash tests kill real processes) ----------------
+# --- recovery (behaviour 16, the in-process part; crash tests kill real processes) ---------------
 
 def test_init_host_moves_orphaned_transitional_rows(env):
     creating, managing = _volume(env), _managing(env)

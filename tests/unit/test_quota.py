@@ -673,7 +673,7 @@ def test_no_refresh_without_options_or_in_a_joined_transaction(engine, sqlite_da
     assert usage(engine, "volumes")["in_use"] == 3
 
 
-# --- concurrency (cinder-reference §9 item 14) ------------------------------------------------
+# --- concurrency (docs/behaviours.md row 14) ------------------------------------------------
 
 def test_two_concurrent_reserves_over_the_limit_exactly_one_wins(engine):
     engine.set_limit(P, "gigabytes", 10)

@@ -1,4 +1,4 @@
-"""cinder-reference §9 behaviours that no other test proved (traceability: docs/behaviours.md).
+"""Behaviours of docs/behaviours.md that no other test proved (traceability: docs/behaviours.md).
 
 Driven through ``VolumeManager`` in-process on SQLite with the fake driver (failures
 injected) and the real quota engine, like ``tests/unit/test_manager.py``.
@@ -89,7 +89,7 @@ def _fail_commit(env, monkeypatch):
     monkeypatch.setattr(env.quota, "commit_owned", broken)
 
 
-# --- §9.3: a NotFound from the driver is not rescheduled -------------------------------------
+# --- behaviour 3: a NotFound from the driver is not rescheduled ----------------------------------
 
 def test_create_volume_not_found_is_not_rescheduled_and_keeps_capacity(env):
     vid = _volume(env, size=2)
@@ -103,7 +103,7 @@ def test_create_volume_not_found_is_not_rescheduled_and_keeps_capacity(env):
     _assert_settled(env)
 
 
-# --- §9.4: the snapshot cannot be deleted while a volume is created from it ------------------
+# --- behaviour 4: the snapshot cannot be deleted while a volume is created from it ---------------
 
 def test_create_from_snapshot_holds_the_delete_snapshot_lock(env):
     src = _volume(env)
@@ -122,7 +122,7 @@ def test_create_from_snapshot_holds_the_delete_snapshot_lock(env):
     assert env.locks.held_names() == set()
 
 
-# --- §9.7 after a successful bind: size restored, object unmanaged, no quota drift -----------
+# --- behaviour 7 after a successful bind: size restored, object unmanaged, no quota drift --------
 
 def test_manage_existing_commit_failure_unmanages_and_restores_the_size(env, monkeypatch):
     ref = env.driver.seed_foreign_volume(int(1.5 * GiB), name="lv-import")

@@ -48,7 +48,7 @@ def _is_regular(st: os.stat_result) -> bool:
 def build_report(figures: dict, *, backend_name: str, pool_name: str, driver_version: str,
                  reserved_percentage: int, max_over_subscription_ratio: float,
                  location_info: str, reflink: bool) -> VolumeStats:
-    """The stats report (cinder-reference §3.5 fields that apply to a local file backend)
+    """The stats report (the standard keys that apply to a local file backend)
     plus the loopback-specific capabilities ``reflink`` and ``allocated_bytes_on_disk``."""
     pool = {   # a PoolStats plus the loopback-specific keys below
         "pool_name": pool_name,

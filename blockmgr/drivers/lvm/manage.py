@@ -75,37 +75,55 @@ class LVMManagement:
         LV from one whose volume still exists: refusing a reference to an existing volume
         (``ManageExistingAlreadyManaged``) is the manager's check.
         """
+        def refusal(lv):
+            if not lv.is_plain_volume or manageable.is_snapshot_lv(lv):
+                return ("LV %s is not a plain volume (attr %s: a thin pool, snapshot or "
+                        "LVM-internal LV)" % (lv.name, lv.attr))
+            if lv.is_open:
+                return "LV %s is open (in use); renaming it would break its user" % lv.name
+            return None
+
+        self._adopt(existing_ref, self._own_name(volume.name), refusal)
+        return None
+
+    def _adopt(self, existing_ref: ExistingRef, target: str, refusal) -> None:
+        """Rename the LV ``existing_ref`` names to ``target`` under the VG lock, unless it
+        has that name already (a retry). ``refusal(lv)`` says why the LV cannot be adopted
+        (None: it can); an LV already named ``target`` refuses it too.
+
+        :raises ManageExistingInvalidReference: with the reason.
+        """
         self._check_ref(existing_ref)
-        target = self._own_name(volume.name)
         with self.lvm.locked():
             lvs = self._lvs()
             lv = self._find_ref(existing_ref, lvs)
             if lv.name == target:
-                return None
-            reason = None
-            if not lv.is_plain_volume or manageable.is_snapshot_lv(lv):
-                reason = "LV %s is not a plain volume (attr %s: a thin pool, snapshot or " \
-                         "LVM-internal LV)" % (lv.name, lv.attr)
-            elif lv.is_open:
-                reason = "LV %s is open (in use); renaming it would break its user" % lv.name
-            elif target in lvs:
+                return
+            reason = refusal(lv)
+            if reason is None and target in lvs:
                 reason = "an LV named %s already exists" % target
             if reason:
                 raise exception.ManageExistingInvalidReference(existing_ref=existing_ref,
                                                                reason=reason)
             self._backend_call(self.lvm.rename, lv.name, target)
-        return None
 
-    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
+    def _ref_size(self, existing_ref: ExistingRef) -> int:
         self._check_ref(existing_ref)
         return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
 
-    def manage_existing_source(self, volume: VolumeView,
-                               existing_ref: ExistingRef) -> ExistingRef:
+    def _ref_source(self, existing_ref: ExistingRef) -> ExistingRef:
         """``{'source-name': <the LV's current name>}``: a ``source-id`` reference is
         resolved, since after the rename nothing else records the LV's original name."""
         self._check_ref(existing_ref)
         return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
+
+    def manage_existing_get_size(self, volume: VolumeView, existing_ref: ExistingRef) -> int:
+        return self._ref_size(existing_ref)
+
+    def manage_existing_source(self, volume: VolumeView,
+                               existing_ref: ExistingRef) -> ExistingRef:
+        """``{'source-name': <the LV's current name>}`` (``_ref_source``)."""
+        return self._ref_source(existing_ref)
 
     def unmanage(self, volume: VolumeView) -> None:
         """Nothing to do: the LV keeps its name and data; blockmgr just forgets it."""
@@ -156,41 +174,29 @@ class LVMManagement:
                                  existing_ref: ExistingRef) -> SnapshotModelUpdate | None:
         """Rename a snapshot LV of the snapshot's volume to ``_snapshot-<id>``. Unlike
         Cinder, the LV must really be a snapshot of ``snapshot.volume_name``."""
-        self._check_ref(existing_ref)
-        target = names.snapshot_lv_name(snapshot)
         origin = self._own_name(snapshot.volume_name)
-        with self.lvm.locked():
-            lvs = self._lvs()
-            lv = self._find_ref(existing_ref, lvs)
-            if lv.name == target:
-                return None
-            reason = None
+
+        def refusal(lv):
             if not lv.is_snapshot:
-                reason = "LV %s is not a snapshot (attr %s)" % (lv.name, lv.attr)
-            elif lv.origin != origin:
-                reason = "LV %s is a snapshot of %s, not of the snapshot's volume %s" % (
+                return "LV %s is not a snapshot (attr %s)" % (lv.name, lv.attr)
+            if lv.origin != origin:
+                return "LV %s is a snapshot of %s, not of the snapshot's volume %s" % (
                     lv.name, lv.origin or "(unknown)", origin)
-            elif lv.is_open:
-                reason = "LV %s is open (in use)" % lv.name
-            elif target in lvs:
-                reason = "an LV named %s already exists" % target
-            if reason:
-                raise exception.ManageExistingInvalidReference(existing_ref=existing_ref,
-                                                               reason=reason)
-            self._backend_call(self.lvm.rename, lv.name, target)
+            if lv.is_open:
+                return "LV %s is open (in use)" % lv.name
+            return None
+
+        self._adopt(existing_ref, names.snapshot_lv_name(snapshot), refusal)
         return None
 
     def manage_existing_snapshot_get_size(self, snapshot: SnapshotView,
                                           existing_ref: ExistingRef) -> int:
-        self._check_ref(existing_ref)
-        return manageable.size_gib(self._find_ref(existing_ref, self._lvs()))
+        return self._ref_size(existing_ref)
 
     def manage_existing_snapshot_source(self, snapshot: SnapshotView,
                                         existing_ref: ExistingRef) -> ExistingRef:
-        """``{'source-name': <the snapshot LV's current name>}`` (see
-        manage_existing_source)."""
-        self._check_ref(existing_ref)
-        return {"source-name": self._find_ref(existing_ref, self._lvs()).name}
+        """``{'source-name': <the snapshot LV's current name>}`` (``_ref_source``)."""
+        return self._ref_source(existing_ref)
 
     def unmanage_snapshot(self, snapshot: SnapshotView) -> None:
         """Nothing to do: the snapshot LV stays as it is."""

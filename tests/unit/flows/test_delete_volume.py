@@ -1,5 +1,5 @@
-"""delete_volume / unmanage flows through the VolumeManager (cinder-reference §2.1, §2.4,
-§9 items 9-11, 16), in-process on SQLite with the fake driver and the real quota engine.
+"""delete_volume / unmanage flows through the VolumeManager (docs/behaviours.md rows
+9-11, 16), in-process on SQLite with the fake driver and the real quota engine.
 
 The ``env`` fixture and helpers here are shared by the snapshot and extend flow tests.
 """
@@ -110,7 +110,7 @@ def error_events(env):
     return [(p, t) for p, t, _payload in env.notifier.events if t.endswith(".error")]
 
 
-# --- delete (§9.9) --------------------------------------------------------------------------
+# --- delete (behaviour 9) ------------------------------------------------------------------------
 
 def test_delete_soft_deletes_and_returns_quota_in_one_step(env):
     vid = make_volume(env, size=3, status="deleting")
@@ -154,7 +154,7 @@ def test_delete_is_idempotent_on_the_backend(env):
     assert_settled(env)
 
 
-# --- delete failures (§9.10) ----------------------------------------------------------------
+# --- delete failures (behaviour 10) --------------------------------------------------------------
 
 def test_busy_volume_goes_back_to_available_with_quota_unchanged(env):
     vid = make_volume(env, size=2)
@@ -277,7 +277,7 @@ def test_unmanage_cannot_cascade(env):
     assert get(env, models.Volume, vid).status == "error_unmanaging"
 
 
-# --- unmanage (§9.11) ----------------------------------------------------------------------
+# --- unmanage (behaviour 11) ---------------------------------------------------------------------
 
 def test_unmanage_keeps_the_backend_object_and_returns_quota(env):
     vid = make_volume(env, size=3, status="unmanaging")
@@ -332,7 +332,7 @@ def test_failed_delete_of_a_failed_import_goes_back_to_error_managing(env):
     assert_settled(env)
 
 
-# --- recovery (§9.16): an orphaned delete is finished, not errored -------------------------
+# --- recovery (behaviour 16): an orphaned delete is finished, not errored ------------------------
 
 @pytest.mark.parametrize("status,unmanaged", [("deleting", False), ("unmanaging", True),
                                               ("error_managing_deleting", False)])

@@ -1,4 +1,4 @@
-"""extend_volume flow through the VolumeManager (cinder-reference §2.5, §9 item 13):
+"""extend_volume flow through the VolumeManager (docs/behaviours.md row 13):
 reservations adopted from the API and owned by the flow, in-process on SQLite."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Consistency-group flows through the VolumeManager (cinder-reference §2.7, §9 items 17-18).
+"""Consistency-group flows through the VolumeManager (docs/behaviours.md rows 17-18).
 
 In-process on SQLite: the fake driver for injected returns and failures, the loopback driver
 for one real end-to-end run (create group -> group snapshot -> group from it -> delete all).
@@ -182,7 +182,7 @@ def test_group_of_another_backend_is_refused_before_any_flow(env):
         env.create_group(CTX, "")
 
 
-# --- delete group (§9.17) -------------------------------------------------------------------
+# --- delete group (behaviour 17) -----------------------------------------------------------------
 
 def test_delete_group_destroys_members_and_returns_quota(env):
     gid = make_group(env, status="available")
@@ -290,7 +290,7 @@ def test_update_group_rejects_malformed_id_lists(env):
     assert get(env, models.Group, gid).status == "updating"
 
 
-# --- group snapshots (§9.18) ----------------------------------------------------------------
+# --- group snapshots (behaviour 18) --------------------------------------------------------------
 
 def test_create_group_snapshot_success(env):
     gid = make_group(env, status="available")

@@ -1,5 +1,6 @@
-"""Every cell of the driver model-update table (seed 004, cinder-reference §2.7), through the
-VolumeManager on SQLite with the fake driver returning (or raising) what each cell needs.
+"""Every cell of the driver model-update table (the consistency-group driver interface's
+return conventions), through the VolumeManager on SQLite with the fake driver returning (or
+raising) what each cell needs.
 
 Cells where blockmgr deliberately differs from Cinder are marked ``[cinder-wrong]``:
 non-blockmgr exceptions, kept entry errors in create_group_from_src, ``(None, [errors])``
@@ -139,7 +140,7 @@ def test_delete_group_none_destroys_everything(env, doomed):
     assert_settled(env)
 
 
-def test_delete_group_entry_error_deleting_promotes(env, doomed):   # §9.17
+def test_delete_group_entry_error_deleting_promotes(env, doomed):   # behaviour 17
     gid, vids = doomed
     driver_returns(env, "delete_consistencygroup", (
         {"status": "deleted"}, [{"id": vids[0], "status": "error_deleting"},
@@ -259,7 +260,7 @@ def test_update_group_driver_raises(env, updating, error, raised):
     assert get(env, models.Volume, new).group_id is None
 
 
-# --- create_group_snapshot (§9.18) ----------------------------------------------------------
+# --- create_group_snapshot (behaviour 18) --------------------------------------------------------
 
 @pytest.fixture
 def gsnap(env):

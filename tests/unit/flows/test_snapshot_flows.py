@@ -1,5 +1,5 @@
 """create_snapshot, delete_snapshot and unmanage (snapshot) flows through the VolumeManager
-(cinder-reference §2.2-2.4, §9 item 12), in-process on SQLite with the fake driver."""
+(docs/behaviours.md row 12), in-process on SQLite with the fake driver."""
 
 from __future__ import annotations
 
