@@ -522,7 +522,7 @@ def main() -> int:
         print("  throughput          %.1f volumes/s overall (%d in %.2f s); %.1f/s sustained "
               "(10th-90th pct completions)" % (n / result["elapsed"], n, result["elapsed"],
                                                sustained_rate(result["done_at"])))
-        print("  latency cast->available  p50 %.0f ms  p95 %.0f ms  p99 %.0f ms  max %.0f ms"
+        print("  latency cast->available  p50 %.1f ms  p95 %.1f ms  p99 %.1f ms  max %.0f ms"
               % tuple(x * 1000 for x in (percentile(lat, 50), percentile(lat, 95),
                                          percentile(lat, 99), lat[-1] if lat else 0)))
         print("  errors              %d" % len(result["errors"]))

@@ -334,6 +334,17 @@ class FlowLogbookWriteFailed(BlockmgrError):
     reschedulable = False
 
 
+class RequestNotClaimed(BlockmgrError):
+    """A request whose claim was deferred to its first write (``blockmgr.ledger``) was not
+    pending for a first claim when that write came: another process holds it, it is done,
+    or it waits for a retry. Nothing of the run was written; the ledger then claims the
+    request the usual way, or leaves it to its holder."""
+
+    msg_fmt = ("Request %(request_id)s was not pending for a first claim; this run wrote "
+               "nothing and leaves it to the ledger.")
+    reschedulable = False
+
+
 # --- cluster mode ---------------------------------------------------------------------------
 
 class ClusterUnavailable(BackendUnavailable):

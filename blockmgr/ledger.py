@@ -17,6 +17,15 @@ only a wake-up call. The rules:
   when it starts, before consuming, and every ``[requests] sweep_interval``: what is
   pending with no message coming (lost, never sent) or whose claim expired (its process
   died) is rung again through the target's queue.
+* **A first claim may ride on the first write.** A backend that runs its flows itself,
+  with their logbook in the service database, defers the first claim of a create to the
+  transaction of its flow's first write (:func:`claim_in`), which then records the claim,
+  the flow and its first step at once: one commit fewer per request. Until then the run
+  writes nothing -- the tasks before that write only read -- and anything else that would
+  write first claims the request on its own (:func:`ensure_claimed`). A run that finds the
+  request no longer pending for a first claim stops with
+  :class:`~blockmgr.exception.RequestNotClaimed` before anything is written, and the
+  request is claimed the usual way (a retry) or left to its holder.
 * **Claims expire unless renewed.** While a request runs its claim is renewed every third
   of ``claim_ttl``; a process that dies leaves claims that expire, and a process that
   restarts under the same name gives back its predecessor's claims at once.
@@ -44,6 +53,7 @@ from typing import Callable
 from oslo_db import exception as db_exc
 
 from blockmgr import context as bm_context
+from blockmgr import exception
 from blockmgr import periodic
 from blockmgr.db import models
 from blockmgr.db import requests as db_requests
@@ -66,6 +76,9 @@ class Served:
     handed_off: bool = False
     #: Finished in the transaction of its flow's last write (:func:`finish_in`).
     finished: bool = False
+    #: Not claimed yet: the flow's first write claims it (:func:`claim_in`), or
+    #: :func:`ensure_claimed` before anything else is written.
+    claim_deferred: bool = False
 
 
 _current: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
@@ -148,25 +161,51 @@ class Ledger:
 
     # --- running one request ------------------------------------------------------------
 
-    def run(self, request_id: str, call: Callable[[], object]):
+    #: Whether :meth:`run` may defer a request's first claim to its flow's first write
+    #: (module docstring): set by a backend that runs its flows itself with their logbook
+    #: in the service database.
+    defer_first_claims = False
+
+    def run(self, request_id: str, call: Callable[[], object], *, defer_claim: bool = False):
         """Claim ``request_id`` and run ``call()`` as it, then settle the request. Returns
-        what ``call`` returned, or None when the request was not ours to run."""
+        what ``call`` returned, or None when the request was not ours to run.
+
+        ``defer_claim``: the operation's first durable write is its flow's (it reads
+        before that), so its first claim may be written with it when
+        :attr:`defer_first_claims` allows."""
         if self._stopping.is_set():
             LOG.debug("Stopping: leaving request %s for a peer or the next start",
                       request_id)
             return None
-        if request_id in self.running:
-            LOG.debug("Request %s is running in this process already", request_id)
-            return None
-        row = self._claim(request_id)
-        if row is None:
-            LOG.debug("Request %s is finished or run elsewhere; skipping it", request_id)
-            return None
-        faults.crash_point("ledger.claimed")
-        served = Served(row, self)
-        token = _current.set(served)
         with self._guard:
-            self._running.add(row.id)
+            # Taken before anything is claimed: a deferred claim is written only with the
+            # flow, so two threads of this process must never both start one.
+            if request_id in self._running:
+                LOG.debug("Request %s is running in this process already", request_id)
+                return None
+            self._running.add(request_id)
+        try:
+            if defer_claim and self.defer_first_claims:
+                try:
+                    return self._serve(Served(db_requests.RequestRow.first_claim(
+                        request_id), self, claim_deferred=True), call)
+                except exception.RequestNotClaimed:
+                    LOG.debug("Request %s was not pending for a first claim; claiming it "
+                              "as a request run before", request_id)
+            row = self._claim(request_id)
+            if row is None:
+                LOG.debug("Request %s is finished or run elsewhere; skipping it",
+                          request_id)
+                return None
+            faults.crash_point("ledger.claimed")
+            return self._serve(Served(row, self), call)
+        finally:
+            with self._guard:
+                self._running.discard(request_id)
+
+    def _serve(self, served: Served, call: Callable[[], object]):
+        row = served.row
+        token = _current.set(served)
         try:
             try:
                 verdict = self.hooks.precheck(row) if row.attempts > 1 else RUN
@@ -184,20 +223,20 @@ class Ledger:
                     self._finish(row, db_requests.FAILED, reason)
                     return None
                 result = call()
+            except exception.RequestNotClaimed:
+                raise   # nothing of this run was written
             except BaseException as exc:
                 if served.finished:
                     LOG.warning("Request %s finished, then its run raised %s: %s", row.id,
                                 type(exc).__name__, exc)
-                else:
+                elif _claimed_now(served):
                     self._after_failure(row, exc)
                 raise
-            if not (served.handed_off or served.finished):
+            if not (served.handed_off or served.finished) and _claimed_now(served):
                 self._finish(row, db_requests.DONE, None)
             return result
         finally:
             _current.reset(token)
-            with self._guard:
-                self._running.discard(row.id)
 
     def _after_failure(self, row, exc: BaseException) -> None:
         reason = ("%s: %s" % (type(exc).__name__, getattr(exc, "msg", None) or exc))[:255]
@@ -232,6 +271,11 @@ class Ledger:
 
     # The ledger's own writes are single statements on a Core connection: no ORM session
     # is built for them (a session costs about as much again as the statement).
+
+    @_transient
+    def _claim_deferred(self, request_id: str) -> bool:
+        with self.db.engine.begin() as conn:
+            return _claim_first_in(conn, request_id, self)
 
     @_transient
     def _claim(self, request_id: str):
@@ -340,16 +384,21 @@ class Ledger:
             return 0
 
 
-def served(func):
+def served(func=None, *, defer_claim: bool = False):
     """Decorates an RPC endpoint method that runs requests: a message carrying
     ``request_id`` runs only if the endpoint's ``ledger`` claims that request; one without
-    it (an older client, a test) runs as it comes."""
+    it (an older client, a test) runs as it comes. ``defer_claim``: the method writes
+    nothing before its flow's first write (:meth:`Ledger.run`)."""
+    if func is None:
+        return functools.partial(served, defer_claim=defer_claim)
+
     @functools.wraps(func)
     def wrapper(self, context, *args, request_id=None, **kwargs):
         ledger = getattr(self, "ledger", None)
         if request_id is None or ledger is None:
             return func(self, context, *args, **kwargs)
-        return ledger.run(request_id, lambda: func(self, context, *args, **kwargs))
+        return ledger.run(request_id, lambda: func(self, context, *args, **kwargs),
+                          defer_claim=defer_claim)
     return wrapper
 
 
@@ -368,6 +417,67 @@ def hand_off(session, target: str, action: str, arguments: dict) -> str | None:
     return served_now.row.id
 
 
+def _claim_first_in(conn, request_id: str, ledger: Ledger) -> bool:
+    """Claim ``request_id`` for ``ledger`` on ``conn`` as a first claim; True also when
+    ``ledger`` holds it already (its earlier claim committed, then the connection was lost
+    before the commit was confirmed)."""
+    if db_requests.claim_first(conn, request_id, ledger.owner, ledger.ttl, ledger.targets):
+        return True
+    row = db_requests.get(conn, request_id)
+    return (row is not None and row.state == db_requests.CLAIMED
+            and row.claimed_by == ledger.owner)
+
+
+def _claimed(served_now: Served) -> None:
+    served_now.claim_deferred = False
+    faults.crash_point("ledger.claimed")
+
+
+def _claimed_now(served_now: Served) -> bool:
+    """True if ``served_now`` is claimed, claiming it on its own now if its claim was
+    deferred; False when another process holds it (this run wrote nothing)."""
+    if not served_now.claim_deferred:
+        return True
+    try:
+        ensure_claimed()
+    except exception.RequestNotClaimed:
+        LOG.debug("Request %s is held elsewhere; this run wrote nothing",
+                  served_now.row.id)
+        return False
+    return True
+
+
+def claim_in(conn, flow_id: str) -> Callable[[], None] | None:
+    """Claim the request this thread runs in the caller's transaction on ``conn`` (the
+    first write of its flow ``flow_id``) when its claim was deferred (module docstring).
+    Returns what to call once that transaction committed, or None when there is nothing
+    to claim here.
+
+    :raises RequestNotClaimed: the request is not pending for a first claim; the
+        caller's transaction must roll back.
+    """
+    served_now = _current.get()
+    if served_now is None or not served_now.claim_deferred or served_now.row.id != flow_id:
+        return None
+    if not _claim_first_in(conn, flow_id, served_now.ledger):
+        raise exception.RequestNotClaimed(request_id=flow_id)
+    return lambda: _claimed(served_now)
+
+
+def ensure_claimed() -> None:
+    """Claim the request this thread runs on its own if its claim was deferred: before
+    anything but its flow's first write is written (a revert, a write by a task).
+
+    :raises RequestNotClaimed: it is not pending for a first claim (nothing was written).
+    """
+    served_now = _current.get()
+    if served_now is None or not served_now.claim_deferred:
+        return
+    if not served_now.ledger._claim_deferred(served_now.row.id):
+        raise exception.RequestNotClaimed(request_id=served_now.row.id)
+    _claimed(served_now)
+
+
 def finish_in(conn) -> Callable[[], None]:
     """Finish the request this thread runs in the caller's transaction on ``conn`` (its
     flow's last write: ``engine.FlowRunner.close_in``), so the resource's final status
@@ -378,11 +488,14 @@ def finish_in(conn) -> Callable[[], None]:
     served_now = _current.get()
     if served_now is None or served_now.handed_off:
         return lambda: None
+    claimed = claim_in(conn, served_now.row.id)
     if not db_requests.finish(conn, served_now.row.id, served_now.ledger.owner,
                               db_requests.DONE, None):
         return lambda: None
 
     def committed():
+        if claimed is not None:
+            claimed()
         served_now.finished = True
     return committed
 
@@ -394,6 +507,7 @@ def follow_up(db, context, *, target: str, action: str, arguments: dict) -> str 
     served_now = _current.get()
     if served_now is None:
         return None
+    ensure_claimed()
     row = served_now.row
     request_id = str(uuid.uuid5(_NAMESPACE, "%s/%s" % (row.id, action)))
     ctx = context.to_dict() if isinstance(context, bm_context.RequestContext) else context

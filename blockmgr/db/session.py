@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 import types
 from typing import Iterator
 
@@ -52,6 +53,76 @@ def _pool_sqlite_file(engine: sqlalchemy.engine.Engine) -> None:
         recycle=old._recycle, pre_ping=old._pre_ping, reset_on_return=old._reset_on_return,
         dialect=old._dialect, _dispatch=old.dispatch)
     old.dispose()
+
+
+#: Seconds a pooled server connection may sit idle and still be used without a ping first.
+PING_IDLE_AFTER_S = 1.0
+_IDLE_SINCE = "blockmgr_idle_since"
+_ENDED = "blockmgr_transaction_ended"
+
+
+def trim_pool_round_trips(engine: sqlalchemy.engine.Engine) -> None:
+    """Drop the two round trips SQLAlchemy's pool adds around every short transaction on a
+    server database, keeping what each is for.
+
+    * **The ping on checkout** (``pool_pre_ping``, which oslo.db always turns on) finds
+      connections the server dropped (a restart, ``wait_timeout``). A busy worker checks a
+      connection out four times per request, each within milliseconds of its last use,
+      when a drop is as likely as during the transaction itself. The ping is kept for a
+      connection idle longer than :data:`PING_IDLE_AFTER_S`; one found dead on any other
+      checkout fails its transaction as a connection lost mid-transaction does, and
+      SQLAlchemy then invalidates the whole pool, so only that transaction sees it.
+    * **The rollback on return**: SQLAlchemy rolls a connection back when it goes back to
+      the pool unless the transaction was still open when it was closed, so every
+      committed transaction is followed by a ``ROLLBACK`` with nothing to undo. It is
+      skipped after a commit that succeeded; any other return (an error, a read, a commit
+      that failed) is rolled back as before.
+    """
+    pool = engine.pool
+    # Both are pool settings oslo.db passes no option for; the listeners below do their
+    # work on the conditions above.
+    pool._pre_ping = False
+    pool._reset_on_return = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _began(conn):
+        conn.connection.info.pop(_ENDED, None)
+
+    @sqlalchemy.event.listens_for(engine, "commit")
+    def _committing(conn):
+        conn.connection.info[_ENDED] = True
+
+    @sqlalchemy.event.listens_for(engine, "handle_error")
+    def _failed(context):
+        conn = context.connection
+        if conn is not None and not conn.invalidated and conn._dbapi_connection is not None:
+            conn.connection.info.pop(_ENDED, None)
+
+    @sqlalchemy.event.listens_for(pool, "reset")
+    def _reset(dbapi_con, record, state):
+        ended = record.info.pop(_ENDED, False) if record is not None else False
+        if state.terminate_only or state.transaction_was_reset or ended:
+            return
+        dbapi_con.rollback()
+
+    @sqlalchemy.event.listens_for(pool, "checkin")
+    def _idle_from(_dbapi_con, record):
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    dialect = engine.dialect
+
+    @sqlalchemy.event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_con, record, _proxy):
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since <= PING_IDLE_AFTER_S:
+            return
+        try:
+            dialect.do_ping(dbapi_con)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise sqlalchemy.exc.DisconnectionError(
+                "pooled connection failed its ping: %s" % exc) from exc
 
 
 def _prepare_sqlite(engine: sqlalchemy.engine.Engine) -> None:
@@ -129,6 +200,8 @@ class Database:
         self._facade.configure(**options)
         if connection.startswith("sqlite"):
             self._facade.append_on_engine_create(_prepare_sqlite)
+        else:
+            self._facade.append_on_engine_create(trim_pool_round_trips)
 
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts, **overrides) -> "Database":

@@ -109,6 +109,10 @@ class FlowRunner:
         self._flows = FlowPool()
         self.book = tf_models.LogBook("blockmgr-volume:%s" % host, uuid=book_uuid(host))
         self.book.meta = {"host": host}
+        if getattr(backend, "closes_flows", False):
+            # The request of a flow whose claim was deferred is claimed by the flow's
+            # first write, in its transaction (``blockmgr.ledger``).
+            backend.first_write = ledger.claim_in
         with contextlib.closing(backend.get_connection()) as conn:
             try:
                 conn.get_logbook(self.book.uuid, lazy=True)
@@ -157,6 +161,11 @@ class FlowRunner:
             # with the first boundary (the first task with a side effect), or not at all
             # when the last task writes the flow's end (close_in) before any boundary.
             outcome = self._run(engine, flow_id, plan=plan)
+            if isinstance(outcome.failure, exception.RequestNotClaimed):
+                discard = getattr(self.backend, "discard", None)
+                if discard is not None:
+                    discard(flow_id)   # nothing of it was written
+                return outcome
             if not _logbook_failed(outcome.failure):
                 return outcome
         return self._after_logbook_failure(flow, outcome, runtime, resource_id)
@@ -355,10 +364,13 @@ class FlowRunner:
             # Log lines carry the request and flow ids; metrics count the run.
             with listener, logcontext.engine_scope(engine), \
                     metrics.observe_flow(engine, resumed):
+                # A request whose claim waits for its flow's first write is claimed
+                # before the engine runs anything (it may write otherwise, e.g. revert).
                 if plan is None:
+                    ledger.ensure_claimed()
                     engine.run()
                 else:
-                    linear.run(engine, *plan)   # the engine takes over if a task fails
+                    linear.run(engine, *plan, before_engine=ledger.ensure_claimed)
         except Exception as exc:  # the flow reverted; the caller maps the error
             return FlowOutcome(flow_id, engine, exc)
         finally:

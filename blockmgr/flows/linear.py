@@ -27,6 +27,8 @@ around ``execute``; nothing reads it).
 
 from __future__ import annotations
 
+from typing import Callable
+
 from taskflow import states as tf_states
 from taskflow import task as tf_task
 from taskflow.patterns import linear_flow
@@ -64,13 +66,16 @@ def prepare(engine, tasks: list, values: dict) -> bool:
     return True
 
 
-def run(engine, tasks: list, values: dict) -> None:
+def run(engine, tasks: list, values: dict,
+        before_engine: Callable[[], None] | None = None) -> None:
     """Run a fresh ``engine`` whose flow is the linear ``tasks``, made ready by
     :func:`prepare` with ``values``; each task's arguments come from ``values``, which
     takes each result under the names the task provides.
 
     Raises what ``engine.run()`` raises when a task fails (after the engine reverted the
-    flow); returns when every task succeeded and the flow is ``SUCCESS``.
+    flow), or what ``before_engine()`` -- called when a task failed, before the engine
+    takes over -- raises (nothing is reverted then); returns when every task succeeded and
+    the flow is ``SUCCESS``.
     """
     storage = engine.storage
     _flow_state(engine, tf_states.RUNNING)
@@ -89,6 +94,8 @@ def run(engine, tasks: list, values: dict) -> None:
             result = task.execute(**arguments)
         except Exception:
             failure = tf_failure.Failure()
+            if before_engine is not None:
+                before_engine()
             storage.save(name, failure, tf_states.FAILURE)
             engine.atom_notifier.notify(tf_states.FAILURE, {
                 "task_name": name, "task_uuid": uuid, "old_state": tf_states.RUNNING,

@@ -20,8 +20,9 @@ things:
      task's results;
    * the flow reaches a final state (``SUCCESS``, ``REVERTED``, ``FAILURE``) or is
      ``SUSPENDED``;
-   * the runner asks (:meth:`flush`), once after the engine is prepared, so the flow detail,
-     its atoms and its store exist before the first task runs.
+   * a reader asks (:meth:`flush`). A new flow is first written by its own first
+     boundary, with its detail, atoms and store together (and, when :attr:`first_write`
+     is set, whatever that adds: the request's claim), never by a flush of every flow.
 
    A 7-task flow costs 9 commits. The one behavioural difference from stock TaskFlow: a task
    that *finished* just before a crash is recorded as ``RUNNING`` and runs again on resume.
@@ -49,6 +50,7 @@ from taskflow.persistence import models as tf_models
 from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
 
 from blockmgr import exception
+from blockmgr.db import session as db_session
 from blockmgr.db import transaction
 from blockmgr.flows import logbook_schema
 from blockmgr.flows import taskflow_compat
@@ -88,8 +90,10 @@ DEADLOCK_RETRIES = 5
 def create_engine(url: str) -> sa.engine.Engine:
     """A pooled engine; for SQLite with the pragmas TaskFlow never sets."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600,
-                                isolation_level="READ COMMITTED")
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600,
+                                  isolation_level="READ COMMITTED")
+        db_session.trim_pool_round_trips(engine)
+        return engine
     in_memory = url in taskflow_compat.SQLITE_IN_MEMORY
     engine = sa.create_engine(
         url, poolclass=sa_pool.StaticPool if in_memory else sa_pool.QueuePool,
@@ -149,6 +153,11 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         self._deferrable: set[str] = set()      # atoms whose RUNNING may wait (declare_atoms)
         self._closing: set[str] = set()         # atoms that end their flow (declare_atoms)
         self._closed: dict[str, set[str]] = {}  # flow closed by a task -> its atom uuids
+        #: Called as ``first_write(conn, flow_uuid)`` in the transaction of each flow's
+        #: first write (the request ledger's deferred claim, ``ledger.claim_in``): what it
+        #: returns (if anything) is called once that transaction committed; what it raises
+        #: rolls the write back and reaches the engine unwrapped.
+        self.first_write: Callable | None = None
 
     def make_connection(self, upgrade_lock):
         return _Connection(self, upgrade_lock)
@@ -328,6 +337,8 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                 if staged is not None and (staged.flow is not None or staged.atoms):
                     try:
                         self._write(uuid, staged)
+                    except exception.RequestNotClaimed:
+                        raise   # nothing of the flow is written; its runner discards it
                     except Exception as exc:
                         # Kept for the next flush: each staged state was reached by the
                         # engine (a boundary whose write failed stopped the side effect
@@ -353,9 +364,11 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         """
         state = staged.flow.state if staged.flow is not None else None
         prune = self.prune_on_finish and state in PRUNABLE_FLOW_STATES
-        transaction.run(self.engine.begin,
-                        lambda conn: self._write_rows(conn, flow_uuid, staged, prune),
-                        attempts=DEADLOCK_RETRIES, connection=False, what="Logbook write")
+        committed = transaction.run(
+            self.engine.begin, lambda conn: self._write_rows(conn, flow_uuid, staged, prune),
+            attempts=DEADLOCK_RETRIES, connection=False, what="Logbook write")
+        if committed is not None:
+            committed()
         with self._lock:
             if prune or state in FINAL_FLOW_STATES:
                 self._forget(flow_uuid)
@@ -365,9 +378,14 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                 self._stored.add(flow_uuid)
                 self._stored.update(staged.atoms)
 
-    def _write_rows(self, conn, flow_uuid: str, staged: _Staged, prune: bool) -> None:
-        """The statements of one write of ``flow_uuid``, on ``conn`` (in a transaction)."""
+    def _write_rows(self, conn, flow_uuid: str, staged: _Staged,
+                    prune: bool) -> Callable[[], None] | None:
+        """The statements of one write of ``flow_uuid``, on ``conn`` (in a transaction);
+        returns what :attr:`first_write` asked to call after the commit."""
         transaction.read_committed(conn)
+        committed = None
+        if self.first_write is not None and flow_uuid in self._parents:
+            committed = self.first_write(conn, flow_uuid)
         if prune:
             conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
             conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
@@ -392,6 +410,16 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
                 conn.execute(_UPDATE_ATOM, updates)
             if inserts:
                 conn.execute(_INSERT_ATOM, inserts)
+        return committed
+
+    def discard(self, flow_uuid: str) -> None:
+        """Forget a flow that was never written (its run stopped before its first write
+        committed): nothing of it is staged or remembered any more."""
+        with self._lock:
+            self._staged.pop(flow_uuid, None)
+            self._closed.pop(flow_uuid, None)
+            self._writing.pop(flow_uuid, None)
+            self._forget(flow_uuid)
 
     def _forget(self, flow_uuid: str) -> None:
         atoms = [a for a, f in self._atom_flow.items() if f == flow_uuid]

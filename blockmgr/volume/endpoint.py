@@ -87,7 +87,7 @@ class VolumeEndpoint:
     # --- flows (VolumeManager) ----------------------------------------------------------
 
     @_cast
-    @bm_ledger.served
+    @bm_ledger.served(defer_claim=True)   # reads only before its flow's first write
     def create_volume(self, context, volume_id, request_spec=None, filter_properties=None,
                       allow_reschedule=True):
         return self.manager.create_volume(context, volume_id, request_spec=request_spec,

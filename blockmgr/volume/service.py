@@ -212,9 +212,17 @@ class BackendService:
         from blockmgr import ledger
         from blockmgr.volume import ledger_hooks
 
-        return ledger.Ledger(self.db, self.conf, owner_prefix=self.member_host,
-                             targets=[self.host],
-                             hooks=ledger_hooks.BackendRequestHooks(self.manager))
+        backend_ledger = ledger.Ledger(self.db, self.conf, owner_prefix=self.member_host,
+                                       targets=[self.host],
+                                       hooks=ledger_hooks.BackendRequestHooks(self.manager))
+        # A create's first claim rides on its flow's first write when that write is in
+        # the service database and made here (a cluster's flows run on a member's
+        # conductor, from the jobboard).
+        runner = self.manager.runner
+        backend_ledger.defer_first_claims = (
+            getattr(runner, "board", None) is None
+            and getattr(runner.backend, "closes_flows", False))
+        return backend_ledger
 
     def _ring(self, row) -> None:
         """Cast ledger request ``row`` to this backend's queue (a cluster's: any member)."""

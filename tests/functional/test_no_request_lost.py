@@ -122,8 +122,9 @@ def test_every_accepted_create_ends_available_when_a_daemon_stops(db_backend, db
 @pytest.mark.parametrize("db_backend", ["mysql"])
 def test_a_worker_killed_between_its_claim_and_the_flow_loses_nothing(db_backend, db_url,
                                                                      tmp_path):
-    """The crash boundary after a worker claimed a request and before its flow's first
-    write: the restarted worker takes its dead predecessor's claim back and runs it."""
+    """The crash boundary just after a worker's claim committed (a create's claim is
+    written with its flow's first write): the restarted worker takes its dead
+    predecessor's claim back and finishes the request."""
     require_service("rabbitmq")
     with private_vhost() as vhost, Cluster(tmp_path, db_url, hosts={"a": {}},
                                            rabbit_url=vhost) as cluster:

@@ -13,6 +13,7 @@ from oslo_config import cfg
 import blockmgr
 from blockmgr import exception
 from blockmgr.cmd import scheduler as scheduler_cmd
+from tests.conftest import require_service
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -149,15 +150,6 @@ def test_config_generator_prints_no_eventlet_warning(tmp_path):
 
 # --- systemd readiness and the daemon's health endpoint ---------------------------------------
 
-def _rabbit_answers() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
 
 @pytest.mark.slow
 def test_scheduler_tells_systemd_it_is_ready_and_serves_its_health(shared_config, tmp_path):
@@ -172,8 +164,7 @@ def test_scheduler_tells_systemd_it_is_ready_and_serves_its_health(shared_config
     import threading
     import urllib.request
 
-    if not _rabbit_answers():
-        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    require_service("rabbitmq")   # under CI=true a failure, never a skip
     shared_config.write_text(shared_config.read_text()
                              + "\n[metrics]\nenabled = true\nscheduler_port = 0\n")
     synced = _run(BIN / "blockmgr-manage", "--config-file", shared_config, "db", "sync")
