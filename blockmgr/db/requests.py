@@ -94,22 +94,35 @@ def claim(session: Session, request_id: str, owner: str, ttl: float,
     return RequestRow.from_row(row)
 
 
-_CLAIM_FIRST = _T.update().where(
-    _C.id == sa.bindparam("b_id"), _C.state == PENDING, _C.attempts == 0,
-    sa.or_(_C.claim_expires_at.is_(None), _C.claim_expires_at <= sa.bindparam("b_now")),
-    _C.target.in_(sa.bindparam("b_targets", expanding=True))).values(
-    state=CLAIMED, claimed_by=sa.bindparam("b_owner"),
-    claim_expires_at=sa.bindparam("b_expires"), attempts=1,
-    updated_at=sa.bindparam("b_now"))
+def _claim_first_statement(target_clause):
+    return _T.update().where(
+        _C.id == sa.bindparam("b_id"), _C.state == PENDING, _C.attempts == 0,
+        sa.or_(_C.claim_expires_at.is_(None), _C.claim_expires_at <= sa.bindparam("b_now")),
+        target_clause).values(
+        state=CLAIMED, claimed_by=sa.bindparam("b_owner"),
+        claim_expires_at=sa.bindparam("b_expires"), attempts=1,
+        updated_at=sa.bindparam("b_now"))
+
+
+# One target (a backend's own) compares with "=": an IN list is an expanding parameter,
+# rendered into the cached statement again at every execution.
+_CLAIM_FIRST_ONE = _claim_first_statement(_C.target == sa.bindparam("b_target"))
+_CLAIM_FIRST_ANY = _claim_first_statement(
+    _C.target.in_(sa.bindparam("b_targets", expanding=True)))
 
 
 def claim_first(conn, request_id: str, owner: str, ttl: float, targets) -> bool:
     """The common case of :func:`claim` in one prebuilt statement: a request never claimed
     before, pending and due. True if ``owner`` won it (nothing is read back)."""
     now = models.utcnow()
-    return conn.execute(_CLAIM_FIRST, {
-        "b_id": request_id, "b_now": now, "b_targets": list(targets), "b_owner": owner,
-        "b_expires": now + dt.timedelta(seconds=ttl)}).rowcount == 1
+    params = {"b_id": request_id, "b_now": now, "b_owner": owner,
+              "b_expires": now + dt.timedelta(seconds=ttl)}
+    targets = list(targets)
+    if len(targets) == 1:
+        params["b_target"] = targets[0]
+        return conn.execute(_CLAIM_FIRST_ONE, params).rowcount == 1
+    params["b_targets"] = targets
+    return conn.execute(_CLAIM_FIRST_ANY, params).rowcount == 1
 
 
 def get_row(session: Session, request_id: str) -> RequestRow | None:

@@ -103,6 +103,19 @@ def read_committed(conn) -> None:
     READ InnoDB takes next-key locks there, which deadlock with other flows' inserts. One
     statement; an isolation option on the connection would cost a SET plus a COMMIT when
     it is checked out and again when it is returned.
+
+    It is sent on the driver's own cursor: a statement with no parameters and no result
+    does not need SQLAlchemy's execution path, which costs several times its round trip.
+    If the driver refuses, the statement is run once more through SQLAlchemy, so what is
+    raised is translated like every other database error (oslo.db's ``DBError`` family).
     """
-    if conn.dialect.name != "sqlite":
+    if conn.dialect.name == "sqlite":
+        return
+    try:
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(READ_COMMITTED_NEXT)
+        finally:
+            cursor.close()
+    except conn.dialect.loaded_dbapi.Error:
         conn.exec_driver_sql(READ_COMMITTED_NEXT)

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from blockmgr.db import session as db_session
+from blockmgr.db import transaction
 from tests.conftest import _admin_engine
 from tests.conftest import create_database
 
@@ -68,3 +69,30 @@ def test_a_committed_transaction_is_not_rolled_back_on_mariadb(mariadb_database)
             conn.exec_driver_sql("SELECT 1")
     # Only the counting read's own rollback (one pooled connection served every one).
     assert rollbacks() == before + 1
+
+
+def _isolation(conn, other) -> str:
+    """READ COMMITTED or REPEATABLE READ, by what ``conn``'s transaction sees of a row
+    another connection commits between two reads."""
+    before = conn.exec_driver_sql("SELECT COUNT(*) FROM isolation_probe").scalar()
+    with other.begin() as writer:
+        writer.exec_driver_sql("INSERT INTO isolation_probe (id) VALUES (1)")
+    after = conn.exec_driver_sql("SELECT COUNT(*) FROM isolation_probe").scalar()
+    return "READ COMMITTED" if after > before else "REPEATABLE READ"
+
+
+def test_read_committed_sets_the_transaction_it_starts(mariadb_database):
+    """``transaction.read_committed`` (sent on the driver's cursor) makes the transaction
+    READ COMMITTED; the next one is back at the server's REPEATABLE READ."""
+    engine = mariadb_database.engine
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE isolation_probe (id INTEGER)")
+    other = sa.create_engine(engine.url)
+    try:
+        with engine.begin() as conn:
+            transaction.read_committed(conn)
+            assert _isolation(conn, other) == "READ COMMITTED"
+        with engine.begin() as conn:
+            assert _isolation(conn, other) == "REPEATABLE READ"
+    finally:
+        other.dispose()
