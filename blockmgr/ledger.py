@@ -16,7 +16,9 @@ only a wake-up call. The rules:
   (the scheduler: ``scheduler``; a volume backend: its ``host@backend`` or cluster name)
   when it starts, before consuming, and every ``[requests] sweep_interval``: what is
   pending with no message coming (lost, never sent) or whose claim expired (its process
-  died) is rung again through the target's queue.
+  died) is rung again through the target's queue. A periodic sweep leaves a request never
+  claimed alone until it has not changed for a whole interval: its message is most likely
+  still queued, and a second one would only be a duplicate to discard.
 * **A first claim may ride on the first write.** A backend that runs its flows itself,
   with their logbook in the service database, defers the first claim of a create to the
   transaction of its flow's first write (:func:`claim_in`), which then records the claim,
@@ -323,21 +325,26 @@ class Ledger:
         interval = self.conf.requests.sweep_interval
         self._timers = [
             periodic.PeriodicTimer("sweep-%s" % self.owner, interval,
-                                   lambda: self.sweep(ring, idle),
+                                   lambda: self.sweep(ring, idle, quiet_for=interval),
                                    initial_delay=interval).start(),
             periodic.PeriodicTimer("claims-%s" % self.owner, self.ttl / 3, self.renew,
                                    initial_delay=self.ttl / 3).start(),
         ]
         return rung
 
-    def sweep(self, ring, idle: Callable[[], bool] | None = None) -> int:
+    def sweep(self, ring, idle: Callable[[], bool] | None = None,
+              quiet_for: float = 0.0) -> int:
         """Ring the requests of this process's targets that may be claimed now; prune
-        finished ones past their retention. Returns how many were rung."""
+        finished ones past their retention. Returns how many were rung.
+
+        ``quiet_for`` (periodic sweeps: the sweep interval): a request never claimed is
+        rung only once it has not changed for that long -- a younger one's message is
+        still on its way, and ringing it again would only make a duplicate to discard."""
         if self._stopping.is_set() or (idle is not None and not idle()):
             return 0
         with self.db.reader() as session:
             rows = db_requests.claimable(session, self.targets,
-                                         self.conf.requests.sweep_batch)
+                                         self.conf.requests.sweep_batch, quiet_for)
         rung = 0
         for row in rows:
             if row.id in self.running:

@@ -130,12 +130,20 @@ def get_row(session: Session, request_id: str) -> RequestRow | None:
     return RequestRow.from_row(row) if row is not None else None
 
 
-def claimable(session: Session, targets, limit: int) -> list[RequestRow]:
-    """Requests of ``targets`` that may be claimed now, oldest first (not claimed)."""
+def claimable(session: Session, targets, limit: int,
+              quiet_for: float = 0.0) -> list[RequestRow]:
+    """Requests of ``targets`` that may be claimed now, oldest first (not claimed).
+
+    ``quiet_for``: of the requests never claimed or given back (no claim expiry: their
+    message may still be on its way), only those unchanged for that many seconds; a claim
+    that expired or a request given back with a date (:func:`release`) counts at once."""
     now = models.utcnow()
+    where = [_claimable(now), _C.target.in_(list(targets))]
+    if quiet_for > 0:
+        where.append(sa.or_(_C.claim_expires_at.is_not(None),
+                            _C.updated_at <= now - dt.timedelta(seconds=quiet_for)))
     return [RequestRow.from_row(row) for row in session.execute(
-        sa.select(_T).where(_claimable(now), _C.target.in_(list(targets)))
-        .order_by(_C.created_at).limit(limit))]
+        sa.select(_T).where(*where).order_by(_C.created_at).limit(limit))]
 
 
 def renew(session: Session, owner: str, ttl: float) -> int:
@@ -143,6 +151,12 @@ def renew(session: Session, owner: str, ttl: float) -> int:
     now = models.utcnow()
     return session.execute(_T.update().where(_C.state == CLAIMED, _C.claimed_by == owner)
                            .values(claim_expires_at=now + dt.timedelta(seconds=ttl))).rowcount
+
+
+def _now_due() -> dt.datetime:
+    """The claim expiry of a request given back with no message coming: claimable now,
+    and rung by the next sweep however recently it changed (:func:`claimable`)."""
+    return models.utcnow()
 
 
 def release_previous_claims(session: Session, targets, owner_prefix: str, owner: str) -> int:
@@ -154,7 +168,7 @@ def release_previous_claims(session: Session, targets, owner_prefix: str, owner:
         _C.claimed_by.like(owner_prefix.replace("%", r"\%").replace("_", r"\_") + "%",
                            escape="\\"),
         _C.claimed_by != owner).values(
-        state=PENDING, claimed_by=None, claim_expires_at=None,
+        state=PENDING, claimed_by=None, claim_expires_at=_now_due(),
         updated_at=models.utcnow())).rowcount
 
 
@@ -190,7 +204,7 @@ def release_all(session: Session, owner: str, keep=()) -> int:
     if keep:
         where.append(_C.id.notin_(list(keep)))
     return session.execute(_T.update().where(*where).values(
-        state=PENDING, claimed_by=None, claim_expires_at=None,
+        state=PENDING, claimed_by=None, claim_expires_at=_now_due(),
         updated_at=models.utcnow())).rowcount
 
 

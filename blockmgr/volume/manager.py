@@ -108,6 +108,9 @@ class VolumeManager:
                 "request_spec": request_spec, "filter_properties": dict(filter_properties or {}),
                 "allow_reschedule": bool(allow_reschedule)},
                 transient={"volume_row": dataclasses.asdict(volume)})
+        if isinstance(outcome.failure, exception.RequestNotClaimed):
+            self.capacity.subtract(volume.host, volume.size)   # nothing was written
+            raise outcome.failure
         if not outcome.succeeded:
             # Refused, failed or rescheduled: count again from the rows rather than guess
             # which of those the flow's outcome was.

@@ -228,6 +228,27 @@ def test_sweep_rings_what_may_be_claimed_and_prunes_old_finished_requests(conf, 
     assert book.sweep(rung.append, idle=lambda: False) == 0   # a busy process rings nothing
 
 
+def test_a_periodic_sweep_leaves_a_fresh_request_to_its_message(conf, db):
+    """A request recorded moments ago has its cast on the way: a periodic sweep (quiet for
+    an interval) does not ring it; once it stayed unchanged that long, or when it was given
+    back by a process that stopped or failed an attempt, it is rung."""
+    fresh, quiet, given_back, retried = (_add(db, _volume(db)) for _ in range(4))
+    table = models.Request.__table__
+    with db.writer() as session:
+        session.execute(table.update().where(models.Request.id == quiet).values(
+            updated_at=models.utcnow() - dt.timedelta(seconds=11)))
+        db_requests.claim(session, given_back, "w/1", 30)
+        db_requests.release_all(session, "w/1")
+        db_requests.claim(session, retried, "w/1", 30)
+        db_requests.release(session, retried, "w/1", models.utcnow(), "lost connection")
+    rung = []
+    assert _ledger(conf, db).sweep(rung.append, quiet_for=10.0) == 3
+    assert {r.id for r in rung} == {quiet, given_back, retried}
+    rung.clear()
+    assert _ledger(conf, db).sweep(rung.append) == 4   # at start: everything claimable
+    assert fresh in {r.id for r in rung}
+
+
 # --- a volume backend's requests taken over after a crash -----------------------------------
 
 @pytest.fixture

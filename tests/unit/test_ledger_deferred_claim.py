@@ -121,6 +121,7 @@ def test_a_request_held_elsewhere_is_not_run_and_nothing_is_written(env):
     with db.writer() as session:
         assert db_requests.claim(session, rid, "node2@fake/other", 60) is not None
     assert env.create_volume(CTX, vid, request_id=rid) is None
+    assert not any(env.manager.capacity.snapshot().values())
     assert not [c for c in env.driver.calls if c.method == "create_volume"]
     assert _status(db, vid) == "creating"
     assert _flow_rows(db) == 0
