@@ -42,6 +42,7 @@ from blockmgr.db import repository
 from blockmgr.flows import common
 from blockmgr.flows import faults
 from blockmgr.flows import linear
+from blockmgr.flows import memory_persistence
 from blockmgr.flows import persistence
 from blockmgr.flows import taskflow_compat
 
@@ -59,7 +60,7 @@ def open_persistence(conf, db=None):
     url = conf.flows.persistence_connection or conf.database.connection
     prune_on_finish = conf.flows.finished_flow_retention == 0
     if url == "memory":
-        return persistence.MemoryPersistence(prune_on_finish=prune_on_finish)
+        return memory_persistence.MemoryPersistence(prune_on_finish=prune_on_finish)
     # Share the service's pool, except on SQLite where oslo.db forces a NullPool (a
     # connect, the pragmas and a WAL checkpoint per transaction); ours pools.
     share = db is not None and db.url == url and not url.startswith("sqlite")

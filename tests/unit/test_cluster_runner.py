@@ -24,6 +24,7 @@ from blockmgr.db import models
 from blockmgr.db import repository
 from blockmgr.flows import create_volume as create_flow
 from blockmgr.flows import engine as flow_engine
+from blockmgr.flows import memory_persistence
 from blockmgr.flows import persistence
 from blockmgr.notifications import MemoryNotifier
 from blockmgr.quota import QuotaEngine
@@ -226,5 +227,5 @@ def test_memory_persistence_is_refused_in_cluster_mode(conf):
 
     conf.set_override("jobboard_url", REDIS_URL, group="cluster")
     with pytest.raises(exception.ConfigurationError) as info:
-        cluster_member.ClusterMember(conf, "c@lb", "h@lb", persistence.MemoryPersistence())
+        cluster_member.ClusterMember(conf, "c@lb", "h@lb", memory_persistence.MemoryPersistence())
     assert "persistence_connection" in info.value.msg

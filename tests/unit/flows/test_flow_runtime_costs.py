@@ -25,6 +25,7 @@ from blockmgr.db import requests as db_requests
 from blockmgr.flows import common
 from blockmgr.flows import create_volume
 from blockmgr.flows import engine as flow_engine
+from blockmgr.flows import memory_persistence
 from blockmgr.flows import persistence
 from blockmgr.flows import taskflow_compat
 from blockmgr.notifications import MemoryNotifier
@@ -68,7 +69,7 @@ def _run(runner, factory=three_steps, store=None, **kwargs):
 # --- flow pool ------------------------------------------------------------------------------
 
 def test_flows_are_built_once_per_factory_and_arguments():
-    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    runner = flow_engine.FlowRunner(memory_persistence.MemoryPersistence(), "h@b")
     BUILT.clear()
     for _ in range(3):
         assert _run(runner).succeeded
@@ -95,7 +96,7 @@ def test_a_flow_whose_run_raised_is_not_reused():
 
 
 def test_flow_detail_records_the_factory_for_recovery():
-    backend = persistence.MemoryPersistence(prune_on_finish=False)
+    backend = memory_persistence.MemoryPersistence(prune_on_finish=False)
     runner = flow_engine.FlowRunner(backend, "h@b")
     outcome = _run(runner, factory_kwargs={"tag": "z"})
     detail = outcome.engine.storage._flowdetail
@@ -104,7 +105,7 @@ def test_flow_detail_records_the_factory_for_recovery():
 
 
 def test_cached_validation_still_refuses_a_store_missing_a_name():
-    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    runner = flow_engine.FlowRunner(memory_persistence.MemoryPersistence(), "h@b")
     assert _run(runner).succeeded
     outcome = _run(runner, store={})   # volume_id missing
     assert isinstance(outcome.failure, tf_exc.MissingDependencies)
@@ -136,7 +137,7 @@ def test_storage_retries_a_storage_failure_like_stock_taskflow(monkeypatch):
 # --- the in-process registry ("persistence_connection = memory") ------------------------------
 
 def test_memory_registry_drops_finished_flows():
-    backend = persistence.MemoryPersistence()
+    backend = memory_persistence.MemoryPersistence()
     runner = flow_engine.FlowRunner(backend, "h@b")
     for _ in range(5):
         assert _run(runner).succeeded
@@ -144,7 +145,7 @@ def test_memory_registry_drops_finished_flows():
 
 
 def test_memory_registry_keeps_finished_flows_until_pruned_when_asked():
-    backend = persistence.MemoryPersistence(prune_on_finish=False)
+    backend = memory_persistence.MemoryPersistence(prune_on_finish=False)
     runner = flow_engine.FlowRunner(backend, "h@b")
     outcome = _run(runner)
     assert runner.unfinished() == [] and outcome.flow_id in backend._flows
@@ -152,7 +153,7 @@ def test_memory_registry_keeps_finished_flows_until_pruned_when_asked():
 
 
 def test_memory_registry_keeps_a_failed_revert_for_an_operator():
-    backend = persistence.MemoryPersistence()
+    backend = memory_persistence.MemoryPersistence()
     runner = flow_engine.FlowRunner(backend, "h@b")
     outcome = runner.run(broken_flow, store={}, runtime=_runtime(), kind="volume",
                          resource_id="v1")
@@ -179,7 +180,7 @@ def peek_flow():
 
 
 def test_memory_registry_lists_a_running_flow_as_unfinished():
-    backend = persistence.MemoryPersistence()
+    backend = memory_persistence.MemoryPersistence()
     runner = flow_engine.FlowRunner(backend, "h@b")
     SEEN.clear()
     runtime = common.FlowRuntime(db=None, quota=None, driver=None, notifier=None,
@@ -572,7 +573,7 @@ def shapes_flow(shape: str = "linear"):
 def test_flows_of_every_shape_run_as_on_stock_taskflow(shape):
     """The runner (the linear path for a linear flow, the engine otherwise) runs every atom
     that stock TaskFlow runs, once, after its predecessors."""
-    runner = flow_engine.FlowRunner(persistence.MemoryPersistence(), "h@b")
+    runner = flow_engine.FlowRunner(memory_persistence.MemoryPersistence(), "h@b")
     RAN.clear()
     outcome = runner.run(shapes_flow, factory_kwargs={"shape": shape}, store={},
                          runtime=_runtime(), kind="volume", resource_id="v1")
