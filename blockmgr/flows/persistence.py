@@ -75,10 +75,11 @@ _UPDATE_ATOM = TABLES.atomdetails.update().where(
     TABLES.atomdetails.c.uuid == sa.bindparam("b_uuid"))
 _INSERT_FLOW = TABLES.flowdetails.insert()
 _INSERT_ATOM = TABLES.atomdetails.insert()
+#: Deletes a flow detail and, through TaskFlow's ``ON DELETE CASCADE`` foreign key (in its
+#: tables and its migrations; SQLite logbooks run with ``foreign_keys = ON``), its atoms:
+#: one statement where two would cost a second execution for the same server work.
 _DELETE_FLOW = TABLES.flowdetails.delete().where(
     TABLES.flowdetails.c.uuid == sa.bindparam("b_uuid"))
-_DELETE_ATOMS = TABLES.atomdetails.delete().where(
-    TABLES.atomdetails.c.parent_uuid == sa.bindparam("b_parent"))
 
 
 #: Attempts of one logbook write when the server picks it as a deadlock victim.
@@ -279,7 +280,6 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         with self._lock:
             stored = flow_uuid in self._stored
         if stored:
-            conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
             conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
         return functools.partial(self._closed_by_task, flow_uuid)
 
@@ -385,7 +385,6 @@ class FlowPersistence(taskflow_compat.SharedTablesBackend):
         if self.first_write is not None and flow_uuid in self._parents:
             committed = self.first_write(conn, flow_uuid)
         if prune:
-            conn.execute(_DELETE_ATOMS, {"b_parent": flow_uuid})
             conn.execute(_DELETE_FLOW, {"b_uuid": flow_uuid})
         else:
             # Parameter dicts against fixed statements: compiled once, then cached

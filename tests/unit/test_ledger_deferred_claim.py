@@ -80,9 +80,11 @@ def _status(db, volume_id) -> str:
 
 
 def _flow_rows(db) -> int:
+    """Flow details and atom details left in the logbook."""
     with db.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).select_from(
-            persistence.TABLES.flowdetails)).scalar()
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()
+                   for table in (persistence.TABLES.flowdetails,
+                                 persistence.TABLES.atomdetails))
 
 
 def _create_counting_commits(env, volume_id, request_id) -> int:

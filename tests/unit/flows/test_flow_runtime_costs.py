@@ -313,12 +313,16 @@ def test_create_volume_ends_its_flow_and_request_with_its_last_write(sqlite_data
             assert repository.get(session, models.Volume, volume_id).status == "available"
             assert db_requests.get(session, request_id).state == "done"
         assert volume_id not in backend.unfinished_flow_uuids()
-        last = [s.split()[0:3] for s in statements[-4:]]
-        assert last == [["UPDATE", "volumes", "SET"], ["DELETE", "FROM", "atomdetails"],
-                        ["DELETE", "FROM", "flowdetails"], ["UPDATE", "requests", "SET"]]
+        # The flow detail's deletion takes its atoms with it (ON DELETE CASCADE).
+        last = [s.split()[0:3] for s in statements[-3:]]
+        assert last == [["UPDATE", "volumes", "SET"], ["DELETE", "FROM", "flowdetails"],
+                        ["UPDATE", "requests", "SET"]]
         with sqlite_database.engine.connect() as conn:
             assert conn.exec_driver_sql(
                 "SELECT count(*) FROM flowdetails WHERE uuid = ?", (volume_id,)).scalar() == 0
+            assert conn.exec_driver_sql(
+                "SELECT count(*) FROM atomdetails WHERE parent_uuid = ?",
+                (volume_id,)).scalar() == 0
 
 
 def test_create_volume_reads_the_row_once_and_a_resumed_create_reads_it_again(
