@@ -72,7 +72,7 @@ class ClusterMember:
                                          opts.claim_renew_interval, on_lost=on_lost).start()
         self.runner = cluster_runner.ClusterFlowRunner(
             persistence, cluster_host, board=self.board, keeper=self.keeper,
-            locks=self.locks, fault=fault)
+            locks=self.locks, fault=fault, idle_flows=conf.rpc_worker_threads)
         LOG.info("%s joins cluster %s as %s (claims live %d s, renewed every %.1f s)",
                  member_host, cluster_host, self.owner, opts.claim_ttl,
                  opts.claim_renew_interval)

@@ -47,8 +47,8 @@ class ClusterFlowRunner(flow_engine.FlowRunner):
     """
 
     def __init__(self, backend, cluster_host: str, *, board, keeper, locks,
-                 fault: tuple[str, str] | None = None):
-        super().__init__(backend, cluster_host, fault=fault)
+                 fault: tuple[str, str] | None = None, idle_flows: int = 16):
+        super().__init__(backend, cluster_host, fault=fault, idle_flows=idle_flows)
         self.board = board
         self.keeper = keeper
         self.locks = locks

@@ -103,11 +103,15 @@ class FlowOutcome:
 class FlowRunner:
     """Launches and resumes the flows of one backend host on one persistence backend."""
 
-    def __init__(self, backend, host: str, *, fault: tuple[str, str] | None = None):
+    def __init__(self, backend, host: str, *, fault: tuple[str, str] | None = None,
+                 idle_flows: int = 16):
+        """``idle_flows``: built flows kept per operation for reuse (:class:`FlowPool`); as
+        many as the flows that run at once (the RPC worker threads), or a run that finds
+        every kept copy in use builds a new one."""
         self.backend = backend
         self.host = host
         self.fault = fault
-        self._flows = FlowPool()
+        self._flows = FlowPool(max_idle=idle_flows)
         self.book = tf_models.LogBook("blockmgr-volume:%s" % host, uuid=book_uuid(host))
         self.book.meta = {"host": host}
         if getattr(backend, "closes_flows", False):
@@ -486,7 +490,7 @@ class FlowPool:
     most ``max_idle`` copies per key are kept.
     """
 
-    def __init__(self, max_idle: int = 8):
+    def __init__(self, max_idle: int = 16):
         self.max_idle = max_idle
         self._idle: dict[tuple, list[PooledFlow]] = {}
         self._lock = threading.Lock()

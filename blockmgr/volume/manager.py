@@ -66,7 +66,7 @@ class VolumeManager:
         self.reschedule = reschedule
         self.runner = runner or flow_engine.FlowRunner(
             flow_engine.open_persistence(conf, db), self.host,
-            fault=faults.configured(conf))
+            fault=faults.configured(conf), idle_flows=conf.rpc_worker_threads)
         self.locks = locks or bm_locks.LockRegistry()
         self.capacity = bm_capacity.AllocatedCapacity()
         #: What the driver implements, recorded when its class loaded (checked then): ask

@@ -6,6 +6,7 @@ transaction reserve of a flow's quota task, and SQLite readers that do not take 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -84,6 +85,18 @@ def test_concurrent_runs_never_share_a_flow():
         assert first.flow is not second.flow
     with pool.checkout(three_steps, {}) as again:
         assert again.flow in (first.flow, second.flow)
+
+
+def test_a_runner_keeps_a_flow_for_each_of_its_worker_threads(sqlite_database, conf):
+    """A worker whose 16 threads all run a create at once keeps all 16 flows for their next
+    runs: a thread never builds one while every kept copy is busy."""
+    conf.set_override("rpc_worker_threads", 16)
+    pool = _manager(sqlite_database, conf).runner._flows
+    with contextlib.ExitStack() as stack:
+        first = [stack.enter_context(pool.checkout(three_steps, {})) for _ in range(16)]
+    with contextlib.ExitStack() as stack:
+        again = [stack.enter_context(pool.checkout(three_steps, {})) for _ in range(16)]
+    assert {id(p.flow) for p in again} == {id(p.flow) for p in first}
 
 
 def test_a_flow_whose_run_raised_is_not_reused():
