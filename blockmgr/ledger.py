@@ -81,6 +81,8 @@ class Served:
     #: Not claimed yet: the flow's first write claims it (:func:`claim_in`), or
     #: :func:`ensure_claimed` before anything else is written.
     claim_deferred: bool = False
+    #: A deferred claim was sent at least once (its commit may have happened unseen).
+    claim_sent: bool = False
 
 
 _current: contextvars.ContextVar[Served | None] = contextvars.ContextVar(
@@ -275,9 +277,9 @@ class Ledger:
     # is built for them (a session costs about as much again as the statement).
 
     @_transient
-    def _claim_deferred(self, request_id: str) -> bool:
+    def _claim_deferred(self, served_now: Served) -> bool:
         with self.db.engine.begin() as conn:
-            return _claim_first_in(conn, request_id, self)
+            return _claim_first_in(conn, served_now)
 
     @_transient
     def _claim(self, request_id: str):
@@ -424,12 +426,16 @@ def hand_off(session, target: str, action: str, arguments: dict) -> str | None:
     return served_now.row.id
 
 
-def _claim_first_in(conn, request_id: str, ledger: Ledger) -> bool:
-    """Claim ``request_id`` for ``ledger`` on ``conn`` as a first claim; True also when
-    ``ledger`` holds it already (its earlier claim committed, then the connection was lost
-    before the commit was confirmed)."""
+def _claim_first_in(conn, served_now: Served) -> bool:
+    """Claim ``served_now``'s request on ``conn`` as a first claim. True also when this
+    run sent the claim before and its ledger holds the request now: that commit happened,
+    then the connection was lost before it was confirmed."""
+    ledger, request_id = served_now.ledger, served_now.row.id
+    sent_before, served_now.claim_sent = served_now.claim_sent, True
     if db_requests.claim_first(conn, request_id, ledger.owner, ledger.ttl, ledger.targets):
         return True
+    if not sent_before:
+        return False
     row = db_requests.get(conn, request_id)
     return (row is not None and row.state == db_requests.CLAIMED
             and row.claimed_by == ledger.owner)
@@ -466,7 +472,7 @@ def claim_in(conn, flow_id: str) -> Callable[[], None] | None:
     served_now = _current.get()
     if served_now is None or not served_now.claim_deferred or served_now.row.id != flow_id:
         return None
-    if not _claim_first_in(conn, flow_id, served_now.ledger):
+    if not _claim_first_in(conn, served_now):
         raise exception.RequestNotClaimed(request_id=flow_id)
     return lambda: _claimed(served_now)
 
@@ -480,7 +486,7 @@ def ensure_claimed() -> None:
     served_now = _current.get()
     if served_now is None or not served_now.claim_deferred:
         return
-    if not served_now.ledger._claim_deferred(served_now.row.id):
+    if not served_now.ledger._claim_deferred(served_now):
         raise exception.RequestNotClaimed(request_id=served_now.row.id)
     _claimed(served_now)
 

@@ -202,3 +202,18 @@ def test_a_second_message_during_a_deferred_run_is_dropped(env, monkeypatch):
     assert seconds == [None]
     assert len([c for c in env.driver.calls if c.method == "create_volume"]) == 1
     assert _request_row(db, rid).state == "done"
+
+
+def test_a_claim_this_process_left_behind_is_not_taken_for_a_first_claim(env):
+    """A claim of this very process still live (an earlier run could not record its
+    outcome): a new message is no first claim, even though the owner matches; the request
+    waits for its claim to expire and its precheck, as without the deferral."""
+    db = env.db
+    vid = _volume(db)
+    rid = _request(db, vid)
+    with db.writer() as session:
+        assert db_requests.claim(session, rid, env.ledger.owner, 60) is not None
+    assert env.create_volume(CTX, vid, request_id=rid) is None
+    assert not [c for c in env.driver.calls if c.method == "create_volume"]
+    assert _status(db, vid) == "creating"
+    assert _flow_rows(db) == 0
