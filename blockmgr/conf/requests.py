@@ -15,8 +15,10 @@ opts = [
     cfg.FloatOpt("sweep_interval", default=10.0, min=0.1,
                  help="Seconds between two sweeps of a volume backend or scheduler for "
                       "requests it may run that are pending (their message was lost or "
-                      "never sent) or whose claim expired. Every process also sweeps once "
-                      "when it starts, before it consumes messages."),
+                      "never sent) or whose claim expired. A request never claimed is "
+                      "taken only once it has not changed for this long (its message is "
+                      "most likely still queued). Every process also sweeps once when it "
+                      "starts, before it consumes messages, and takes every such request."),
     cfg.IntOpt("sweep_batch", default=200, min=1,
                help="Requests taken by one sweep at most; the next sweep takes the rest."),
     cfg.IntOpt("max_attempts", default=5, min=1,
