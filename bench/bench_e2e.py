@@ -104,6 +104,36 @@ class ScratchDatabase:
 
 # --- daemon -------------------------------------------------------------------------------
 
+def node_config(*, host: str, tag: str, home: Path, volumes: Path, db_url: str,
+                worker_threads: int, report_interval: int, stats_interval: int,
+                defaults: str = "", database: str = "", sections: str = "") -> str:
+    """The config file of one benchmark node (also ``bench_rest.py``'s): its ``[DEFAULT]``
+    (plus ``defaults``), ``[database]`` (plus ``database``), the loopback backend ``lb``
+    on ``volumes``, and ``sections`` (whole sections) before it."""
+    return """\
+[DEFAULT]
+host = {host}
+transport_url = {rabbit}
+control_exchange = bm-bench-{tag}
+enabled_backends = lb
+state_path = {home}/state
+rpc_worker_threads = {threads}
+report_interval = {report}
+backend_stats_polling_interval = {stats}
+graceful_shutdown_timeout = 5
+{defaults}
+[database]
+connection = {db_url}
+{database}
+{sections}[lb]
+volume_driver = loopback
+loopback_directory = {volumes}
+loopback_attach = file
+""".format(host=host, rabbit=RABBIT_URL, tag=tag, home=home, threads=worker_threads,
+           report=report_interval, stats=stats_interval, defaults=defaults, db_url=db_url,
+           database=database, sections=sections, volumes=volumes)
+
+
 def write_config(tmp: Path, db_url: str, worker_threads: int,
                  db_pool_size: int | None = None, *, tag: str, index: int = 0,
                  cluster: bool = False) -> tuple[Path, str]:
@@ -119,30 +149,11 @@ def write_config(tmp: Path, db_url: str, worker_threads: int,
     cluster_lines = ""
     if cluster:
         cluster_lines = "cluster = bench-%s\n\n[cluster]\njobboard_url = %s\n" % (tag, REDIS_URL)
-    path.write_text("""\
-[DEFAULT]
-host = {node}
-transport_url = {rabbit}
-control_exchange = bm-bench-{tag}
-enabled_backends = lb
-state_path = {home}/state
-rpc_worker_threads = {threads}
-report_interval = 10
-backend_stats_polling_interval = 60
-graceful_shutdown_timeout = 5
-log_file = {home}/volume.log
-
-[database]
-connection = {db_url}
-{pool}
-
-[lb]
-volume_driver = loopback
-loopback_directory = {volumes}
-loopback_attach = file
-{cluster}""".format(node=node, rabbit=RABBIT_URL, tag=tag, home=home, threads=worker_threads,
-           db_url=db_url, volumes=volumes, cluster=cluster_lines,
-           pool="max_pool_size = %d" % db_pool_size if db_pool_size else ""))
+    pool = "max_pool_size = %d\n" % db_pool_size if db_pool_size else ""
+    path.write_text(node_config(
+        host=node, tag=tag, home=home, volumes=volumes, db_url=db_url,
+        worker_threads=worker_threads, report_interval=10, stats_interval=60,
+        defaults="log_file = %s/volume.log\n" % home, database=pool) + cluster_lines)
     return path, ("bench-%s" % tag if cluster else node)
 
 

@@ -49,34 +49,11 @@ def free_port() -> int:
 def write_config(tmp: Path, db_url: str, tag: str, port: int, worker_threads: int) -> Path:
     """One config file for the three processes (the shared file of docs/serve.md)."""
     path = tmp / "blockmgr.conf"
-    path.write_text("""\
-[DEFAULT]
-host = bench-{tag}
-transport_url = {rabbit}
-control_exchange = bm-bench-{tag}
-enabled_backends = lb
-state_path = {tmp}/state
-rpc_worker_threads = {threads}
-report_interval = 5
-backend_stats_polling_interval = 30
-graceful_shutdown_timeout = 5
-
-[database]
-connection = {db_url}
-
-[api]
-bind_port = {port}
-
-[quota]
-volumes = -1
-gigabytes = -1
-
-[lb]
-volume_driver = loopback
-loopback_directory = {tmp}/volumes
-loopback_attach = file
-""".format(tag=tag, rabbit=e2e.RABBIT_URL, tmp=tmp, threads=worker_threads, db_url=db_url,
-           port=port))
+    path.write_text(e2e.node_config(
+        host="bench-%s" % tag, tag=tag, home=tmp, volumes=tmp / "volumes", db_url=db_url,
+        worker_threads=worker_threads, report_interval=5, stats_interval=30,
+        sections="[api]\nbind_port = %d\n\n[quota]\nvolumes = -1\ngigabytes = -1\n\n"
+        % port))
     return path
 
 
